@@ -1,0 +1,1 @@
+"""mpfn package."""

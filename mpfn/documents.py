@@ -1,0 +1,155 @@
+"""Typed state documents (pydantic v2): model versions, pools and routing policies.
+
+These are the only shapes mpfn writes to the store. They validate on read and write so an
+invalid document is rejected with an error naming the field. Keys are derived here too,
+so every component agrees on where a document lives.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+]
+Hardware = Literal["cpu", "nvidia", "amd", "intel", "tpu", "inferentia", "apple"]
+Cloud = Literal["aws", "gcp", "azure", "onprem", "local"]
+ModelFormat = Literal["onnx", "torchscript", "pytorch", "tensorflow", "gguf", "openai", "other"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Doc):
+    """One named input or output tensor; -1 in `shape` means any size."""
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: Datatype
+    shape: list[int]
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, shape: list[int]) -> list[int]:
+        if any(d < -1 for d in shape):
+            raise ValueError("dimensions must be >= 0, or -1 for 'any size'")
+        return shape
+
+
+class ArtifactRef(_Doc):
+    """Where a model's bytes live, pinned by content digest.
+
+    `reference` is `oci-layout:<dir>` for the embedded local layout, or `HOST/REPO` of a
+    registry; `digest` is the manifest digest and `blob_digest` the model file's layer.
+    """
+
+    reference: str = Field(min_length=1)
+    tag: str
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    blob_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    media_type: str
+    filename: str
+
+
+class ModelVersion(_Doc):
+    """One version of a model: what it is, where its artifact is, what it needs."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=NAME_PATTERN)
+    format: ModelFormat = "onnx"
+    artifact: ArtifactRef | None = None
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    hardware: list[Hardware] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    memory_mb: float = Field(default=0.0, ge=0)
+    load_time_ms: float | None = Field(default=None, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return model_key(self.name, self.version)
+
+
+class Pool(_Doc):
+    """A place backends run: one adapter endpoint in one cloud/region/on-prem site."""
+
+    id: str = Field(pattern=NAME_PATTERN)
+    cloud: Cloud
+    region: str = Field(default="local", min_length=1, max_length=64)
+    adapter: str = Field(default="ort", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    endpoint: HttpUrl
+    hardware: list[Hardware] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    cost_per_hour: float = Field(default=0.0, ge=0)
+    capacity: int = Field(default=1, ge=0, description="Concurrent requests it can serve")
+    memory_mb: float = Field(default=0.0, ge=0, description="Model memory budget; 0 = unknown")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models this pool serves; empty means any model whose artifact it can load",
+    )
+
+    @property
+    def key(self) -> str:
+        return pool_key(self.id)
+
+
+class Policy(_Doc):
+    """How to route one model (or `default`): targets, limits, fallbacks and splits."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    latency_slo_ms: float | None = Field(default=None, gt=0)
+    max_cost_per_1k: float | None = Field(default=None, ge=0, description="USD per 1k requests")
+    objective: Literal["slo-then-cost", "fastest", "cheapest"] = "slo-then-cost"
+    allowed_clouds: list[Cloud] = Field(default_factory=list, description="Empty = all")
+    allowed_regions: list[str] = Field(default_factory=list, description="Empty = all")
+    fallbacks: list[str] = Field(default_factory=list, description="Models to try next")
+    version_weights: dict[str, float] = Field(default_factory=dict)
+    timeout_ms: float = Field(default=30_000, gt=0)
+
+    @field_validator("version_weights")
+    @classmethod
+    def _weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for version, weight in weights.items():
+            if not _NAME_RE.match(version):
+                raise ValueError(f"invalid version name {version!r}")
+            if weight < 0:
+                raise ValueError(f"weight of version {version!r} must be >= 0")
+        if weights and sum(weights.values()) <= 0:
+            raise ValueError("at least one version weight must be > 0")
+        return weights
+
+    @model_validator(mode="after")
+    def _no_self_fallback(self) -> Policy:
+        if self.name in self.fallbacks:
+            raise ValueError(f"policy {self.name!r} lists itself as a fallback")
+        return self
+
+    @property
+    def key(self) -> str:
+        return policy_key(self.name)
+
+
+def model_key(name: str, version: str) -> str:
+    return f"models/{name}/{version}.json"
+
+
+def pool_key(pool_id: str) -> str:
+    return f"pools/{pool_id}.json"
+
+
+def policy_key(name: str) -> str:
+    return f"policies/{name}.json"
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "model-version": ModelVersion,
+    "pool": Pool,
+    "policy": Policy,
+}
