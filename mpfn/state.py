@@ -34,7 +34,7 @@ def describe_validation_error(key: str, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(document)"
         problems.append(f"{loc}: {err['msg']}")
-    return f"{key}: invalid document: " + "; ".join(problems)
+    return f"{key}: invalid: " + "; ".join(problems)
 
 
 def parse_document(key: str, body: bytes, cls: type[D]) -> D:

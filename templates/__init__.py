@@ -1,1 +1,1 @@
-"""mpfn package."""
+"""Scaffolds written by `mpfn init`."""

@@ -1,0 +1,5 @@
+"""`python -m mpfn` runs the CLI."""
+
+from mpfn.cli.main import main
+
+main()

@@ -1,0 +1,114 @@
+"""Shared CLI plumbing: resolving the state store, printing, and turning errors into one line.
+
+Commands receive a `Ctx` from `get_ctx()`; they never open stores themselves. Every error
+mpfn knows about is printed as `error: <one line>` with exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from mpfn.config import Config, ConfigError, load_config
+from mpfn.state import Documents, describe_validation_error
+from mpfn.store import Store, StoreError, open_store
+
+EXTRAS_HINT = "install the extra it belongs to, e.g. pip install 'mpfn[all]'"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A user-facing problem; printed as one line."""
+
+
+@dataclass
+class Ctx:
+    state_flag: str | None = None
+    _config: Config | None = None
+    _store: Store | None = None
+    _docs: Documents | None = field(default=None)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.state_flag)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.config.state, self.config.options)
+        return self._store
+
+    @property
+    def docs(self) -> Documents:
+        if self._docs is None:
+            self._docs = Documents(self.store)
+        return self._docs
+
+
+def get_ctx(typer_ctx: typer.Context) -> Ctx:
+    root = typer_ctx.find_root()
+    if not isinstance(root.obj, Ctx):
+        root.obj = Ctx()
+    return root.obj
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [
+        CliError, StoreError, ConfigError, ValueError, LookupError, OSError,
+    ]
+    try:
+        from mpfn.artifacts import ArtifactError
+
+        errors.append(ArtifactError)
+    except ImportError:  # pragma: no cover - artifacts are part of the core package
+        pass
+    return tuple(errors)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a command, printing known errors as one line and exiting non-zero."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ValidationError as exc:
+            fail(describe_validation_error(exc.title, exc))
+        except ModuleNotFoundError as exc:
+            fail(f"missing optional dependency {exc.name!r}: {EXTRAS_HINT}")
+        except _known_errors() as exc:
+            fail(str(exc).replace("\n", " ") or type(exc).__name__)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def as_json(doc: BaseModel) -> dict[str, Any]:
+    return doc.model_dump(mode="json")

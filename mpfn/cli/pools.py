@@ -1,0 +1,70 @@
+"""`mpfn pools add|list|rm`: where backends run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mpfn.cli.common import as_json, console, get_ctx, handle_errors, print_json
+from mpfn.documents import Pool
+from mpfn.registry import Registry
+
+app = typer.Typer(help="Register the backend pools the router can send requests to.",
+                  no_args_is_help=True)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command("add")
+@handle_errors
+def add(
+    ctx: typer.Context,
+    pool_id: Annotated[str, typer.Argument(help="Pool id", show_default=False)],
+    endpoint: Annotated[str, typer.Option(help="Adapter endpoint URL")],
+    cloud: Annotated[str, typer.Option(help="aws | gcp | azure | onprem | local")] = "local",
+    region: Annotated[str, typer.Option(help="Region or site name")] = "local",
+    adapter: Annotated[str, typer.Option(help="Adapter kind (ort, triton, openai, ...)")] = "ort",
+    hardware: Annotated[str, typer.Option(help="Comma-separated hardware")] = "cpu",
+    cost_per_hour: Annotated[float, typer.Option(help="USD per hour")] = 0.0,
+    capacity: Annotated[int, typer.Option(help="Concurrent requests it serves")] = 1,
+    memory_mb: Annotated[float, typer.Option(help="Model memory budget")] = 0.0,
+    models: Annotated[str, typer.Option(help="Comma-separated models (empty: any)")] = "",
+) -> None:
+    """Add or replace a pool."""
+    pool = Pool.model_validate({
+        "id": pool_id, "endpoint": endpoint, "cloud": cloud, "region": region,
+        "adapter": adapter, "hardware": _csv(hardware), "cost_per_hour": cost_per_hour,
+        "capacity": capacity, "memory_mb": memory_mb, "models": _csv(models),
+    })
+    Registry(get_ctx(ctx).store).put_pool(pool)
+    console.print(f"pool [bold]{pool.id}[/] -> {pool.endpoint}")
+
+
+@app.command("list")
+@handle_errors
+def list_pools(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """List pools."""
+    pools = Registry(get_ctx(ctx).store).pools()
+    if json_out:
+        print_json([as_json(p) for p in pools])
+        return
+    table = Table("id", "cloud", "region", "adapter", "endpoint", "hardware", "$/h", "models")
+    for p in pools:
+        table.add_row(p.id, p.cloud, p.region, p.adapter, str(p.endpoint), ",".join(p.hardware),
+                      f"{p.cost_per_hour:g}", ",".join(p.models) or "*")
+    console.print(table)
+
+
+@app.command("rm")
+@handle_errors
+def remove(ctx: typer.Context, pool_id: Annotated[str, typer.Argument(help="Pool id")]) -> None:
+    """Remove a pool."""
+    Registry(get_ctx(ctx).store).remove_pool(pool_id)
+    console.print(f"removed pool {pool_id}")
