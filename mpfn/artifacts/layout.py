@@ -90,8 +90,9 @@ class Layout:
             progress(size, size)
 
     def put_config(self) -> None:
-        self.put_bytes(EMPTY_CONFIG)
-        assert sha256_digest(EMPTY_CONFIG) == EMPTY_DIGEST
+        """Store the empty config blob `{}` every mpfn manifest references."""
+        if self.put_bytes(EMPTY_CONFIG) != EMPTY_DIGEST:
+            raise ArtifactError("internal error: empty config digest differs from the OCI one")
 
     def _put_if_absent(self, key: str, body: bytes) -> None:
         try:
@@ -133,7 +134,9 @@ class Layout:
             if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
                 raise ValueError("not an image index")
         except ValueError as exc:
-            raise ArtifactError(f"{key} in {self.store.url} is not a valid OCI index: {exc}") from None
+            raise ArtifactError(
+                f"{key} in {self.store.url} is not a valid OCI index: {exc}"
+            ) from None
         return index, blob.etag
 
     # -- reading -----------------------------------------------------------------------
@@ -143,7 +146,9 @@ class Layout:
         try:
             blob = self.store.get(key)
         except KeyNotFound:
-            raise ArtifactError(f"{what} {digest} not found in {self.store.url}/{self.prefix}") from None
+            raise ArtifactError(
+                f"{what} {digest} not found in {self.store.url}/{self.prefix}"
+            ) from None
         except StoreError as exc:
             raise ArtifactError(f"cannot read {what} {digest}: {exc}") from None
         assert blob is not None
@@ -160,7 +165,9 @@ class Layout:
         try:
             fh = local.open("rb")
         except FileNotFoundError:
-            raise ArtifactError(f"{what} {digest} not found in {self.store.url}/{self.prefix}") from None
+            raise ArtifactError(
+                f"{what} {digest} not found in {self.store.url}/{self.prefix}"
+            ) from None
         except OSError as exc:
             raise ArtifactError(f"cannot read {what} {digest}: {exc.strerror or exc}") from None
         with fh:

@@ -118,9 +118,7 @@ def empty_index() -> dict[str, Any]:
 def add_to_index(index: dict[str, Any], *, digest: str, size: int, tag: str) -> dict[str, Any]:
     """A copy of `index` where `tag` names this manifest (a re-pushed tag moves)."""
     kept = [
-        m
-        for m in index.get("manifests") or []
-        if (m.get("annotations") or {}).get(REF_NAME) != tag
+        m for m in index.get("manifests") or [] if (m.get("annotations") or {}).get(REF_NAME) != tag
     ]
     kept.append(
         {

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mpfn.cli import models, policy, pools
+from mpfn.cli import models, policy, pools, run
 from mpfn.cli.common import CliError, Ctx, console, get_ctx, handle_errors, print_json
 from mpfn.config import CONFIG_FILE
 from mpfn.documents import SCHEMAS
@@ -29,6 +29,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(pools.app, name="pools")
 app.add_typer(policy.app, name="policy")
+app.command("up")(run.up)
+app.command("invoke")(run.invoke)
 
 
 @app.callback()

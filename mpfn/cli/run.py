@@ -1,0 +1,143 @@
+"""`mpfn up` (the local stack) and `mpfn invoke` (call a model through the router)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from mpfn.cli.common import CliError, console, get_ctx, handle_errors, print_json
+from mpfn.registry import NotRegistered, Registry, parse_model_ref
+
+
+def _local_state_dir(url: str) -> Path:
+    if not url.startswith("file://"):
+        raise CliError(f"mpfn up runs on a local state directory, not {url}")
+    return Path(url[len("file://"):])
+
+
+@handle_errors
+def up(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="State directory")] = None,
+    port: Annotated[int, typer.Option(help="Router port (0 picks a free port)")] = 8080,
+    keep_alive: Annotated[float, typer.Option(help="Keep-alive seconds of the warm loop")]
+    = 600.0,
+) -> None:
+    """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
+    from mpfn.up import make_plan, start_stack
+
+    c = get_ctx(ctx)
+    if state:
+        c.state_flag = state
+    state_dir = _local_state_dir(c.config.state)
+    plan = make_plan(state_dir, port)
+    stack = start_stack(plan, keep_alive_s=keep_alive, echo=lambda s: console.print(s))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    example = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16],
+                           "data": [0.5] * 16}]}
+    console.print(f"state: {state_dir}")
+    print(f"router: {plan.router_url}", flush=True)
+    console.print("try it:", highlight=False)
+    console.print(f"  curl -s {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
+                  highlight=False, soft_wrap=True)
+    console.print("  mpfn invoke demo --input '{\"x\": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, "
+                  "0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}'", highlight=False,
+                  soft_wrap=True)
+    console.print("Ctrl-C stops everything.")
+    try:
+        while not stopping.wait(0.5):
+            for proc in stack.procs:
+                if proc.poll() is not None:
+                    raise CliError(f"a process exited with code {proc.returncode}; "
+                                   f"see {state_dir / 'logs'}")
+    finally:
+        console.print("stopping ...")
+        stack.stop()
+
+
+_DTYPES = {"f": "FP32", "i": "INT64", "u": "UINT64", "b": "BOOL"}
+
+
+def build_infer_request(payload: Any, datatypes: dict[str, str]) -> dict[str, Any]:
+    """A v2 request from either a full request or a `{input_name: nested list}` shorthand."""
+    import numpy as np
+
+    if isinstance(payload, dict) and "inputs" in payload:
+        return payload
+    if not isinstance(payload, dict) or not payload:
+        raise CliError('--input must be a v2 request or an object like {"x": [[1.0, 2.0]]}')
+    inputs = []
+    for name, value in payload.items():
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:
+            raise CliError(f"input {name!r}: not a rectangular array ({exc})") from None
+        datatype = datatypes.get(name) or _DTYPES.get(array.dtype.kind)
+        if datatype is None:
+            raise CliError(f"input {name!r}: cannot infer a datatype for {array.dtype}")
+        inputs.append({"name": name, "datatype": datatype, "shape": list(array.shape),
+                       "data": array.ravel().tolist()})
+    return {"inputs": inputs}
+
+
+@handle_errors
+def invoke(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME[:VERSION]")],
+    input_json: Annotated[str, typer.Option("--input", "-i", help="JSON request or @FILE")],
+    router: Annotated[str | None, typer.Option(help="Router URL (default: the running "
+                                                     "`mpfn up`, or $MPFN_ROUTER)")] = None,
+) -> None:
+    """Send one inference request to the router and print the response."""
+    import os
+
+    import httpx
+
+    from mpfn.up import read_router_url
+
+    c = get_ctx(ctx)
+    name, version = parse_model_ref(model)
+    text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--input is not valid JSON: {exc}") from None
+    datatypes: dict[str, str] = {}
+    state_dir = None
+    if c.config.state.startswith("file://"):
+        state_dir = Path(c.config.state[len("file://"):])
+        try:
+            doc = Registry(c.store).model(name, version)
+            datatypes = {t.name: t.datatype for t in doc.inputs}
+        except NotRegistered:
+            pass
+    url = router or os.environ.get("MPFN_ROUTER") or (
+        read_router_url(state_dir) if state_dir else None)
+    if not url:
+        raise CliError("no router: start `mpfn up`, or pass --router URL")
+    path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
+    body = build_infer_request(payload, datatypes)
+    try:
+        resp = httpx.post(url.rstrip("/") + path, json=body, timeout=60.0)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the router at {url}: {exc}") from None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {"error": resp.text}
+    if resp.status_code >= 400:
+        raise CliError(f"{resp.status_code}: {data.get('error', data)}")
+    data.setdefault("parameters", {})["pool"] = resp.headers.get("x-mpfn-pool")
+    print_json(data)

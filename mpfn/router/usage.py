@@ -1,0 +1,126 @@
+"""Per-model, per-minute request counts, kept in memory and flushed to the store.
+
+Each router instance owns its documents, one per (model, minute):
+`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<instance>.json`, holding the absolute count
+for that minute. A flush rewrites the whole count, so repeating a flush (or a flush that
+failed half-way) can never double count. Minutes that are over and flushed are dropped.
+Only the caller decides which names are models; this module counts what it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from mpfn.store.base import Store, StoreError
+
+log = logging.getLogger("mpfn.router")
+
+USAGE_PREFIX = "usage/"
+
+
+def new_instance_id() -> str:
+    """A random id naming this router process in usage keys."""
+    return secrets.token_hex(6)
+
+
+def minute_of(epoch_s: float) -> int:
+    """Whole minutes since the epoch."""
+    return int(epoch_s // 60)
+
+
+def usage_key(model: str, minute: int, instance: str) -> str:
+    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<instance>.json` (UTC)."""
+    t = datetime.fromtimestamp(minute * 60, tz=UTC)
+    return f"{USAGE_PREFIX}{model}/{t:%Y/%m/%d/%H}/{t:%M}-{instance}.json"
+
+
+def usage_document(model: str, minute: int, instance: str, count: int) -> bytes:
+    start = datetime.fromtimestamp(minute * 60, tz=UTC)
+    return (
+        json.dumps(
+            {
+                "model": model,
+                "minute": start.strftime("%Y-%m-%dT%H:%M:00Z"),
+                "instance": instance,
+                "count": count,
+            },
+            indent=2,
+        ).encode()
+        + b"\n"
+    )
+
+
+class UsageCounter:
+    """Counts requests per (model, minute); `flush` writes the changed minutes."""
+
+    def __init__(self, instance: str, *, clock: Callable[[], float] = time.time) -> None:
+        self.instance = instance
+        self.clock = clock
+        self._counts: dict[tuple[str, int], int] = {}
+        self._dirty: set[tuple[str, int]] = set()
+
+    def add(self, model: str, n: int = 1) -> None:
+        slot = (model, minute_of(self.clock()))
+        self._counts[slot] = self._counts.get(slot, 0) + n
+        self._dirty.add(slot)
+
+    def counts(self) -> dict[tuple[str, int], int]:
+        return dict(self._counts)
+
+    def pending(self) -> int:
+        return len(self._dirty)
+
+    def take_dirty(self) -> list[tuple[str, int, int]]:
+        """The (model, minute, absolute count) triples to write, clearing the dirty set."""
+        dirty = [(m, minute, self._counts[(m, minute)]) for (m, minute) in sorted(self._dirty)]
+        self._dirty.clear()
+        return dirty
+
+    def mark_dirty(self, slots: list[tuple[str, int, int]]) -> None:
+        """Put back slots whose write failed so the next flush retries them."""
+        self._dirty.update((m, minute) for m, minute, _ in slots)
+
+    def forget_past(self) -> None:
+        """Drop clean slots of minutes that are over: they can no longer change."""
+        now = minute_of(self.clock())
+        for slot in [s for s in self._counts if s[1] < now and s not in self._dirty]:
+            del self._counts[slot]
+
+    def flush(self, store: Store) -> int:
+        """Write every changed minute (blocking); returns the number of documents written.
+
+        Call it from one thread only; the async runtime uses `take_dirty` on the event
+        loop, `write_usage` in a worker thread and `settle` back on the loop instead.
+        """
+        batch = self.take_dirty()
+        failed = write_usage(store, self.instance, batch)
+        self.settle(failed)
+        return len(batch) - len(failed)
+
+    def settle(self, failed: list[tuple[str, int, int]]) -> None:
+        """After a flush: retry `failed` next time and forget finished minutes."""
+        self.mark_dirty(failed)
+        self.forget_past()
+
+
+def write_usage(
+    store: Store, instance: str, batch: list[tuple[str, int, int]]
+) -> list[tuple[str, int, int]]:
+    """Write `batch` (model, minute, absolute count); return the slots not written.
+
+    A failed write stops the batch: the store is likely down, the rest is retried later.
+    """
+    for i, (model, minute, count) in enumerate(batch):
+        try:
+            store.put(
+                usage_key(model, minute, instance), usage_document(model, minute, instance, count)
+            )
+        except (StoreError, OSError, ValueError) as exc:
+            log.warning("usage flush failed, will retry: %s", exc)
+            return batch[i:]
+    return []
