@@ -62,7 +62,9 @@ def normalize_state_url(state: str, base: Path) -> str:
     if state.startswith(("s3://", "gs://")):
         return state
     if state.startswith("file://"):
-        state = state[len("file://"):]
+        state = state[len("file://") :]
+    elif "://" in state:
+        raise ConfigError(f"{state}: unsupported state URL (use a path, file://, s3:// or gs://)")
     path = Path(state).expanduser()
     if not path.is_absolute():
         path = base / path

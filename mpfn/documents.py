@@ -16,12 +16,28 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BF16", "BYTES",
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
 ]
 Hardware = Literal["cpu", "nvidia", "amd", "intel", "tpu", "inferentia", "apple"]
 Cloud = Literal["aws", "gcp", "azure", "onprem", "local"]
 ModelFormat = Literal["onnx", "torchscript", "pytorch", "tensorflow", "gguf", "openai", "other"]
+
+
+def _cpu_only() -> list[Hardware]:
+    return ["cpu"]
 
 
 class _Doc(BaseModel):
@@ -68,7 +84,7 @@ class ModelVersion(_Doc):
     artifact: ArtifactRef | None = None
     inputs: list[TensorSpec] = Field(default_factory=list)
     outputs: list[TensorSpec] = Field(default_factory=list)
-    hardware: list[Hardware] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)
     memory_mb: float = Field(default=0.0, ge=0)
     load_time_ms: float | None = Field(default=None, ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -86,7 +102,7 @@ class Pool(_Doc):
     region: str = Field(default="local", min_length=1, max_length=64)
     adapter: str = Field(default="ort", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     endpoint: HttpUrl
-    hardware: list[Hardware] = Field(default_factory=lambda: ["cpu"], min_length=1)
+    hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)
     cost_per_hour: float = Field(default=0.0, ge=0)
     capacity: int = Field(default=1, ge=0, description="Concurrent requests it can serve")
     memory_mb: float = Field(default=0.0, ge=0, description="Model memory budget; 0 = unknown")

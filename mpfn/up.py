@@ -88,22 +88,38 @@ def ensure_demo_model(store: LocalStore) -> str:
 def register_pools(store: LocalStore, plan: UpPlan) -> None:
     registry = Registry(store)
     for spec in plan.pools:
-        registry.put_pool(Pool.model_validate({
-            "id": spec.id, "cloud": spec.cloud, "region": spec.region, "adapter": "ort",
-            "endpoint": f"http://127.0.0.1:{spec.port}", "hardware": ["cpu"],
-            "cost_per_hour": spec.cost_per_hour, "capacity": 4,
-        }))
+        registry.put_pool(
+            Pool.model_validate(
+                {
+                    "id": spec.id,
+                    "cloud": spec.cloud,
+                    "region": spec.region,
+                    "adapter": "ort",
+                    "endpoint": f"http://127.0.0.1:{spec.port}",
+                    "hardware": ["cpu"],
+                    "cost_per_hour": spec.cost_per_hour,
+                    "capacity": 4,
+                }
+            )
+        )
 
 
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, log: Path,
-                timeout: float = 60.0) -> None:
+def _wait_ready(
+    url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -147,8 +163,13 @@ class Stack:
             (self.plan.state_dir / RUNTIME_FILE).unlink()
 
 
-def start_stack(plan: UpPlan, *, keep_alive_s: float = 600.0, warm_interval_s: float = 30.0,
-                echo: Callable[[str], None] = print) -> Stack:
+def start_stack(
+    plan: UpPlan,
+    *,
+    keep_alive_s: float = 600.0,
+    warm_interval_s: float = 30.0,
+    echo: Callable[[str], None] = print,
+) -> Stack:
     """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure."""
     from mpfn.warm.loop import run_forever
 
@@ -162,33 +183,70 @@ def start_stack(plan: UpPlan, *, keep_alive_s: float = 600.0, warm_interval_s: f
     try:
         for spec in plan.pools:
             log = logs / f"worker-{spec.id}.log"
-            argv = [sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
-                    "--port", str(spec.port), "--state", store.url,
-                    "--cache-dir", str(plan.state_dir / "cache" / spec.id)]
+            argv = [
+                sys.executable,
+                "-m",
+                "mpfn.adapters.ort_worker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(spec.port),
+                "--state",
+                store.url,
+                "--cache-dir",
+                str(plan.state_dir / "cache" / spec.id),
+            ]
             proc = _spawn(argv, log, env)
             stack.procs.append(proc)
-            echo(f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): "
-                 f"http://127.0.0.1:{spec.port}")
+            echo(
+                f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): "
+                f"http://127.0.0.1:{spec.port}"
+            )
         for spec, proc in zip(plan.pools, stack.procs, strict=True):
-            _wait_ready(f"http://127.0.0.1:{spec.port}/v2/health/ready", proc,
-                        f"worker {spec.id}", logs / f"worker-{spec.id}.log")
+            _wait_ready(
+                f"http://127.0.0.1:{spec.port}/v2/health/ready",
+                proc,
+                f"worker {spec.id}",
+                logs / f"worker-{spec.id}.log",
+            )
         log = logs / "router.log"
-        argv = [sys.executable, "-m", "uvicorn", "mpfn.functions.router.app:app",
-                "--host", "127.0.0.1", "--port", str(plan.router_port),
-                "--no-access-log", "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "mpfn.functions.router.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(plan.router_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         router = _spawn(argv, log, env)
         stack.procs.append(router)
         _wait_ready(f"{plan.router_url}/v2/health/ready", router, "router", log)
         stack.warm_thread = threading.Thread(
-            target=run_forever, args=(Registry(store), stack.stop_event),
-            kwargs={"interval_s": warm_interval_s, "keep_alive_s": keep_alive_s,
-                    "pinned": frozenset({"demo"})},
-            name="mpfn-warm", daemon=True)
+            target=run_forever,
+            args=(Registry(store), stack.stop_event),
+            kwargs={
+                "interval_s": warm_interval_s,
+                "keep_alive_s": keep_alive_s,
+                "pinned": frozenset({"demo"}),
+            },
+            name="mpfn-warm",
+            daemon=True,
+        )
         stack.warm_thread.start()
-        (plan.state_dir / RUNTIME_FILE).write_text(json.dumps({
-            "router": plan.router_url, "pid": os.getpid(),
-            "pools": {s.id: f"http://127.0.0.1:{s.port}" for s in plan.pools},
-        }))
+        (plan.state_dir / RUNTIME_FILE).write_text(
+            json.dumps(
+                {
+                    "router": plan.router_url,
+                    "pid": os.getpid(),
+                    "pools": {s.id: f"http://127.0.0.1:{s.port}" for s in plan.pools},
+                }
+            )
+        )
     except BaseException:
         stack.stop()
         raise

@@ -61,7 +61,9 @@ def stop_process(popen: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         popen.wait(5)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: Proc | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.popen.poll() is not None:

@@ -72,9 +72,13 @@ class Layout:
                     progress(size, size)
                 return
             write_verified(
-                file_chunks(path), local, digest=digest, size=size,
-                what=f"model file {path}", progress=progress,
-            )  # fmt: skip
+                file_chunks(path),
+                local,
+                digest=digest,
+                size=size,
+                what=f"model file {path}",
+                progress=progress,
+            )
             return
         try:
             body = path.read_bytes()

@@ -74,7 +74,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
-        CliError, StoreError, ConfigError, ValueError, LookupError, OSError,
+        CliError,
+        StoreError,
+        ConfigError,
+        ValueError,
+        LookupError,
+        OSError,
     ]
     try:
         from mpfn.artifacts import ArtifactError

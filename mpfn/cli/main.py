@@ -77,8 +77,9 @@ def init(
 @app.command()
 @handle_errors
 def schema(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the .schema.json files")]
-    = Path("schemas"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for the .schema.json files")
+    ] = Path("schemas"),
 ) -> None:
     """Write the JSON Schemas of every state document."""
     out.mkdir(parents=True, exist_ok=True)

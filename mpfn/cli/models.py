@@ -26,8 +26,12 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
     if quiet:
         yield None
         return
-    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-               TransferSpeedColumn())
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(label, total=None)
 
@@ -75,15 +79,29 @@ def push(
         found_in, found_out = onnx_signature(file)
         ins, outs = ins or found_in, outs or found_out
     with transfer_progress(f"push {file.name}", json_out) as progress:
-        ref = push_model(c.store, file, name=name, version=version, fmt=fmt,
-                         registry=registry, insecure=insecure, progress=progress)
+        ref = push_model(
+            c.store,
+            file,
+            name=name,
+            version=version,
+            fmt=fmt,
+            registry=registry,
+            insecure=insecure,
+            progress=progress,
+        )
     size_mb = file.stat().st_size / 2**20
-    model = ModelVersion.model_validate({
-        "name": name, "version": version, "format": fmt, "artifact": ref.model_dump(),
-        "inputs": [i.model_dump() for i in ins], "outputs": [o.model_dump() for o in outs],
-        "hardware": _hardware(hardware),
-        "memory_mb": memory_mb if memory_mb is not None else round(size_mb * 1.5 + 1, 3),
-    })
+    model = ModelVersion.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "format": fmt,
+            "artifact": ref.model_dump(),
+            "inputs": [i.model_dump() for i in ins],
+            "outputs": [o.model_dump() for o in outs],
+            "hardware": _hardware(hardware),
+            "memory_mb": memory_mb if memory_mb is not None else round(size_mb * 1.5 + 1, 3),
+        }
+    )
     reg.add_model(model)
     if json_out:
         print_json(as_json(model))
@@ -126,8 +144,14 @@ def list_models(
     table = Table("name", "version", "format", "hardware", "size", "digest")
     for m in models:
         art = m.artifact
-        table.add_row(m.name, m.version, m.format, ",".join(m.hardware),
-                      str(art.size) if art else "-", art.digest[:19] if art else "-")
+        table.add_row(
+            m.name,
+            m.version,
+            m.format,
+            ",".join(m.hardware),
+            str(art.size) if art else "-",
+            art.digest[:19] if art else "-",
+        )
     console.print(table)
 
 

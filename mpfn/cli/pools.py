@@ -11,8 +11,9 @@ from mpfn.cli.common import as_json, console, get_ctx, handle_errors, print_json
 from mpfn.documents import Pool
 from mpfn.registry import Registry
 
-app = typer.Typer(help="Register the backend pools the router can send requests to.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Register the backend pools the router can send requests to.", no_args_is_help=True
+)
 
 
 def _csv(value: str) -> list[str]:
@@ -35,11 +36,20 @@ def add(
     models: Annotated[str, typer.Option(help="Comma-separated models (empty: any)")] = "",
 ) -> None:
     """Add or replace a pool."""
-    pool = Pool.model_validate({
-        "id": pool_id, "endpoint": endpoint, "cloud": cloud, "region": region,
-        "adapter": adapter, "hardware": _csv(hardware), "cost_per_hour": cost_per_hour,
-        "capacity": capacity, "memory_mb": memory_mb, "models": _csv(models),
-    })
+    pool = Pool.model_validate(
+        {
+            "id": pool_id,
+            "endpoint": endpoint,
+            "cloud": cloud,
+            "region": region,
+            "adapter": adapter,
+            "hardware": _csv(hardware),
+            "cost_per_hour": cost_per_hour,
+            "capacity": capacity,
+            "memory_mb": memory_mb,
+            "models": _csv(models),
+        }
+    )
     Registry(get_ctx(ctx).store).put_pool(pool)
     console.print(f"pool [bold]{pool.id}[/] -> {pool.endpoint}")
 
@@ -57,8 +67,16 @@ def list_pools(
         return
     table = Table("id", "cloud", "region", "adapter", "endpoint", "hardware", "$/h", "models")
     for p in pools:
-        table.add_row(p.id, p.cloud, p.region, p.adapter, str(p.endpoint), ",".join(p.hardware),
-                      f"{p.cost_per_hour:g}", ",".join(p.models) or "*")
+        table.add_row(
+            p.id,
+            p.cloud,
+            p.region,
+            p.adapter,
+            str(p.endpoint),
+            ",".join(p.hardware),
+            f"{p.cost_per_hour:g}",
+            ",".join(p.models) or "*",
+        )
     console.print(table)
 
 

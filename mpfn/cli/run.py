@@ -18,7 +18,7 @@ from mpfn.registry import NotRegistered, Registry, parse_model_ref
 def _local_state_dir(url: str) -> Path:
     if not url.startswith("file://"):
         raise CliError(f"mpfn up runs on a local state directory, not {url}")
-    return Path(url[len("file://"):])
+    return Path(url[len("file://") :])
 
 
 @handle_errors
@@ -26,8 +26,7 @@ def up(
     ctx: typer.Context,
     state: Annotated[str | None, typer.Option("--state", help="State directory")] = None,
     port: Annotated[int, typer.Option(help="Router port (0 picks a free port)")] = 8080,
-    keep_alive: Annotated[float, typer.Option(help="Keep-alive seconds of the warm loop")]
-    = 600.0,
+    keep_alive: Annotated[float, typer.Option(help="Keep-alive seconds of the warm loop")] = 600.0,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
     from mpfn.up import make_plan, start_stack
@@ -45,23 +44,29 @@ def up(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    example = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16],
-                           "data": [0.5] * 16}]}
+    example = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
     console.print(f"state: {state_dir}")
     print(f"router: {plan.router_url}", flush=True)
     console.print("try it:", highlight=False)
-    console.print(f"  curl -s {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
-                  highlight=False, soft_wrap=True)
-    console.print("  mpfn invoke demo --input '{\"x\": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, "
-                  "0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}'", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"  curl -s {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        '  mpfn invoke demo --input \'{"x": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, '
+        "0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}'",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print("Ctrl-C stops everything.")
     try:
         while not stopping.wait(0.5):
             for proc in stack.procs:
                 if proc.poll() is not None:
-                    raise CliError(f"a process exited with code {proc.returncode}; "
-                                   f"see {state_dir / 'logs'}")
+                    raise CliError(
+                        f"a process exited with code {proc.returncode}; see {state_dir / 'logs'}"
+                    )
     finally:
         console.print("stopping ...")
         stack.stop()
@@ -87,8 +92,14 @@ def build_infer_request(payload: Any, datatypes: dict[str, str]) -> dict[str, An
         datatype = datatypes.get(name) or _DTYPES.get(array.dtype.kind)
         if datatype is None:
             raise CliError(f"input {name!r}: cannot infer a datatype for {array.dtype}")
-        inputs.append({"name": name, "datatype": datatype, "shape": list(array.shape),
-                       "data": array.ravel().tolist()})
+        inputs.append(
+            {
+                "name": name,
+                "datatype": datatype,
+                "shape": list(array.shape),
+                "data": array.ravel().tolist(),
+            }
+        )
     return {"inputs": inputs}
 
 
@@ -97,8 +108,10 @@ def invoke(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="NAME[:VERSION]")],
     input_json: Annotated[str, typer.Option("--input", "-i", help="JSON request or @FILE")],
-    router: Annotated[str | None, typer.Option(help="Router URL (default: the running "
-                                                     "`mpfn up`, or $MPFN_ROUTER)")] = None,
+    router: Annotated[
+        str | None,
+        typer.Option(help="Router URL (default: the running `mpfn up`, or $MPFN_ROUTER)"),
+    ] = None,
 ) -> None:
     """Send one inference request to the router and print the response."""
     import os
@@ -117,14 +130,17 @@ def invoke(
     datatypes: dict[str, str] = {}
     state_dir = None
     if c.config.state.startswith("file://"):
-        state_dir = Path(c.config.state[len("file://"):])
+        state_dir = Path(c.config.state[len("file://") :])
         try:
             doc = Registry(c.store).model(name, version)
             datatypes = {t.name: t.datatype for t in doc.inputs}
         except NotRegistered:
             pass
-    url = router or os.environ.get("MPFN_ROUTER") or (
-        read_router_url(state_dir) if state_dir else None)
+    url = (
+        router
+        or os.environ.get("MPFN_ROUTER")
+        or (read_router_url(state_dir) if state_dir else None)
+    )
     if not url:
         raise CliError("no router: start `mpfn up`, or pass --router URL")
     path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"

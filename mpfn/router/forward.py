@@ -71,9 +71,7 @@ def default_session() -> aiohttp.ClientSession:
 def forward_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The client's headers a backend gets (names are lower-case in ASGI scopes)."""
     return {
-        k.decode("latin-1"): v.decode("latin-1")
-        for k, v in headers
-        if k in FORWARD_REQUEST_HEADERS
+        k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in FORWARD_REQUEST_HEADERS
     }
 
 

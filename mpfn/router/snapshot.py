@@ -62,7 +62,7 @@ def build_snapshot(
     for mv in models:
         by_name.setdefault(mv.name, {})[mv.version] = mv
     pool_list = tuple(sorted(pools, key=lambda p: p.id))
-    listed = {
+    listed: dict[str, frozenset[str]] = {
         proto: frozenset(
             name
             for p in pool_list
@@ -75,9 +75,9 @@ def build_snapshot(
     for proto in PROTOCOLS:
         for name in set(by_name) | listed[proto]:
             fmt = model_format(by_name.get(name))
-            if proto == "openai" and fmt is not None and name not in listed[proto]:
-                if fmt not in ("gguf", "openai"):
-                    continue  # a tensor model is not an OpenAI model
+            tensor_model = fmt is not None and fmt not in ("gguf", "openai")
+            if proto == "openai" and tensor_model and name not in listed[proto]:
+                continue  # a tensor model is not an OpenAI model
             index[(proto, name)] = serving_pools(pool_list, name, fmt, proto)
     return Snapshot(
         models=by_name,

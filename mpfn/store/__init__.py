@@ -53,7 +53,7 @@ def open_store(url: str, options: dict[str, Any] | None = None) -> Store:
         bucket, prefix = split_bucket_url(url)
         return GCSStore(bucket, prefix, **(options.get("gcs") or {}))
     if url.startswith("file://"):
-        return LocalStore(url[len("file://"):])
+        return LocalStore(url[len("file://") :])
     if "://" in url:
         raise ValueError(f"{url}: unsupported state URL (use a path, file://, s3:// or gs://)")
     return LocalStore(url)

@@ -43,8 +43,9 @@ def minute_of_key(key: str) -> datetime | None:
         return None
 
 
-def last_used(registry: Registry, models: list[str], now: datetime,
-              window: timedelta) -> dict[str, float]:
+def last_used(
+    registry: Registry, models: list[str], now: datetime, window: timedelta
+) -> dict[str, float]:
     seen: dict[str, float] = {}
     for model in models:
         for prefix in usage_hour_prefixes(model, now, window):
@@ -72,9 +73,14 @@ def apply(client: httpx.Client, pool: Pool, actions: WarmActions) -> None:
         log.info("warm: unloaded %s on %s", model, pool.id)
 
 
-def run_once(registry: Registry, client: httpx.Client, *, keep_alive_s: float,
-             pinned: frozenset[str] = frozenset(), now: datetime | None = None
-             ) -> dict[str, WarmActions]:
+def run_once(
+    registry: Registry,
+    client: httpx.Client,
+    *,
+    keep_alive_s: float,
+    pinned: frozenset[str] = frozenset(),
+    now: datetime | None = None,
+) -> dict[str, WarmActions]:
     now = now or datetime.now(UTC)
     models = sorted({m.name for m in registry.models() if m.format == "onnx"})
     used = last_used(registry, models, now, timedelta(seconds=keep_alive_s))
@@ -85,8 +91,13 @@ def run_once(registry: Registry, client: httpx.Client, *, keep_alive_s: float,
         try:
             loaded = loaded_models(client, pool)
             serves = set(pool.models) if pool.models else set(models)
-            actions = decide(loaded, {m: t for m, t in used.items() if m in serves},
-                             now.timestamp(), keep_alive_s, pinned & serves)
+            actions = decide(
+                loaded,
+                {m: t for m, t in used.items() if m in serves},
+                now.timestamp(),
+                keep_alive_s,
+                pinned & serves,
+            )
             apply(client, pool, actions)
             plan[pool.id] = actions
         except (httpx.HTTPError, ValueError) as exc:
@@ -94,8 +105,14 @@ def run_once(registry: Registry, client: httpx.Client, *, keep_alive_s: float,
     return plan
 
 
-def run_forever(registry: Registry, stop: threading.Event, *, interval_s: float = 30.0,
-                keep_alive_s: float = 600.0, pinned: frozenset[str] = frozenset()) -> None:
+def run_forever(
+    registry: Registry,
+    stop: threading.Event,
+    *,
+    interval_s: float = 30.0,
+    keep_alive_s: float = 600.0,
+    pinned: frozenset[str] = frozenset(),
+) -> None:
     with httpx.Client(timeout=60.0, follow_redirects=False) as client:
         while not stop.is_set():
             try:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from oci_registry import RegistryServer
 from procs import free_port, running
 
 from mpfn.store.base import Blob
@@ -21,19 +21,9 @@ from mpfn.store.local import LocalStore
 REGISTRY_BIN = "docker-registry"
 
 
-@dataclass(frozen=True)
-class RegistryServer:
-    host: str  # 127.0.0.1:PORT
-    root: Path  # filesystem storage root
-
-    def blob_data(self, digest: str) -> Path:
-        hexd = digest.split(":", 1)[1]
-        return self.root / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    binary = shutil.which(REGISTRY_BIN) or ("/usr/bin/docker-registry" if os.path.exists("/usr/bin/docker-registry") else None)
+    binary = shutil.which(REGISTRY_BIN, path=f"{os.environ.get('PATH', '')}:/usr/bin")
     if binary is None:
         pytest.fail(
             "the OCI registry binary 'docker-registry' is not installed; "

@@ -28,7 +28,9 @@ def blob_path(store: LocalStore, digest: str) -> Path:
 
 def test_round_trip_is_byte_identical(store: LocalStore, model_file: Path, tmp_path: Path) -> None:
     pushed: list[tuple[int, int]] = []
-    ref = push_model(store, model_file, name="demo", version="1", progress=lambda d, t: pushed.append((d, t)))
+    ref = push_model(
+        store, model_file, name="demo", version="1", progress=lambda d, t: pushed.append((d, t))
+    )
     size = model_file.stat().st_size
     assert ref.reference == "oci-layout:oci"
     assert ref.tag == "demo-1"
@@ -41,7 +43,9 @@ def test_round_trip_is_byte_identical(store: LocalStore, model_file: Path, tmp_p
     ModelVersion(name="demo", version="1", artifact=ref)
 
     pulled: list[tuple[int, int]] = []
-    out = pull_model(store, ref, tmp_path / "out" / "m.onnx", progress=lambda d, t: pulled.append((d, t)))
+    out = pull_model(
+        store, ref, tmp_path / "out" / "m.onnx", progress=lambda d, t: pulled.append((d, t))
+    )
     assert out.read_bytes() == model_file.read_bytes()
     assert pulled[-1] == (size, size)
     assert [d for d, _ in pulled] == sorted(d for d, _ in pulled)
@@ -113,7 +117,9 @@ def test_tampered_manifest_is_rejected(store: LocalStore, model_file: Path, tmp_
         pull_model(store, ref, tmp_path / "m.onnx")
 
 
-def test_ref_with_wrong_blob_digest_is_rejected(store: LocalStore, model_file: Path, tmp_path: Path) -> None:
+def test_ref_with_wrong_blob_digest_is_rejected(
+    store: LocalStore, model_file: Path, tmp_path: Path
+) -> None:
     ref = push_model(store, model_file, name="demo", version="1")
     wrong = ref.model_copy(update={"blob_digest": "sha256:" + "0" * 64})
     with pytest.raises(DigestMismatch, match="0" * 64):
@@ -135,7 +141,9 @@ def test_missing_artifact_is_an_artifact_error(store: LocalStore, tmp_path: Path
     assert not isinstance(err.value, DigestMismatch)
 
 
-def test_bad_inputs_give_one_line_errors(store: LocalStore, model_file: Path, tmp_path: Path) -> None:
+def test_bad_inputs_give_one_line_errors(
+    store: LocalStore, model_file: Path, tmp_path: Path
+) -> None:
     with pytest.raises(ArtifactError, match="does not exist"):
         push_model(store, tmp_path / "nope.onnx", name="demo", version="1")
     with pytest.raises(ArtifactError, match="invalid model format"):
@@ -183,7 +191,13 @@ def test_concurrent_pushes_all_land_in_index(
         t.join()
     assert errors == []
     index = json.loads(target.get("oci/index.json").body)  # type: ignore[union-attr]
-    by_tag = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+    by_tag = {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+        for m in index["manifests"]
+    }
     assert by_tag == {f"demo-{i}": refs[i].digest for i in range(workers)}
     for i in range(workers):
-        assert pull_model(target, refs[i], tmp_path / "out" / f"{i}").read_bytes() == files[i].read_bytes()
+        assert (
+            pull_model(target, refs[i], tmp_path / "out" / f"{i}").read_bytes()
+            == files[i].read_bytes()
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import oras.provider
 import pytest
-from conftest import RegistryServer
+from oci_registry import RegistryServer
 from procs import free_port
 
 from mpfn.artifacts import (
@@ -22,13 +22,20 @@ from mpfn.artifacts import (
 from mpfn.store.local import LocalStore
 
 
-def test_round_trip(registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path) -> None:
+def test_round_trip(
+    registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path
+) -> None:
     seen: list[tuple[int, int]] = []
     repo = f"{registry.host}/models/demo"
     ref = push_model(
-        store, model_file, name="demo", version="1", registry=repo, insecure=True,
+        store,
+        model_file,
+        name="demo",
+        version="1",
+        registry=repo,
+        insecure=True,
         progress=lambda d, t: seen.append((d, t)),
-    )  # fmt: skip
+    )
     size = model_file.stat().st_size
     assert ref.reference == repo
     assert ref.tag == "demo-1"
@@ -40,7 +47,9 @@ def test_round_trip(registry: RegistryServer, store: LocalStore, model_file: Pat
     assert out.read_bytes() == model_file.read_bytes()
 
     # A second push of the same file finds the blobs present and yields the same ref.
-    assert push_model(store, model_file, name="demo", version="1", registry=repo, insecure=True) == ref
+    assert (
+        push_model(store, model_file, name="demo", version="1", registry=repo, insecure=True) == ref
+    )
 
 
 def test_registry_holds_an_oras_readable_artifact(
@@ -61,7 +70,14 @@ def test_registry_holds_an_oras_readable_artifact(
 def test_wrong_blob_digest_is_rejected(
     registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path
 ) -> None:
-    ref = push_model(store, model_file, name="demo", version="1", registry=f"{registry.host}/models/demo", insecure=True)
+    ref = push_model(
+        store,
+        model_file,
+        name="demo",
+        version="1",
+        registry=f"{registry.host}/models/demo",
+        insecure=True,
+    )
     wrong = ref.model_copy(update={"blob_digest": "sha256:" + "1" * 64})
     with pytest.raises(DigestMismatch, match="1" * 64):
         pull_model(store, wrong, tmp_path / "out.onnx", insecure=True)
@@ -73,7 +89,14 @@ def test_tampered_registry_blob_is_rejected(
 ) -> None:
     model = tmp_path / "tamper.onnx"
     model.write_bytes(os.urandom(64 * 1024))  # unique content: its blob is ours alone
-    ref = push_model(store, model, name="tamper", version="1", registry=f"{registry.host}/models/tamper", insecure=True)
+    ref = push_model(
+        store,
+        model,
+        name="tamper",
+        version="1",
+        registry=f"{registry.host}/models/tamper",
+        insecure=True,
+    )
     data = registry.blob_data(ref.blob_digest)
     data.write_bytes(os.urandom(64 * 1024))
     with pytest.raises(DigestMismatch, match=ref.blob_digest):
@@ -82,8 +105,17 @@ def test_tampered_registry_blob_is_rejected(
         fetch_cached(store, ref, tmp_path / "cache", insecure=True)
 
 
-def test_fetch_cached_from_registry(registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path) -> None:
-    ref = push_model(store, model_file, name="demo", version="2", registry=f"{registry.host}/models/demo", insecure=True)
+def test_fetch_cached_from_registry(
+    registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path
+) -> None:
+    ref = push_model(
+        store,
+        model_file,
+        name="demo",
+        version="2",
+        registry=f"{registry.host}/models/demo",
+        insecure=True,
+    )
     first = fetch_cached(store, ref, tmp_path / "cache", insecure=True)
     assert fetch_cached(store, ref, tmp_path / "cache", insecure=True) == first
     assert first.read_bytes() == model_file.read_bytes()
@@ -92,7 +124,14 @@ def test_fetch_cached_from_registry(registry: RegistryServer, store: LocalStore,
 def test_unknown_manifest_is_an_artifact_error(
     registry: RegistryServer, store: LocalStore, model_file: Path, tmp_path: Path
 ) -> None:
-    ref = push_model(store, model_file, name="demo", version="1", registry=f"{registry.host}/models/demo", insecure=True)
+    ref = push_model(
+        store,
+        model_file,
+        name="demo",
+        version="1",
+        registry=f"{registry.host}/models/demo",
+        insecure=True,
+    )
     missing = ref.model_copy(update={"digest": "sha256:" + "2" * 64})
     with pytest.raises(ArtifactError, match="not found") as err:
         pull_model(store, missing, tmp_path / "out.onnx", insecure=True)

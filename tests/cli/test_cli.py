@@ -13,12 +13,14 @@ import pytest
 MPFN = [sys.executable, "-m", "mpfn"]
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-        ok: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
     full_env.update(env or {})
-    proc = subprocess.run([*MPFN, *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [*MPFN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc
@@ -57,18 +59,38 @@ def test_state_resolution_order(tmp_path: Path) -> None:
     assert status["state_source"] == "file"
     assert status["state"].endswith("/from-file")
     env_state = tmp_path / "from-env"
-    status = json.loads(run(["status", "--json"], cwd=tmp_path,
-                            env={"MPFN_STATE": str(env_state)}).stdout)
+    status = json.loads(
+        run(["status", "--json"], cwd=tmp_path, env={"MPFN_STATE": str(env_state)}).stdout
+    )
     assert (status["state_source"], status["state"]) == ("env", f"file://{env_state}")
     flag_state = tmp_path / "from-flag"
-    status = json.loads(run(["--state", str(flag_state), "status", "--json"], cwd=tmp_path,
-                            env={"MPFN_STATE": str(env_state)}).stdout)
+    status = json.loads(
+        run(
+            ["--state", str(flag_state), "status", "--json"],
+            cwd=tmp_path,
+            env={"MPFN_STATE": str(env_state)},
+        ).stdout
+    )
     assert (status["state_source"], status["state"]) == ("flag", f"file://{flag_state}")
 
 
 def test_pools_and_policy(tmp_path: Path) -> None:
-    run(["pools", "add", "a", "--endpoint", "http://127.0.0.1:9/", "--cloud", "aws",
-         "--cost-per-hour", "1.5", "--hardware", "cpu,nvidia"], cwd=tmp_path)
+    run(
+        [
+            "pools",
+            "add",
+            "a",
+            "--endpoint",
+            "http://127.0.0.1:9/",
+            "--cloud",
+            "aws",
+            "--cost-per-hour",
+            "1.5",
+            "--hardware",
+            "cpu,nvidia",
+        ],
+        cwd=tmp_path,
+    )
     pools = json.loads(run(["pools", "list", "--json"], cwd=tmp_path).stdout)
     assert pools[0]["id"] == "a" and pools[0]["hardware"] == ["cpu", "nvidia"]
     policy = tmp_path / "p.yaml"
@@ -88,8 +110,10 @@ def test_pools_and_policy(tmp_path: Path) -> None:
         (["models", "push", "missing.onnx", "--name", "m", "--version", "1"], "no such file"),
         (["models", "push", "p.yaml", "--name", "bad name", "--version", "1"], "name"),
         (["pools", "add", "a", "--endpoint", "not-a-url"], "endpoint"),
-        (["pools", "add", "a", "--endpoint", "http://x/", "--cost-per-hour", "-1"],
-         "cost_per_hour"),
+        (
+            ["pools", "add", "a", "--endpoint", "http://x/", "--cost-per-hour", "-1"],
+            "cost_per_hour",
+        ),
         (["pools", "rm", "nope"], "pool 'nope' is not registered"),
         (["policy", "set", "p.yaml"], "latency_slo_ms"),
         (["policy", "show", "nope"], "policy 'nope' is not set"),
@@ -108,8 +132,9 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str
 
 def test_duplicate_version_is_refused(tmp_path: Path, model_file: Path) -> None:
     run(["models", "push", str(model_file), "--name", "m", "--version", "1"], cwd=tmp_path)
-    proc = run(["models", "push", str(model_file), "--name", "m", "--version", "1"],
-               cwd=tmp_path, ok=False)
+    proc = run(
+        ["models", "push", str(model_file), "--name", "m", "--version", "1"], cwd=tmp_path, ok=False
+    )
     assert proc.returncode == 1 and "already exists" in proc.stderr
 
 

@@ -114,6 +114,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Ite
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
         f"-master.port={m}", f"-master.port.grpc={mg}", "-master.telemetry=false",
         f"-volume.port={v}", f"-volume.port.grpc={vg}", "-volume.max=0",
+        "-volume.preStopSeconds=0",
         "-filer", f"-filer.port={f}", f"-filer.port.grpc={fg}",
         "-s3", f"-s3.port={s}", f"-s3.port.grpc={sg}", f"-s3.config={identities}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",

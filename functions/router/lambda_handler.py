@@ -1,0 +1,83 @@
+"""AWS Lambda entry point of the router (Mangum).
+
+Serves Function URL (payload v2), API Gateway HTTP and REST events, including base64
+binary bodies. Any other event, such as an EventBridge keep-warm ping, gets a small JSON
+acknowledgement after the router's lazy upkeep (state refresh, usage flush) ran; the
+handler never raises. The app is built on first use, configured from `MPFN_STATE` and
+`MPFN_ROUTER_*` variables; Lambda has no lifespan, so upkeep is lazy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mangum import Mangum
+
+from mpfn.router import RouterApp, create_app
+
+log = logging.getLogger("mpfn.router")
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def is_http_event(event: object) -> bool:
+    """True for the HTTP event shapes Mangum serves (URL, API Gateway, ALB, edge)."""
+    if not isinstance(event, dict):
+        return False
+    if "requestContext" in event:
+        return True
+    records = event.get("Records")
+    return bool(records) and isinstance(records, list) and "cf" in records[0]
+
+
+def _error_response(status: int, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"error": message}),
+        "isBase64Encoded": False,
+    }
+
+
+def make_handler(app: RouterApp) -> Handler:
+    """A Lambda handler serving `app`."""
+    mangum = Mangum(app, lifespan="off")
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if is_http_event(event):
+            try:
+                return mangum(event, context)
+            except Exception as exc:  # malformed event: answer, never raise
+                log.exception("cannot serve event")
+                return _error_response(502, f"cannot serve event: {type(exc).__name__}")
+        ack: dict[str, Any] = {"ok": True, "event": "ignored"}
+        if isinstance(event, dict):
+            ack["event"] = str(event.get("detail-type") or event.get("source") or "unknown")
+        try:
+            asyncio.get_event_loop().run_until_complete(app.maintain())
+        except Exception as exc:
+            log.exception("upkeep failed")
+            ack["ok"] = False
+            ack["error"] = f"{type(exc).__name__}: {exc}"
+        return ack
+
+    return handler
+
+
+_handler: Handler | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The function's configured entry point (`mpfn.functions.router.lambda_handler.handler`)."""
+    global _handler
+    if _handler is None:
+        try:
+            _handler = make_handler(create_app())
+        except Exception as exc:
+            log.exception("router failed to start")
+            return _error_response(503, f"router failed to start: {exc}")
+    return _handler(event, context)

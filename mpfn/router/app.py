@@ -1,0 +1,77 @@
+"""`create_app`: the router's ASGI application, assembled from its parts.
+
+Request flow: `RouterApp` (turns any unexpected failure into a 502 JSON error) ->
+`ForwardingRoutes` (raw ASGI: infer and OpenAI POSTs) -> FastAPI (everything else).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import Message, Receive, Scope, Send
+
+from mpfn.router.api import create_api
+from mpfn.router.errors import send_error
+from mpfn.router.forward import SessionFactory
+from mpfn.router.hotpath import ForwardingRoutes
+from mpfn.router.runtime import RouterRuntime
+from mpfn.router.settings import RouterSettings
+from mpfn.store.base import Store
+
+log = logging.getLogger("mpfn.router")
+
+
+class RouterApp:
+    """The outermost ASGI callable; `runtime` exposes the router's live state."""
+
+    def __init__(self, runtime: RouterRuntime) -> None:
+        self.runtime = runtime
+        self.routes = ForwardingRoutes(runtime, app=None)  # type: ignore[arg-type]
+        self.api = create_api(runtime, self.routes.dispatch)
+        self.routes.app = self.api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.routes(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.routes(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("unexpected error serving %s %s", scope["method"], scope["path"])
+            if not started:
+                await send_error(send, 502, f"router error: {type(exc).__name__}")
+
+    async def maintain(self) -> None:
+        """Refresh and flush when due; for hosts that call in between requests (pings)."""
+        await self.runtime.tick()
+
+
+def create_app(
+    store: Store | None = None,
+    *,
+    settings: RouterSettings | None = None,
+    session_factory: SessionFactory | None = None,
+) -> RouterApp:
+    """Build a router over `store` (default: the configured state, e.g. `MPFN_STATE`).
+
+    `settings` default to `RouterSettings.from_env()`; `session_factory` builds the
+    aiohttp session used for every backend call (one per app, created on first use).
+    """
+    if store is None:
+        from mpfn.config import load_config
+        from mpfn.store import open_store
+
+        config = load_config()
+        store = open_store(config.state, config.options)
+    runtime = RouterRuntime(
+        store, settings or RouterSettings.from_env(), session_factory=session_factory
+    )
+    return RouterApp(runtime)

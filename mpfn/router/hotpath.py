@@ -1,0 +1,165 @@
+"""The forwarding routes as a thin raw-ASGI layer: v2 infer and the OpenAI POSTs.
+
+These requests never go through a web framework: the path is matched by hand, the body is
+read once (bounded by `max_body_bytes`) and handed to the forwarder unchanged. Everything
+else falls through to the FastAPI app. No store I/O happens here unless the host runs no
+background tasks and the snapshot's TTL has expired (Lambda).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mpfn.router.errors import RouteError, send_error
+from mpfn.router.forward import forward_headers
+from mpfn.router.routing import Protocol, attempt_order, candidates, valid_name
+from mpfn.router.runtime import RouterRuntime
+
+log = logging.getLogger("mpfn.router")
+
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A forwarding request: protocol, model (None: named in the body), backend path."""
+
+    protocol: Protocol
+    model: str | None
+    version: str | None
+    path: str
+
+
+def match_route(method: str, path: str) -> Route | None:
+    """Recognise a forwarding route; None for anything the FastAPI app answers."""
+    if method != "POST":
+        return None
+    if path in OPENAI_PATHS:
+        return Route("openai", None, None, path)
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return Route("v2", parts[0], None, path)
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return Route("v2", parts[0], parts[2], path)
+    return None
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise RouteError(400, "Content-Length is not a number") from None
+            if length < 0:
+                raise RouteError(400, "Content-Length is negative")
+            return length
+    return None
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body; 413 as soon as it exceeds `limit` bytes."""
+    announced = content_length(scope)
+    if announced is not None and announced > limit:
+        raise RouteError(413, f"request body of {announced} bytes exceeds the {limit}-byte limit")
+    first = b""
+    chunks: list[bytes] | None = None
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RouteError(413, f"request body exceeds the {limit}-byte limit")
+        if chunks is None and not first:
+            first = chunk
+        else:
+            if chunks is None:
+                chunks = [first]
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return first if chunks is None else b"".join(chunks)
+
+
+def model_in_body(body: bytes) -> str:
+    """The `model` of an OpenAI request body; 400 when the body has none."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RouteError(400, "request body is not valid JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+        raise RouteError(400, "request body must be a JSON object with a string 'model'")
+    return payload["model"]
+
+
+class ForwardingRoutes:
+    """Answers forwarding routes itself and passes every other request to `app`."""
+
+    def __init__(self, runtime: RouterRuntime, app: ASGIApp) -> None:
+        self.runtime = runtime
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = match_route(scope["method"], scope["path"])
+            if route is not None:
+                await self.handle(route, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Entry used by the documented FastAPI routes (same behaviour)."""
+        route = match_route(scope["method"], scope["path"])
+        if route is None:
+            await send_error(send, 404, f"no route {scope['path']}")
+            return
+        await self.handle(route, scope, receive, send)
+
+    async def handle(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(route, scope, receive, send)
+        except RouteError as exc:
+            await send_error(send, exc.status, exc.message)
+        except ClientGone:
+            return
+
+    async def _handle(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        body = await read_body(scope, receive, runtime.settings.max_body_bytes)
+        model = route.model if route.model is not None else model_in_body(body)
+        if not runtime.background:
+            await runtime.tick()
+        snapshot = runtime.snapshot
+        if not snapshot.loaded:
+            reason = runtime.store_error or "not loaded yet"
+            raise RouteError(503, f"model registry unavailable: {reason}")
+        if not valid_name(model) or (route.version is not None and not valid_name(route.version)):
+            raise RouteError(404, f"unknown model {model!r}")
+        resolution = candidates(snapshot, model, route.version, route.protocol)
+        if not resolution.known:
+            raise RouteError(404, resolution.error)
+        runtime.usage.add(model)
+        if not resolution.pools:
+            raise RouteError(resolution.status, resolution.error)
+        policy = snapshot.policy_for(model)
+        timeout_s = policy.timeout_ms / 1000 if policy else runtime.settings.request_timeout_s
+        await runtime.forwarder.forward(
+            send,
+            attempt_order(resolution.pools, runtime.next_turn(), runtime.health.down()),
+            route.path,
+            body,
+            forward_headers(scope["headers"]),
+            timeout_s,
+        )

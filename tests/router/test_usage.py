@@ -1,0 +1,68 @@
+"""Usage counting: key layout, absolute per-minute documents, no double counting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mpfn.router import UsageCounter, usage_key
+from mpfn.store import LocalStore
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_usage_key_layout() -> None:
+    # 2024-03-05 07:09:00 UTC
+    minute = 1709622540 // 60
+    assert usage_key("demo", minute, "abc") == "usage/demo/2024/03/05/07/09-abc.json"
+
+
+def read(store: LocalStore, key: str) -> dict[str, object]:
+    blob = store.get(key)
+    assert blob is not None
+    return json.loads(blob.body)  # type: ignore[no-any-return]
+
+
+def test_flush_writes_absolute_counts_and_never_double_counts(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    clock = Clock(1709622540.0)
+    counter = UsageCounter("i1", clock=clock)
+    for _ in range(3):
+        counter.add("demo")
+    counter.add("other")
+    assert counter.flush(store) == 2
+    key = usage_key("demo", int(clock.t // 60), "i1")
+    assert read(store, key)["count"] == 3
+    # Nothing changed: nothing rewritten; flushing again is harmless.
+    assert counter.flush(store) == 0
+    counter.add("demo", 2)
+    assert counter.flush(store) == 1
+    doc = read(store, key)
+    assert doc == {"model": "demo", "minute": "2024-03-05T07:09:00Z", "instance": "i1", "count": 5}
+    # The next minute gets its own document; the finished one is forgotten once clean.
+    clock.t += 60
+    counter.add("demo")
+    counter.flush(store)
+    assert read(store, usage_key("demo", int(clock.t // 60), "i1"))["count"] == 1
+    assert read(store, key)["count"] == 5
+    assert all(minute == int(clock.t // 60) for (_m, minute) in counter.counts())
+
+
+def test_failed_flush_is_retried(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    store = LocalStore(root)
+    counter = UsageCounter("i1", clock=Clock(1709622540.0))
+    counter.add("demo")
+    # Make the usage directory unwritable by putting a file where it must go.
+    (root / "usage").write_text("not a directory")
+    assert counter.flush(store) == 0
+    assert counter.pending() == 1
+    (root / "usage").unlink()
+    assert counter.flush(store) == 1
+    assert counter.pending() == 0
