@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
-
 from mpfn.adapters.ort_worker.errors import BodyTooLarge, ClientDisconnected, WorkerError
 
 Scope = MutableMapping[str, Any]
@@ -69,7 +68,9 @@ def decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise WorkerError(f"request body is not valid {encoding.decode()} data: {exc}", 400) from None
+        raise WorkerError(
+            f"request body is not valid {encoding.decode()} data: {exc}", 400
+        ) from None
     if len(out) > limit or inflater.unconsumed_tail:
         raise BodyTooLarge(_too_large(limit) + " after decompression")
     return out

@@ -61,9 +61,7 @@ def estimate_memory_mb(document_mb: float, artifact_bytes: int) -> float:
 def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order: `2` < `10`, `v1.9` < `v1.10`; digits sort before letters."""
     return tuple(
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in _DIGITS.split(version)
-        if part
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(version) if part
     )
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
-
 from mpfn.adapters.ort_worker.errors import ModelNotFound, ModelUnavailable, WorkerError
 from mpfn.adapters.ort_worker.lru import (
     Resident,
@@ -28,6 +27,7 @@ from mpfn.adapters.ort_worker.lru import (
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import choose_providers
 from mpfn.adapters.ort_worker.session import LoadedModel, open_session
+
 from mpfn.artifacts import ArtifactError, fetch_cached
 from mpfn.documents import NAME_PATTERN, ModelVersion, model_key
 from mpfn.state import Documents, InvalidDocument
@@ -198,9 +198,7 @@ class ModelRepository:
     def _make_room(self, key: str, memory_mb: float) -> None:
         residents = [
             Resident(m.key, m.memory_mb, m.last_used, m.inflight) for m in self.loaded.values()
-        ] + [
-            Resident(k, mb, 0, 1) for k, mb in self._reserved.items()
-        ]
+        ] + [Resident(k, mb, 0, 1) for k, mb in self._reserved.items()]
         evict = choose_evictions(residents, memory_mb, self.config.budget_mb)
         if evict is None:
             raise ModelUnavailable(

@@ -36,7 +36,9 @@ ORT_DATATYPES = {
 }
 
 
-def open_session(path: Path, providers: Sequence[str], intra_op_threads: int) -> ort.InferenceSession:
+def open_session(
+    path: Path, providers: Sequence[str], intra_op_threads: int
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if intra_op_threads > 0:

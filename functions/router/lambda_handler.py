@@ -43,11 +43,24 @@ def _error_response(status: int, message: str) -> dict[str, Any]:
     }
 
 
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The loop Mangum runs on; a fresh one when none is set or it was closed."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    return loop
+
+
 def make_handler(app: RouterApp) -> Handler:
     """A Lambda handler serving `app`."""
     mangum = Mangum(app, lifespan="off")
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        loop = event_loop()
         if is_http_event(event):
             try:
                 return mangum(event, context)
@@ -58,7 +71,7 @@ def make_handler(app: RouterApp) -> Handler:
         if isinstance(event, dict):
             ack["event"] = str(event.get("detail-type") or event.get("source") or "unknown")
         try:
-            asyncio.get_event_loop().run_until_complete(app.maintain())
+            ack["usage_written"] = loop.run_until_complete(app.maintain())
         except Exception as exc:
             log.exception("upkeep failed")
             ack["ok"] = False

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from mpfn.documents import TensorSpec
@@ -122,7 +121,13 @@ def parse_infer_request(body: bytes, header_length: str | bytes | None = None) -
                     400, f"input '{name}' has both 'data' and parameters.binary_data_size"
                 )
             flat, offset = binary_slice(
-                "input", name, datatype, count, params["binary_data_size"], region, offset,
+                "input",
+                name,
+                datatype,
+                count,
+                params["binary_data_size"],
+                region,
+                offset,
                 length is not None,
             )
         elif "data" in entry:
@@ -220,12 +225,12 @@ def validate_inputs(
 
 def shape_matches(shape: Sequence[int], spec: Sequence[int]) -> bool:
     """Same rank and every dimension equal, where -1 in `spec` matches any size."""
-    return len(shape) == len(spec) and all(s == -1 or s == d for d, s in zip(shape, spec, strict=True))
+    return len(shape) == len(spec) and all(
+        s == -1 or s == d for d, s in zip(shape, spec, strict=True)
+    )
 
 
-def select_outputs(
-    request: InferRequest, output_names: Sequence[str]
-) -> list[RequestedOutput]:
+def select_outputs(request: InferRequest, output_names: Sequence[str]) -> list[RequestedOutput]:
     """The outputs to return: those requested (checked to exist), else all of the model's."""
     if request.outputs is None:
         return [RequestedOutput(name, request.binary_output) for name in output_names]

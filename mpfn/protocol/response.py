@@ -85,9 +85,7 @@ def encode_infer_response(
     return b"".join([header, *blobs]), len(header)
 
 
-def decode_infer_response(
-    body: bytes, header_length: str | bytes | None = None
-) -> InferResponse:
+def decode_infer_response(body: bytes, header_length: str | bytes | None = None) -> InferResponse:
     """Decode a v2 inference response body (JSON, or JSON header + binary outputs)."""
     length = split_header_length(header_length, len(body))
     doc, region = load_header(body, length)
@@ -107,7 +105,13 @@ def decode_infer_response(
         params = entry.get("parameters") or {}
         if isinstance(params, dict) and "binary_data_size" in params:
             flat, offset = binary_slice(
-                "output", name, datatype, count, params["binary_data_size"], region, offset,
+                "output",
+                name,
+                datatype,
+                count,
+                params["binary_data_size"],
+                region,
+                offset,
                 length is not None,
             )
         else:

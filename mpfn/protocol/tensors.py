@@ -30,7 +30,7 @@ _FLOAT_TYPES = {"FP16", "FP32", "FP64", "BF16"}
 #: numpy kinds accepted in JSON data for each family of datatypes.
 _JSON_KINDS = {"BOOL": "b", "INT": "iu", "FLOAT": "fiu"}
 #: numpy dtypes orjson serialises natively from an array (others go through tolist()).
-_ORJSON_NATIVE = set("f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1".split())
+_ORJSON_NATIVE = set(["f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1"])
 
 
 def format_shape(shape: list[int] | tuple[int, ...]) -> str:
@@ -68,7 +68,7 @@ def binary_slice(
     offset: int,
     has_header: bool,
 ) -> tuple[npt.NDArray[Any], int]:
-    """Cut `size` bytes for one tensor out of the binary region; returns (flat array, next offset)."""
+    """Cut one tensor's `size` bytes out of the binary region; returns (flat, next offset)."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ProtocolError(
             400, f"{kind} '{name}': binary_data_size must be a non-negative integer"
@@ -94,9 +94,7 @@ def binary_slice(
     return tensor_from_bytes(datatype, region[offset:end], count, name), end
 
 
-def json_tensor(
-    kind: str, name: str, datatype: str, count: int, data: Any
-) -> npt.NDArray[Any]:
+def json_tensor(kind: str, name: str, datatype: str, count: int, data: Any) -> npt.NDArray[Any]:
     """A flat array of `count` elements from JSON `data` (flat or nested row-major lists)."""
     if datatype == "BYTES":
         return _json_bytes(kind, name, count, data)
@@ -107,6 +105,8 @@ def json_tensor(
             400, f"{kind} '{name}': data is not a rectangular array of numbers"
         ) from None
     family = "BOOL" if datatype == "BOOL" else "INT" if datatype in _INT_TYPES else "FLOAT"
+    if family == "INT" and arr.dtype.kind in "fO":
+        arr = _big_ints(data, arr)  # e.g. [0, 2**63]: numpy guesses float64, valid UINT64
     if arr.dtype.kind not in _JSON_KINDS[family] and arr.size:
         what = {"BOOL": "booleans", "INT": "integers", "FLOAT": "numbers"}[family]
         raise ProtocolError(400, f"{kind} '{name}': {datatype} data must be {what}")
@@ -115,11 +115,23 @@ def json_tensor(
             400, f"{kind} '{name}': shape holds {count} elements, data has {arr.size}"
         )
     if family == "INT" and arr.size:
-        info = np.iinfo(WIRE_DTYPES[datatype])
+        info = np.iinfo(WIRE_DTYPES[datatype])  # type: ignore[type-var]
         if int(arr.min()) < info.min or int(arr.max()) > info.max:
             raise ProtocolError(400, f"{kind} '{name}': value out of range for {datatype}")
     flat = arr.reshape(-1).astype(numpy_dtype(datatype), copy=False)
     return bf16_round(flat) if datatype == "BF16" else flat
+
+
+def _big_ints(data: Any, guessed: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """JSON integers beyond int64 as uint64 when they all fit, else numpy's guess."""
+    try:
+        exact = np.array(data, dtype=object)
+    except ValueError:
+        return guessed
+    flat = exact.reshape(-1)
+    if all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**64 for v in flat):
+        return np.array(flat.tolist(), dtype=np.uint64).reshape(exact.shape)
+    return guessed
 
 
 def _json_bytes(kind: str, name: str, count: int, data: Any) -> npt.NDArray[Any]:
@@ -161,8 +173,7 @@ def json_data(kind: str, name: str, datatype: str, array: npt.NDArray[Any]) -> A
             except UnicodeDecodeError:
                 raise ProtocolError(
                     400,
-                    f"{kind} '{name}' holds bytes that are not UTF-8; request it with "
-                    "binary_data",
+                    f"{kind} '{name}' holds bytes that are not UTF-8; request it with binary_data",
                 ) from None
         return out
     if datatype == "BF16":

@@ -26,9 +26,11 @@ class RouterApp:
 
     def __init__(self, runtime: RouterRuntime) -> None:
         self.runtime = runtime
-        self.routes = ForwardingRoutes(runtime, app=None)  # type: ignore[arg-type]
-        self.api = create_api(runtime, self.routes.dispatch)
-        self.routes.app = self.api
+        self.api = create_api(runtime, self._dispatch)
+        self.routes = ForwardingRoutes(runtime, self.api)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.routes.dispatch(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,9 +51,13 @@ class RouterApp:
             if not started:
                 await send_error(send, 502, f"router error: {type(exc).__name__}")
 
-    async def maintain(self) -> None:
-        """Refresh and flush when due; for hosts that call in between requests (pings)."""
+    async def maintain(self) -> int:
+        """Refresh when due and flush usage now; for hosts that ping between requests.
+
+        Returns the number of usage documents written.
+        """
         await self.runtime.tick()
+        return await self.runtime.flush_usage()
 
 
 def create_app(

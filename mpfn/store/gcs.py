@@ -106,7 +106,9 @@ class GCSStore:
                 content_type=content_type,
                 if_generation_match=match,
                 timeout=self._timeout,
-                retry=self._retry,
+                # Conditional writes are not retried: a retry after a lost response
+                # would see its own write as a conflict (and the change applied twice).
+                retry=self._retry if match is None else None,
             )
         except Exception as exc:
             self._raise(exc, key, writing=True, exists=if_absent)
@@ -165,7 +167,9 @@ def _make_client(project: str | None, endpoint: str | None) -> Any:
         from google.auth.exceptions import GoogleAuthError
         from google.cloud import storage
     except ImportError:
-        raise StoreUnavailable("gs:// state needs google-cloud-storage: pip install 'mpfn[gcp]'") from None
+        raise StoreUnavailable(
+            "gs:// state needs google-cloud-storage: pip install 'mpfn[gcp]'"
+        ) from None
     endpoint = endpoint or os.environ.get(EMULATOR_ENV) or None
     try:
         if endpoint:

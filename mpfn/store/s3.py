@@ -49,6 +49,7 @@ class S3Store:
         prefix: str = "",
         *,
         client: Any = None,
+        write_client: Any = None,
         endpoint_url: str | None = None,
         region: str | None = None,
         access_key_id: str | None = None,
@@ -68,20 +69,25 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        options: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "region": region,
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key,
+            "session_token": session_token,
+            "profile": profile,
+            "addressing_style": addressing_style,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+        }
         if client is None:
-            client = _make_client(
-                endpoint_url=endpoint_url,
-                region=region,
-                access_key_id=access_key_id,
-                secret_access_key=secret_access_key,
-                session_token=session_token,
-                profile=profile,
-                addressing_style=addressing_style,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                max_attempts=max_attempts,
-            )
+            client = _make_client(**options, max_attempts=max_attempts)
+            # Conditional writes are never retried by the SDK: a retry after a lost
+            # response would see its own write as a conflict and the caller would apply
+            # its change twice. An unknown outcome surfaces as StoreUnavailable instead.
+            write_client = write_client or _make_client(**options, max_attempts=1)
         self.client = client
+        self.write_client = write_client or client
         self.endpoint = str(getattr(client.meta, "endpoint_url", "") or "S3")
 
     # -- keys --------------------------------------------------------------------------
@@ -128,7 +134,8 @@ class S3Store:
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
         try:
-            response = self.client.put_object(Body=body, **kwargs)
+            writer = self.write_client if (if_match or if_absent) else self.client
+            response = writer.put_object(Body=body, **kwargs)
         except Exception as exc:
             self._raise(exc, key, exists=if_absent)
         return normalize_etag(response.get("ETag", ""))
@@ -144,7 +151,7 @@ class S3Store:
                 self._raise(exc, key)
             return
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=name, IfMatch=f'"{if_match}"')
+            self.write_client.delete_object(Bucket=self.bucket, Key=name, IfMatch=f'"{if_match}"')
         except Exception as exc:
             if _code(exc) in _CONFLICT_CODES:
                 self._head(key)  # KeyNotFound when it vanished rather than changed

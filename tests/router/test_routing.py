@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import HttpUrl
+
 from mpfn.documents import ModelVersion, Pool
 from mpfn.router import (
     adapter_fits,
@@ -20,7 +22,7 @@ def pool(pid: str, adapter: str = "ort", models: list[str] | None = None) -> Poo
         id=pid,
         cloud="local",
         adapter=adapter,
-        endpoint=f"http://127.0.0.1:1/{pid}",
+        endpoint=HttpUrl(f"http://127.0.0.1:1/{pid}"),
         models=models or [],
     )
 

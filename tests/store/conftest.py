@@ -8,8 +8,10 @@ are independent. The `store` fixture runs a test once per backend.
 
 from __future__ import annotations
 
+import json
 import sys
 import sysconfig
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, free_port, running, wait_until
+from procs import Proc, free_port, running, start, wait_until
 
 from mpfn.store import LocalStore, Store
 from mpfn.store.gcs import GCSStore
@@ -103,10 +105,13 @@ SEAWEED_KEY, SEAWEED_SECRET = "mpfnseaweedkey", "mpfn-seaweed-secret-0123456789"
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Iterator[S3Server]:
     root = tmp_path_factory.mktemp("seaweedfs")
     identities = root / "s3.json"
-    identities.write_text(
-        '{"identities": [{"name": "mpfn", "credentials": [{"accessKey": "%s", "secretKey": "%s"}],'
-        ' "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' % (SEAWEED_KEY, SEAWEED_SECRET)
-    )
+    credentials = {"accessKey": SEAWEED_KEY, "secretKey": SEAWEED_SECRET}
+    identity = {
+        "name": "mpfn",
+        "credentials": [credentials],
+        "actions": ["Admin", "Read", "Write", "List"],
+    }
+    identities.write_text(json.dumps({"identities": [identity]}))
     (root / "data").mkdir()
     m, mg, v, vg, f, fg, s, sg = _unique_ports(8)
     argv = [
@@ -117,9 +122,10 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Ite
         "-volume.preStopSeconds=0",
         "-filer", f"-filer.port={f}", f"-filer.port.grpc={fg}",
         "-s3", f"-s3.port={s}", f"-s3.port.grpc={sg}", f"-s3.config={identities}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
     ]  # fmt: skip
-    with running(argv, port=s, log_dir=store_logs, name="seaweedfs", cwd=root) as proc:
+    proc = start(argv, port=s, log_dir=store_logs, name="seaweedfs", cwd=root)
+    try:
         server = S3Server("seaweedfs", proc, SEAWEED_KEY, SEAWEED_SECRET)
         bucket = "mpfn-shared"
 
@@ -135,6 +141,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Ite
 
         wait_until(bucket_ready, 60, "seaweedfs bucket", proc)
         yield server
+    finally:
+        proc.stop(timeout=2)  # its graceful shutdown waits on peers; the data is throwaway
+        for port in (m, mg, v, vg, f, fg, s, sg):  # unix sockets it leaves in /tmp
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,10 @@ def test_gcs_missing_bucket(fake_gcs: GCSServer) -> None:
 
 @pytest.mark.parametrize(
     ("key", "secret", "code"),
-    [("unknown-key", "whatever", "InvalidAccessKeyId"), (None, "wrong-secret", "SignatureDoesNotMatch")],
+    [
+        ("unknown-key", "whatever", "InvalidAccessKeyId"),
+        (None, "wrong-secret", "SignatureDoesNotMatch"),
+    ],
 )
 def test_s3_wrong_credentials(seaweedfs: S3Server, key: str | None, secret: str, code: str) -> None:
     store = seaweedfs.store(
@@ -142,7 +145,9 @@ def test_cached_document_survives_gcs_outage(store_logs: Path) -> None:
         str(next(bin_dir.glob("fake-gcs-server-*"))), "-scheme", "http", "-host", "127.0.0.1",
         "-port", str(port), "-backend", "memory", "-external-url", url,
     ]  # fmt: skip
-    with running(argv, port=port, log_dir=store_logs, name="gcs-outage", ready_url=f"{url}/storage/v1/b") as proc:
+    with running(
+        argv, port=port, log_dir=store_logs, name="gcs-outage", ready_url=f"{url}/storage/v1/b"
+    ) as proc:
         server = GCSServer(proc)
         store = server.store(server.new_bucket())
         _cached_through_outage(store, proc.stop)

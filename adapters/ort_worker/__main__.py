@@ -1,0 +1,54 @@
+"""`python -m mpfn.adapters.ort_worker`: run the worker on uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import sys
+from types import FrameType
+
+import uvicorn
+from mpfn.adapters.ort_worker.config import build_app, parse_args
+from mpfn.adapters.ort_worker.providers import NoProvider
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown; a finished drain exits 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = build_app(config)
+    except (NoProvider, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+            lifespan="on",
+            access_log=False,
+            log_level=config.log_level,
+            timeout_graceful_shutdown=30,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

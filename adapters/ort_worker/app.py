@@ -1,0 +1,343 @@
+"""The worker's ASGI application: Open Inference Protocol v2 REST over a model repository.
+
+Routes: health, server/model metadata, model ready, infer (versioned and version-less; JSON
+and binary tensors, no Content-Type needed), the model-repository extension (index, load,
+unload) and `/metrics`. A plain ASGI callable: the infer hot path does no store I/O and
+costs one routing split, one body read, the codec and one hop to the inference threads.
+Errors become JSON `{"error": ...}` responses in one place (`_failure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from typing import Any
+
+from mpfn.adapters.ort_worker.admission import Admission, QueueFull
+from mpfn.adapters.ort_worker.errors import (
+    ClientDisconnected,
+    ModelNotFound,
+    WorkerError,
+)
+from mpfn.adapters.ort_worker.http import (
+    JSON,
+    OCTETS,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    header,
+    json_body,
+    read_body,
+    respond,
+)
+from mpfn.adapters.ort_worker.metrics import CONTENT_TYPE as METRICS_TYPE
+from mpfn.adapters.ort_worker.metrics import WorkerMetrics
+from mpfn.adapters.ort_worker.repository import ModelRepository
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from mpfn.documents import TensorSpec
+from mpfn.protocol import (
+    OutputTensor,
+    ProtocolError,
+    encode_infer_response,
+    loads,
+    parse_infer_request,
+    select_outputs,
+    validate_inputs,
+)
+
+log = logging.getLogger("mpfn.worker")
+
+SERVER_NAME = "mpfn-ort-worker"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+PLATFORM = "onnxruntime_onnx"
+_MODELS = "/v2/models/"
+_REPO_MODELS = "/v2/repository/models/"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mpfn")
+    except metadata.PackageNotFoundError:  # pragma: no cover - source checkout only
+        return "0"
+
+
+class WorkerApp:
+    """ASGI callable serving one repository with bounded concurrency."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        max_concurrency: int = 2,
+        max_queue: int = 64,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        preload: Sequence[tuple[str, str | None]] = (),
+    ) -> None:
+        self.repository = repository
+        self.metrics: WorkerMetrics = repository.metrics
+        self.admission = Admission(max_concurrency, max_queue)
+        self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
+        self.max_body_bytes = max_body_bytes
+        self.preload = list(preload)
+        self.ready = False
+        self.server_metadata = json_body(
+            {"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS}
+        )
+        self.metrics.bind_gauges(
+            inflight=lambda: self.admission.running,
+            queued=lambda: self.admission.queued,
+            loaded=lambda: len(self.repository.loaded),
+            memory_mb=self.repository.memory_used_mb,
+        )
+
+    # -- ASGI entry ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    def load_headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-mpfn-inflight", str(self.admission.running).encode()),
+            (b"x-mpfn-queued", str(self.admission.queued).encode()),
+        ]
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path.startswith(_MODELS):
+                await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
+            elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
+                _require(method, "POST")
+                await self._repository_route(scope, receive, send, path)
+            elif path in ("/v2/health/live", "/v2/health/ready"):
+                _require(method, "GET", "HEAD")
+                if path.endswith("live") or self.ready:
+                    key = "live" if path.endswith("live") else "ready"
+                    await self._json(send, 200, {key: True})
+                else:
+                    await self._json(send, 503, {"ready": False, "error": "worker is starting"})
+            elif path in ("/v2", "/v2/"):
+                _require(method, "GET")
+                await respond(send, 200, self.server_metadata, JSON, self.load_headers())
+            elif path == "/metrics":
+                _require(method, "GET")
+                await respond(send, 200, self.metrics.render(), METRICS_TYPE.encode())
+            else:
+                raise WorkerError(f"no route for {method} {path}", 404)
+        except ClientDisconnected:
+            return
+        except Exception as exc:
+            status, message, extra = _failure(exc)
+            await respond(send, status, error_body(message), JSON, [*self.load_headers(), *extra])
+
+    async def _json(self, send: Send, status: int, doc: Any) -> None:
+        await respond(send, status, json_body(doc), JSON, self.load_headers())
+
+    # -- /v2/models/... ------------------------------------------------------------------
+
+    async def _model_route(
+        self, scope: Scope, receive: Receive, send: Send, rest: str, method: str
+    ) -> None:
+        parts = rest.split("/")
+        name, version = parts[0], None
+        if len(parts) >= 3 and parts[1] == "versions":
+            version, tail = parts[2], parts[3:]
+        else:
+            tail = parts[1:]
+        action = tail[0] if len(tail) == 1 else "" if not tail else None
+        if action == "infer":
+            _require(method, "POST")
+            await self._infer(scope, receive, send, name, version)
+        elif action in ("", "ready"):
+            _require(method, "GET", "HEAD")
+            if action == "ready":
+                await self._model_ready(send, name, version)
+            else:
+                await self._model_metadata(send, name, version)
+        else:
+            raise WorkerError(f"no route for {method} {scope['path']}", 404)
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
+    ) -> None:
+        started = time.perf_counter()
+        label = name if self.repository.loaded_for(name, version) is not None else ""
+        extra = self.load_headers
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            request = parse_infer_request(body, header(scope, b"inference-header-content-length"))
+            model, cold = await self.repository.acquire(name, version)
+            label = name
+            try:
+                feed = validate_inputs(request, model.inputs)
+                wanted = select_outputs(request, model.output_names)
+                async with self.admission.slot():
+                    arrays = await asyncio.get_running_loop().run_in_executor(
+                        self.executor, model.run, [o.name for o in wanted], feed
+                    )
+            finally:
+                model.inflight -= 1
+            payload, header_length = encode_infer_response(
+                name,
+                model.doc.version,
+                [OutputTensor(o.name, a, o.binary) for o, a in zip(wanted, arrays, strict=True)],
+                request_id=request.id,
+            )
+        except ClientDisconnected:
+            self.metrics.observe_request(label, 499, time.perf_counter() - started)
+            return
+        except Exception as exc:
+            status, message, more = _failure(exc)
+            self.metrics.observe_request(label, status, time.perf_counter() - started)
+            await respond(send, status, error_body(message), JSON, [*extra(), *more])
+            return
+        headers = extra()
+        if cold:
+            headers.append((b"x-mpfn-load-ms", f"{model.load_ms:.1f}".encode()))
+        if header_length is None:
+            content_type = JSON
+        else:
+            content_type = OCTETS
+            headers.append((b"inference-header-content-length", str(header_length).encode()))
+        self.metrics.observe_request(label, 200, time.perf_counter() - started)
+        await respond(send, 200, payload, content_type, headers)
+
+    async def _model_ready(self, send: Send, name: str, version: str | None) -> None:
+        if self.repository.loaded_for(name, version) is not None:
+            await self._json(send, 200, {"name": name, "ready": True})
+            return
+        doc = await self.repository.document(name, version)  # 404 when unknown
+        raise WorkerError(f"model '{name}' version '{doc.version}' is not loaded", 400)
+
+    async def _model_metadata(self, send: Send, name: str, version: str | None) -> None:
+        doc = await self.repository.document(name, version)
+        loaded = self.repository.loaded_for(name, doc.version)
+        inputs = loaded.inputs if loaded else doc.inputs
+        outputs = loaded.outputs if loaded else doc.outputs
+        if version is None:
+            versions = set(await self.repository.versions(name))
+            versions.update(
+                m.doc.version for m in self.repository.loaded.values() if m.doc.name == name
+            )
+        else:
+            versions = {doc.version}
+        await self._json(
+            send,
+            200,
+            {
+                "name": name,
+                "versions": sorted(versions),
+                "platform": PLATFORM,
+                "inputs": [_spec(s) for s in inputs],
+                "outputs": [_spec(s) for s in outputs],
+            },
+        )
+
+    # -- /v2/repository/... --------------------------------------------------------------
+
+    async def _repository_route(
+        self, scope: Scope, receive: Receive, send: Send, path: str
+    ) -> None:
+        body = await read_body(scope, receive, self.max_body_bytes)
+        doc = _optional_json(body)
+        if path == "/v2/repository/index":
+            rows = await self.repository.index()
+            if doc.get("ready") is True:
+                rows = [row for row in rows if row["state"] == "READY"]
+            await self._json(send, 200, rows)
+            return
+        name, _, action = path[len(_REPO_MODELS) :].partition("/")
+        params = doc.get("parameters") or {}
+        version = params.get("version") if isinstance(params, dict) else None
+        if version is not None and not isinstance(version, str):
+            raise WorkerError("parameters.version must be a string", 400)
+        if action == "load":
+            before = self.repository.loaded_for(name, version)
+            model = await self.repository.load(name, version)
+            headers = self.load_headers()
+            if before is None:
+                headers.append((b"x-mpfn-load-ms", f"{model.load_ms:.1f}".encode()))
+            result = {
+                "name": name,
+                "version": model.doc.version,
+                "load_ms": round(model.load_ms, 3),
+                "providers": model.providers,
+            }
+            await respond(send, 200, json_body(result), JSON, headers)
+        elif action == "unload":
+            unloaded = self.repository.unload(name, version)
+            if not unloaded:
+                await self.repository.document(name, version)  # 404 when unknown
+            await self._json(send, 200, {"name": name, "unloaded": unloaded})
+        else:
+            raise WorkerError(f"no route for POST {path}", 404)
+
+    # -- lifespan ------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for name, version in self.preload:
+                        model = await self.repository.load(name, version)
+                        log.info("preloaded %s", model.key)
+                except Exception as exc:
+                    _, text, _ = _failure(exc)
+                    await send({"type": "lifespan.startup.failed", "message": text})
+                    return
+                self.ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await asyncio.to_thread(self.executor.shutdown, wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _require(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise WorkerError(f"method {method} not allowed here (use {', '.join(allowed)})", 405)
+
+
+def _optional_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        doc = loads(body)
+    except ValueError as exc:
+        raise WorkerError(f"invalid JSON body: {exc}", 400) from None
+    if not isinstance(doc, dict):
+        raise WorkerError("the request body must be a JSON object", 400)
+    return doc
+
+
+def _spec(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}
+
+
+def _failure(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+    """Map any exception to (status, message, extra headers); the one place errors become HTTP."""
+    if isinstance(exc, ProtocolError):
+        return exc.status, exc.message, []
+    if isinstance(exc, QueueFull):
+        return 503, "queue full", [(b"retry-after", b"1")]
+    if isinstance(exc, ModelNotFound):
+        return 404, exc.message, []
+    if isinstance(exc, WorkerError):
+        extra = [(b"retry-after", b"1")] if exc.status == 503 else []
+        return exc.status, exc.message, extra
+    if isinstance(exc, InvalidArgument):
+        return 400, f"the model rejected the input: {exc}", []
+    log.error("unexpected error", exc_info=exc)
+    return 500, f"internal error: {type(exc).__name__}: {exc}", []

@@ -1,0 +1,140 @@
+"""Worker configuration: command-line flags -> `WorkerConfig` -> a ready `WorkerApp`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpfn.adapters.ort_worker.app import WorkerApp
+from mpfn.adapters.ort_worker.metrics import WorkerMetrics
+from mpfn.adapters.ort_worker.providers import (
+    DEFAULT_PREFERENCE,
+    NoProvider,
+    parse_provider_list,
+)
+from mpfn.adapters.ort_worker.repository import ModelRepository, RepositoryConfig
+
+from mpfn.store import open_store
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    state: str
+    host: str = "127.0.0.1"
+    port: int = 8081
+    cache_dir: Path = Path("~/.cache/mpfn/artifacts")
+    memory_mb: float = 0.0
+    providers: tuple[str, ...] = DEFAULT_PREFERENCE
+    max_concurrency: int = 2
+    max_queue: int = 64
+    max_body_mb: float = 64.0
+    preload: tuple[tuple[str, str | None], ...] = ()
+    intra_op_threads: int = 0
+    insecure: bool = False
+    log_level: str = "warning"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "mpfn" / "artifacts"
+
+
+def parse_preload(text: str) -> tuple[str, str | None]:
+    """`demo:1` -> ("demo", "1"); `demo` -> ("demo", None) for the highest version."""
+    name, _, version = text.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"invalid --preload {text!r}: use NAME[:VERSION]")
+    return name, version or None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _providers(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(parse_provider_list(text))
+    except NoProvider as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m mpfn.adapters.ort_worker",
+        description="Serve ONNX models from an mpfn state store over the Open Inference "
+        "Protocol v2 (REST).",
+    )
+    parser.add_argument(
+        "--state", required=True, help="state store URL (path, file://, s3://, gs://)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="local artifact cache")
+    parser.add_argument(
+        "--memory-mb", type=float, default=0.0, help="model memory budget in MB (0 = unlimited)"
+    )
+    parser.add_argument(
+        "--providers",
+        type=_providers,
+        default=DEFAULT_PREFERENCE,
+        help="execution provider preference, comma-separated (first available wins)",
+    )
+    parser.add_argument("--max-concurrency", type=_positive, default=2)
+    parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--max-body-mb", type=float, default=64.0)
+    parser.add_argument(
+        "--preload", type=parse_preload, action="append", default=[], metavar="NAME[:VERSION]"
+    )
+    parser.add_argument(
+        "--intra-op-threads", type=int, default=0, help="threads per inference (0 = ORT default)"
+    )
+    parser.add_argument("--insecure", action="store_true", help="allow plain-HTTP registries")
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    if args.max_queue < 0:
+        parser.error("--max-queue must be 0 or more")
+    return WorkerConfig(
+        state=args.state,
+        host=args.host,
+        port=args.port,
+        cache_dir=(args.cache_dir or default_cache_dir()).expanduser(),
+        memory_mb=args.memory_mb,
+        providers=args.providers,
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        max_body_mb=args.max_body_mb,
+        preload=tuple(args.preload),
+        intra_op_threads=args.intra_op_threads,
+        insecure=args.insecure,
+        log_level=args.log_level,
+    )
+
+
+def build_app(config: WorkerConfig) -> WorkerApp:
+    """Open the store and wire repository, metrics and app together."""
+    repository = ModelRepository(
+        open_store(config.state),
+        RepositoryConfig(
+            cache_dir=config.cache_dir,
+            budget_mb=config.memory_mb,
+            providers=config.providers,
+            intra_op_threads=config.intra_op_threads,
+            insecure=config.insecure,
+        ),
+        WorkerMetrics(),
+    )
+    return WorkerApp(
+        repository,
+        max_concurrency=config.max_concurrency,
+        max_queue=config.max_queue,
+        max_body_bytes=int(config.max_body_mb * _MIB),
+        preload=config.preload,
+    )

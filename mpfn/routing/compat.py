@@ -1,0 +1,45 @@
+"""Which adapter kinds can serve which model formats.
+
+A table from model format to adapter kinds, plus the rule for pools that name their
+models explicitly. Third-party adapter plug-ins extend it with `with_formats` instead of
+editing the default; nothing here looks at hardware, policy or load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+FormatTable = Mapping[str, frozenset[str]]
+
+DEFAULT_FORMATS: FormatTable = MappingProxyType(
+    {
+        "onnx": frozenset({"ort", "onnxruntime", "triton"}),
+        "torchscript": frozenset({"torchserve", "triton"}),
+        "pytorch": frozenset({"torchserve", "triton"}),
+        "tensorflow": frozenset({"tfserving", "triton"}),
+        "gguf": frozenset({"openai"}),
+        "openai": frozenset({"openai"}),
+    }
+)
+
+
+def with_formats(base: FormatTable, fmt: str, adapters: Iterable[str]) -> FormatTable:
+    """A copy of `base` where `fmt` may also be served by `adapters`."""
+    table = dict(base)
+    table[fmt] = table.get(fmt, frozenset()) | frozenset(adapters)
+    return MappingProxyType(table)
+
+
+def adapter_serves(
+    adapter: str, fmt: str, *, listed: bool, table: FormatTable = DEFAULT_FORMATS
+) -> bool:
+    """Can an `adapter` pool serve a model of format `fmt`?
+
+    A pool that lists the model by name (`listed`) serves it whatever the table says: the
+    operator vouched for it (custom adapters, `other` formats).
+    """
+    if listed:
+        return True
+    kinds = table.get(fmt)
+    return kinds is not None and adapter in kinds

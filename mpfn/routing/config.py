@@ -1,0 +1,54 @@
+"""Tunable constants of the routing model, in one frozen value.
+
+Every decision function takes a `RoutingConfig`; nothing reads module-level knobs, so a
+router (or a test) can run with its own settings side by side with another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """Priors, smoothing and tolerances used by filter, score and pick.
+
+    - `prior_latency_ms`: expected latency of a pool never observed.
+    - `default_load_ms`: expected load time of a model without `load_time_ms`.
+    - `ewma_alpha`: weight of a new latency sample in the moving average.
+    - `stale_half_life_s`: an average not refreshed for this long counts half towards the
+      estimate, the rest comes from the next fallback (pool average, then the prior), so a
+      pool that was slow once is tried again eventually.
+    - `report_ttl_s`: adapter-reported in-flight/queued counts older than this are ignored.
+    - `tolerance`: candidates whose objective value is within this fraction of the best
+      share the traffic; `min_weight` keeps a slow member of that set from starving.
+    - `cost_epsilon`: USD per request under which costs count as equal (free pools).
+    - `max_attempts`: length cap of a failover plan, fallback models included.
+    - `max_chain`: most models in one fallback chain (the primary included).
+    """
+
+    prior_latency_ms: float = 50.0
+    default_load_ms: float = 2_000.0
+    ewma_alpha: float = 0.2
+    stale_half_life_s: float = 60.0
+    report_ttl_s: float = 10.0
+    tolerance: float = 0.25
+    min_weight: float = 0.05
+    cost_epsilon: float = 1e-9
+    max_attempts: int = 4
+    max_chain: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ewma_alpha <= 1.0:
+            raise ValueError("ewma_alpha must be in (0, 1]")
+        if self.prior_latency_ms <= 0 or self.default_load_ms < 0:
+            raise ValueError("prior_latency_ms must be > 0 and default_load_ms >= 0")
+        if self.stale_half_life_s <= 0 or self.report_ttl_s < 0:
+            raise ValueError("stale_half_life_s must be > 0 and report_ttl_s >= 0")
+        if self.tolerance < 0 or not 0.0 < self.min_weight <= 1.0:
+            raise ValueError("tolerance must be >= 0 and min_weight in (0, 1]")
+        if self.max_attempts < 1 or self.max_chain < 1:
+            raise ValueError("max_attempts and max_chain must be >= 1")
+
+
+DEFAULT_CONFIG = RoutingConfig()
