@@ -171,12 +171,16 @@ class WorkerApp:
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
         started = time.perf_counter()
-        label = name if self.repository.loaded_for(name, version) is not None else ""
+        resident = self.repository.loaded_for(name, version)
+        label = "" if resident is None else name  # never a label for unknown names
         extra = self.load_headers
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
             request = parse_infer_request(body, header(scope, b"inference-header-content-length"))
-            model, cold = await self.repository.acquire(name, version)
+            if resident is not None:
+                model, cold = self.repository.pin(resident), False
+            else:
+                model, cold = await self.repository.acquire(name, version)
             label = name
             try:
                 feed = validate_inputs(request, model.inputs)

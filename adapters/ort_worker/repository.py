@@ -58,6 +58,7 @@ class ModelRepository:
         self.metrics = metrics
         self.providers = choose_providers(config.providers, ort.get_available_providers())
         self.loaded: dict[str, LoadedModel] = {}
+        self._latest: dict[str, LoadedModel] = {}  # name -> highest loaded version
         self._loading: dict[str, asyncio.Future[LoadedModel]] = {}
         self._reserved: dict[str, float] = {}
         self._tick = 0
@@ -66,11 +67,9 @@ class ModelRepository:
 
     def loaded_for(self, name: str, version: str | None) -> LoadedModel | None:
         """The resident model for a request: that version, or the highest loaded one."""
-        if version is not None:
-            return self.loaded.get(f"{name}/{version}")
-        versions = [m.doc.version for m in self.loaded.values() if m.doc.name == name]
-        chosen = latest_version(versions)
-        return None if chosen is None else self.loaded[f"{name}/{chosen}"]
+        if version is None:
+            return self._latest.get(name)
+        return self.loaded.get(f"{name}/{version}")
 
     def pin(self, model: LoadedModel) -> LoadedModel:
         """Mark a request in flight on `model` (it will not be evicted) and bump its recency."""
@@ -176,7 +175,7 @@ class ModelRepository:
         load_ms = (time.perf_counter() - started) * 1000
         model = LoadedModel.create(doc, session, memory_mb, load_ms)
         self._make_room(key, memory_mb)  # other loads may have finished meanwhile
-        self.loaded[key] = model
+        self._add(model)
         self.metrics.loads.labels(name, "ok").inc()
         self.metrics.load_seconds.observe(load_ms / 1000)
         log.info("loaded %s in %.1f ms on %s", key, load_ms, ",".join(model.providers))
@@ -207,7 +206,7 @@ class ModelRepository:
                 "with requests in flight or loading"
             )
         for victim in evict:
-            model = self.loaded.pop(victim)
+            model = self._drop(victim)
             self.metrics.evictions.labels(model.doc.name).inc()
             log.info("evicted %s to make room for %s", victim, key)
 
@@ -223,8 +222,25 @@ class ModelRepository:
             if m.doc.name == name and (version is None or m.doc.version == version)
         ]
         for key in victims:
-            del self.loaded[key]
+            self._drop(key)
         return [key.split("/", 1)[1] for key in victims]
+
+    def _add(self, model: LoadedModel) -> None:
+        self.loaded[model.key] = model
+        self._refresh_latest(model.doc.name)
+
+    def _drop(self, key: str) -> LoadedModel:
+        model = self.loaded.pop(key)
+        self._refresh_latest(model.doc.name)
+        return model
+
+    def _refresh_latest(self, name: str) -> None:
+        versions = [m.doc.version for m in self.loaded.values() if m.doc.name == name]
+        latest = latest_version(versions)
+        if latest is None:
+            self._latest.pop(name, None)
+        else:
+            self._latest[name] = self.loaded[f"{name}/{latest}"]
 
     # -- introspection -------------------------------------------------------------------
 

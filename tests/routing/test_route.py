@@ -86,8 +86,9 @@ def test_never_picks_an_excluded_pool_and_respects_budgets(data: st.DataObject) 
     assert excluded.isdisjoint(planned)
     assert excluded | {s.pool.id for s in decision.ranked} == {p.id for p in pools}
     for a in decision.plan:
-        reason = exclusion_reason(M, a.pool, limits, fb.breakers.get(a.pool.id), 1.0,
-                                  DEFAULT_BREAKER)
+        reason = exclusion_reason(
+            M, a.pool, limits, fb.breakers.get(a.pool.id), 1.0, DEFAULT_BREAKER
+        )
         assert reason is None
     for s in decision.ranked:
         if limits.max_cost is not None:
@@ -178,8 +179,13 @@ def test_fallback_model_when_primary_has_no_candidate() -> None:
     def resolve(name: str) -> Target | None:
         return Target(small, cpu, policy("small")) if name == "small" else None
 
-    d = route(Target(big, cpu, policies["big"]), NO_FEEDBACK, now=0.0,
-              fallbacks=["small"], resolve=resolve)
+    d = route(
+        Target(big, cpu, policies["big"]),
+        NO_FEEDBACK,
+        now=0.0,
+        fallbacks=["small"],
+        resolve=resolve,
+    )
     assert d.chosen is not None and d.chosen.model.name == "small"
     assert d.skipped == ("big",)
     assert "fallback from big" in d.route_reason

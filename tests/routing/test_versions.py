@@ -72,9 +72,7 @@ names = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 
 @given(st.dictionaries(names, st.lists(names, max_size=6), max_size=6), names)
 def test_chains_terminate_without_repeats(graph: dict[str, list[str]], start: str) -> None:
-    policies = {
-        n: policy(n, fallbacks=[f for f in fbs if f != n]) for n, fbs in graph.items()
-    }
+    policies = {n: policy(n, fallbacks=[f for f in fbs if f != n]) for n, fbs in graph.items()}
     chain = fallback_chain(start, policies)
     assert chain[0] == start
     assert len(chain) == len(set(chain)) <= 6
