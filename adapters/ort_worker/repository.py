@@ -199,6 +199,11 @@ class ModelRepository:
             Resident(m.key, m.memory_mb, m.last_used, m.inflight) for m in self.loaded.values()
         ] + [Resident(k, mb, 0, 1) for k, mb in self._reserved.items()]
         evict = choose_evictions(residents, memory_mb, self.config.budget_mb)
+        if evict is None and memory_mb > self.config.budget_mb:
+            raise ModelUnavailable(
+                f"{key} needs {memory_mb:g} MB, more than the worker's whole memory budget "
+                f"of {self.config.budget_mb:g} MB"
+            )
         if evict is None:
             raise ModelUnavailable(
                 f"not enough memory to load {key}: needs {memory_mb:g} MB, budget "
