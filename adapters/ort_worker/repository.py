@@ -202,7 +202,8 @@ class ModelRepository:
         if evict is None and memory_mb > self.config.budget_mb:
             raise ModelUnavailable(
                 f"{key} needs {memory_mb:g} MB, more than the worker's whole memory budget "
-                f"of {self.config.budget_mb:g} MB"
+                f"of {self.config.budget_mb:g} MB",
+                507,
             )
         if evict is None:
             raise ModelUnavailable(

@@ -35,6 +35,13 @@ def policy_reason(limits: Limits, pool: Pool) -> str | None:
     return None
 
 
+def _shares_hardware(wanted: Sequence[str], offered: Sequence[str]) -> bool:
+    for h in wanted:
+        if h in offered:
+            return True
+    return False
+
+
 def exclusion_reason(
     model: ModelVersion,
     pool: Pool,
@@ -52,7 +59,7 @@ def exclusion_reason(
         return f"does not serve model {model.name}"
     if not adapter_serves(pool.adapter, model.format, listed=listed, table=table):
         return f"adapter {pool.adapter} cannot serve format {model.format}"
-    if not any(h in pool.hardware for h in model.hardware):
+    if not _shares_hardware(model.hardware, pool.hardware):
         return f"hardware {'/'.join(pool.hardware)} not in {'/'.join(model.hardware)}"
     reason = policy_reason(limits, pool)
     if reason is not None:

@@ -21,7 +21,7 @@ from mpfn.routing.explain import Explanation, route_reason
 from mpfn.routing.filter import Exclusion, filter_pools, policy_reason
 from mpfn.routing.hints import NO_HINTS, PIN, HintError, Limits, RequestHints, tighten
 from mpfn.routing.pick import swrr, weights_for
-from mpfn.routing.score import Score, near_best, rank, score_pools
+from mpfn.routing.score import Score, rank, score_pools
 from mpfn.routing.stats import Feedback
 from mpfn.routing.versions import policy_for
 
@@ -117,6 +117,7 @@ def check_pin(target: Target, limits: Limits) -> None:
 class _Ranked:
     target: Target
     ranked: list[Score]
+    near: int
     excluded: list[Exclusion]
 
 
@@ -135,7 +136,8 @@ def _rank_target(
     scores, over_budget = score_pools(target.model, kept, feedback, limits, now, cfg)
     if over_budget:
         excluded.extend(over_budget)
-    return _Ranked(target, rank(scores, limits), excluded)
+    ranked, near = rank(scores, limits, cfg)
+    return _Ranked(target, ranked, near, excluded)
 
 
 def route(
@@ -195,7 +197,7 @@ def route(
         )
     primary, limits = found[0]
     ranked = primary.ranked
-    near = near_best(ranked, cfg)
+    near = primary.near
     weights = weights_for(ranked[:near], cfg)
     model = primary.target.model
     wrr_key = f"{model.name}/{model.version}"

@@ -29,8 +29,6 @@ from mpfn.routing.stats import EMPTY_STATS, Feedback, decayed, is_loaded, model_
 class Score:
     """One candidate's estimate; times in ms, `cost` in USD per request.
 
-    `tier` is 0 for pools ranked by the objective's main metric, 1 for pools that miss
-    the SLO when another meets it. `value` is the metric the tier is ranked by.
     """
 
     pool: Pool
@@ -40,8 +38,6 @@ class Score:
     load_ms: float
     cost: float
     meets_slo: bool
-    tier: int = 0
-    value: float = 0.0
 
 
 def estimate(
@@ -54,11 +50,12 @@ def estimate(
     cfg: RoutingConfig,
 ) -> Score:
     """Expected latency and cost of sending one request for `model` to `pool`."""
-    stats = feedback.stats.get(pool.id, EMPTY_STATS)
+    pool_id = pool.id
+    stats = feedback.stats.get(pool_id, EMPTY_STATS)
     half_life = cfg.stale_half_life_s
     pool_ms = decayed(stats.latency, cfg.prior_latency_ms, now, half_life)
-    base = decayed(feedback.latency.get((pool.id, ref)), pool_ms, now, half_life)
-    inflight = feedback.inflight.get(pool.id, 0)
+    base = decayed(feedback.latency.get((pool_id, ref)), pool_ms, now, half_life)
+    inflight = feedback.inflight.get(pool_id, 0)
     queued = 0
     if now - stats.reported_at <= cfg.report_ttl_s:
         inflight = max(inflight, stats.reported_inflight)
@@ -101,37 +98,37 @@ def score_pools(
     return scores, excluded
 
 
-def _with_rank(s: Score, tier: int, value: float) -> Score:
-    return Score(
-        s.pool, s.latency_ms, s.base_ms, s.queue_ms, s.load_ms, s.cost, s.meets_slo, tier, value
-    )
-
-
-def rank(scores: Sequence[Score], limits: Limits) -> list[Score]:
-    """`scores` best first by the objective of `limits`; ties by latency, then pool id."""
+def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[list[Score], int]:
+    """`scores` best first by the objective of `limits`, and how many of the first are
+    within `cfg.tolerance` of the best (they share the traffic). Ties go by latency,
+    then pool id."""
     objective = limits.objective
-    by_cost = objective == "cheapest" or (
-        objective == "slo-then-cost" and any(s.meets_slo for s in scores)
-    )
-    ranked: list[Score] = []
-    for s in scores:
-        if objective == "slo-then-cost" and by_cost and not s.meets_slo:
-            ranked.append(_with_rank(s, 1, s.latency_ms))
-        else:
-            ranked.append(_with_rank(s, 0, s.cost if by_cost else s.latency_ms))
-    ranked.sort(key=lambda s: (s.tier, s.value, s.latency_ms, s.pool.id))
-    return ranked
-
-
-def near_best(ranked: Sequence[Score], cfg: RoutingConfig) -> int:
-    """How many of the first `ranked` are within the tolerance of the best (>= 1)."""
+    split = objective == "slo-then-cost" and any(s.meets_slo for s in scores)
+    by_cost = split or objective == "cheapest"
+    if split:
+        ranked = sorted(
+            scores,
+            key=lambda s: (
+                not s.meets_slo,
+                s.cost if s.meets_slo else s.latency_ms,
+                s.latency_ms,
+                s.pool.id,
+            ),
+        )
+    elif by_cost:
+        ranked = sorted(scores, key=lambda s: (s.cost, s.latency_ms, s.pool.id))
+    else:
+        ranked = sorted(scores, key=lambda s: (s.latency_ms, s.pool.id))
     if not ranked:
-        return 0
+        return ranked, 0
     best = ranked[0]
-    limit = best.value * (1.0 + cfg.tolerance) + cfg.cost_epsilon
-    n = 1
+    limit = (best.cost if by_cost else best.latency_ms) * (1.0 + cfg.tolerance)
+    limit += cfg.cost_epsilon
+    near = 1
     for s in ranked[1:]:
-        if s.tier != best.tier or s.value > limit:
+        if s.meets_slo != best.meets_slo and split:
             break
-        n += 1
-    return n
+        if (s.cost if by_cost else s.latency_ms) > limit:
+            break
+        near += 1
+    return ranked, near

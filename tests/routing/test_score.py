@@ -24,7 +24,7 @@ def feedback(
 
 def best(pools, fb, limits):  # type: ignore[no-untyped-def]
     scores, _ = score_pools(M, pools, fb, limits, 0.0, CFG)
-    return [s.pool.id for s in rank(scores, limits)]
+    return [s.pool.id for s in rank(scores, limits, CFG)[0]]
 
 
 POOLS = [

@@ -66,6 +66,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> StateFixture:
         # Two models that do not fit a 15 MB budget together.
         demo_model_version(ref, name="lru-a", memory_mb=10),
         demo_model_version(ref, name="lru-b", memory_mb=10),
+        demo_model_version(ref, name="huge", memory_mb=100),
     ):
         docs.upsert(doc.key, doc)
     # A document whose artifact digest matches nothing in the store.

@@ -103,3 +103,11 @@ def test_lru_eviction_under_memory_budget(lru_worker: Proc) -> None:
     assert 'mpfn_worker_model_evictions_total{model="lru-a"} 1.0' in metrics
     assert 'mpfn_worker_model_evictions_total{model="lru-b"} 1.0' in metrics
     assert "mpfn_worker_model_memory_mb 10.0" in metrics
+
+
+def test_model_larger_than_the_budget_is_507(lru_worker: Proc) -> None:
+    reply = httpx.post(f"{lru_worker.url}/v2/repository/models/huge/load")
+    assert reply.status_code == 507
+    assert reply.json() == {
+        "error": "huge/1 needs 100 MB, more than the worker's whole memory budget of 15 MB"
+    }
