@@ -10,7 +10,7 @@ short reason. The cost budget depends on the estimate, so `score` applies it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.routing.breaker import Breaker, BreakerConfig, admits
@@ -18,8 +18,7 @@ from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable, adapter_serves
 from mpfn.routing.hints import Limits
 
 
-@dataclass(frozen=True, slots=True)
-class Exclusion:
+class Exclusion(NamedTuple):
     """A pool that was not a candidate, and the reason."""
 
     pool: str
@@ -36,10 +35,9 @@ def policy_reason(limits: Limits, pool: Pool) -> str | None:
 
 
 def _shares_hardware(wanted: Sequence[str], offered: Sequence[str]) -> bool:
-    for h in wanted:
-        if h in offered:
-            return True
-    return False
+    if len(wanted) == 1:
+        return wanted[0] in offered  # the common case, without a generator
+    return any(h in offered for h in wanted)
 
 
 def exclusion_reason(

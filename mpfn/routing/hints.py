@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from mpfn.documents import NAME_PATTERN, Policy
 
@@ -44,8 +44,7 @@ class RequestHints:
 NO_HINTS = RequestHints()
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     """The effective constraints of one decision: a policy narrowed by request hints.
 
     `clouds`/`regions` empty means any; `max_cost` is USD per request.

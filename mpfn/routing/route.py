@@ -11,7 +11,9 @@ commit. Cost is O(candidate pools); nothing here depends on the number of models
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
 
 from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.routing.breaker import DEFAULT_BREAKER, BreakerConfig
@@ -35,8 +37,7 @@ class Target:
     policy: Policy
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One step of a failover plan: send `model` to `pool`, expected to take `expected_ms`."""
 
     pool: Pool
@@ -44,8 +45,7 @@ class Attempt:
     expected_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of `route`. `plan` is empty when nothing can serve the request.
 
     `wrr_key`/`wrr_next` are the round-robin weights to commit (see `RoutingState`).
@@ -60,7 +60,7 @@ class Decision:
     weights: tuple[float, ...] = ()
     skipped: tuple[str, ...] = ()
     wrr_key: str = ""
-    wrr_next: Mapping[str, float] = field(default_factory=dict)
+    wrr_next: Mapping[str, float] = MappingProxyType({})
 
     @property
     def chosen(self) -> Attempt | None:
@@ -155,7 +155,9 @@ def route(
     """Decide where to send one request for `target`.
 
     `fallbacks` are the models to use, in order, when `target` has no candidate or its
-    plan is shorter than `cfg.max_attempts`; `resolve` turns a name into a `Target`.
+    plan is shorter than `cfg.max_attempts` (a `fallback_chain`; the target's own name is
+    skipped); `resolve` turns a name into a `Target`. `now` is seconds from the router's
+    clock (wall-clock time when `stats/` snapshots are shared).
     Raises HintError for a malformed request (a region or pin the policy forbids).
     """
     limits = tighten(target.policy, hints)
@@ -173,6 +175,8 @@ def route(
         for name in fallbacks:
             if count >= cfg.max_attempts:
                 break
+            if name == target.model.name:
+                continue
             fb = resolve(name)
             try:
                 fb_limits = tighten(fb.policy, hints) if fb is not None else None

@@ -16,7 +16,7 @@ those predicted to meet the SLO, then everyone else by latency. Pure; no clock r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.routing.config import RoutingConfig
@@ -25,11 +25,8 @@ from mpfn.routing.hints import Limits
 from mpfn.routing.stats import EMPTY_STATS, Feedback, decayed, is_loaded, model_ref
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
-    """One candidate's estimate; times in ms, `cost` in USD per request.
-
-    """
+class Score(NamedTuple):
+    """One candidate's estimate; times in ms, `cost` in USD per request."""
 
     pool: Pool
     latency_ms: float
