@@ -98,13 +98,19 @@ class Layout:
         if self.put_bytes(EMPTY_CONFIG) != EMPTY_DIGEST:
             raise ArtifactError("internal error: empty config digest differs from the OCI one")
 
-    def _put_if_absent(self, key: str, body: bytes) -> None:
-        try:
-            self.store.put(key, body, if_absent=True)
-        except PreconditionFailed:
-            pass  # content-addressed (or the fixed oci-layout file): already there
-        except StoreError as exc:
-            raise ArtifactError(f"cannot write {key} to {self.store.url}: {exc}") from None
+    def _put_if_absent(self, key: str, body: bytes, attempts: int = 3) -> None:
+        # Content-addressed writes are idempotent, so unlike document updates they can be
+        # retried safely after a transient server error.
+        for attempt in range(attempts):
+            try:
+                self.store.put(key, body, if_absent=True)
+                return
+            except PreconditionFailed:
+                return  # content-addressed (or the fixed oci-layout file): already there
+            except StoreError as exc:
+                if attempt == attempts - 1:
+                    raise ArtifactError(f"cannot write {key} to {self.store.url}: {exc}") from None
+                time.sleep(0.2 * (attempt + 1))
 
     def tag(self, digest: str, size: int, tag: str) -> None:
         """Point `tag` at the manifest `digest` in index.json (compare-and-swap, retried)."""

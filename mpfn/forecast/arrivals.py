@@ -33,7 +33,7 @@ class ArrivalModel:
         sw = np.ones(len(x)) if sample_weight is None else sample_weight
         w = self.weights if self.weights.size == xb.shape[1] else np.zeros(xb.shape[1])
         reg = self.l2 * np.eye(xb.shape[1])
-        reg[-1, -1] = 0.0
+        reg[-1, -1] = 1e-6
         for _ in range(iterations):
             p = _sigmoid(xb @ w)
             grad = xb.T @ (sw * (p - y)) + reg @ w

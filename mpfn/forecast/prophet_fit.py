@@ -54,6 +54,7 @@ class ProphetFit:
         _quiet()
         from prophet.serialize import model_from_json
 
+        _quiet()
         return cls(model_from_json(text), interval_width)
 
     def predict(self, start: float, hours: int) -> HourlyForecast:
@@ -74,6 +75,7 @@ def fit_prophet(
     _quiet()
     from prophet import Prophet
 
+    _quiet()
     ds = pd.to_datetime(float(np.floor(start / HOUR) * HOUR) + HOUR * np.arange(len(counts)),
                         unit="s")
     model = Prophet(

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from procs import free_port
@@ -33,9 +34,14 @@ def mpfn(
     )
 
 
-def s3_config(cwd: Path, server: S3Server, bucket: str, *, secret: str | None = None) -> None:
+SHARED_BUCKET = "mpfn-shared"  # SeaweedFS gives each bucket its own volumes: reuse one
+
+
+def s3_config(
+    cwd: Path, server: S3Server, bucket: str, *, secret: str | None = None, prefix: str = "team-a"
+) -> None:
     (cwd / "mpfn.yaml").write_text(
-        f"state: s3://{bucket}/team-a\n"
+        f"state: s3://{bucket}/{prefix}\n"
         "s3:\n"
         f"  endpoint_url: {server.endpoint}\n"
         "  region: us-east-1\n"
@@ -53,8 +59,8 @@ def demo_file(tmp_path: Path) -> Path:
 
 
 def test_push_list_pull_on_s3(tmp_path: Path, seaweedfs: S3Server) -> None:
-    bucket = seaweedfs.new_bucket()
-    s3_config(tmp_path, seaweedfs, bucket)
+    bucket, prefix = SHARED_BUCKET, f"cli-{uuid.uuid4().hex[:8]}"
+    s3_config(tmp_path, seaweedfs, bucket, prefix=prefix)
     model = demo_file(tmp_path)
     push = mpfn(["models", "push", str(model), "--name", "m", "--version", "1"], tmp_path)
     assert push.returncode == 0, push.stderr
@@ -63,7 +69,7 @@ def test_push_list_pull_on_s3(tmp_path: Path, seaweedfs: S3Server) -> None:
     pull = mpfn(["models", "pull", "m", "--out", "back.onnx"], tmp_path)
     assert pull.returncode == 0, pull.stderr
     assert (tmp_path / "back.onnx").read_bytes() == model.read_bytes()
-    keys = seaweedfs.store(bucket, "team-a").list("")
+    keys = seaweedfs.store(bucket, prefix).list("")
     assert "models/m/1.json" in keys and "oci/index.json" in keys
 
 
@@ -93,7 +99,7 @@ def test_missing_bucket(tmp_path: Path, seaweedfs: S3Server) -> None:
 
 
 def test_wrong_credentials(tmp_path: Path, seaweedfs: S3Server) -> None:
-    s3_config(tmp_path, seaweedfs, seaweedfs.new_bucket(), secret="not-the-secret")
+    s3_config(tmp_path, seaweedfs, SHARED_BUCKET, secret="not-the-secret")
     _one_line_error(mpfn(["pools", "list"], tmp_path), "credentials")
 
 

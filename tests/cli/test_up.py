@@ -1,0 +1,100 @@
+"""`mpfn up` as a user runs it: one command, a working router, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+MPFN = [sys.executable, "-m", "mpfn"]
+X = [0.25 * i for i in range(16)]
+
+
+def _port_closed(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, int(port))) != 0
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_up_serves_the_demo_and_stops_everything(tmp_path: Path, stop_signal: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [*MPFN, "up", "--port", "0", "--state", str(state)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        router = None
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("router: "):
+                router = line.split()[1]
+                break
+        assert router, "".join(lines)
+        pools = json.loads((state / "up.json").read_text())["pools"]
+        assert len(pools) == 2
+
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": X}]}
+        resp = httpx.post(f"{router}/v2/models/demo/infer", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-mpfn-pool"] in pools
+        y = resp.json()["outputs"][0]["data"]
+
+        invoked = subprocess.run(
+            [*MPFN, "--state", str(state), "invoke", "demo", "--input", json.dumps({"x": [X]})],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert invoked.returncode == 0, invoked.stderr
+        assert json.loads(invoked.stdout)["outputs"][0]["data"] == y
+
+        pulled = subprocess.run(
+            [*MPFN, "--state", str(state), "models", "pull", "demo", "--out", "demo.onnx"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        from mpfn.demo import build_demo_model, demo_reference
+
+        assert (tmp_path / "demo.onnx").read_bytes() == build_demo_model()
+        import numpy as np
+
+        expected = demo_reference(np.asarray([X], dtype=np.float32))
+        np.testing.assert_allclose(
+            np.asarray(y, dtype=np.float32).reshape(1, 4), expected, rtol=1e-5, atol=1e-6
+        )
+
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=30) == 0
+        for url in [router, *pools.values()]:
+            deadline = time.monotonic() + 10
+            while not _port_closed(url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _port_closed(url), f"{url} still open after mpfn up stopped"
+        assert not (state / "up.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
