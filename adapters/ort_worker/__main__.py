@@ -9,6 +9,7 @@ import sys
 from types import FrameType
 
 import uvicorn
+
 from mpfn.adapters.ort_worker.config import build_app, parse_args
 from mpfn.adapters.ort_worker.providers import NoProvider
 

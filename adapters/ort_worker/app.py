@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
 from mpfn.adapters.ort_worker.errors import (
     ClientDisconnected,
@@ -38,8 +40,6 @@ from mpfn.adapters.ort_worker.http import (
 from mpfn.adapters.ort_worker.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.repository import ModelRepository
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
-
 from mpfn.documents import TensorSpec
 from mpfn.protocol import (
     OutputTensor,

@@ -16,7 +16,6 @@ from mpfn.adapters.ort_worker.providers import (
     parse_provider_list,
 )
 from mpfn.adapters.ort_worker.repository import ModelRepository, RepositoryConfig
-
 from mpfn.store import open_store
 
 _MIB = 1024 * 1024

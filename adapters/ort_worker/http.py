@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import orjson
+
 from mpfn.adapters.ort_worker.errors import BodyTooLarge, ClientDisconnected, WorkerError
 
 Scope = MutableMapping[str, Any]

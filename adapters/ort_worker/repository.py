@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
+
 from mpfn.adapters.ort_worker.errors import ModelNotFound, ModelUnavailable, WorkerError
 from mpfn.adapters.ort_worker.lru import (
     Resident,
@@ -27,7 +28,6 @@ from mpfn.adapters.ort_worker.lru import (
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import choose_providers
 from mpfn.adapters.ort_worker.session import LoadedModel, open_session
-
 from mpfn.artifacts import ArtifactError, fetch_cached
 from mpfn.documents import NAME_PATTERN, ModelVersion, model_key
 from mpfn.state import Documents, InvalidDocument

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
 from mpfn.adapters.ort_worker.config import parse_args
 from mpfn.adapters.ort_worker.lru import (
