@@ -2,11 +2,18 @@
 
 Starts one ORT worker and one router (uvicorn) on loopback over a throw-away local store
 holding the demo model, then sends the same JSON v2 infer request directly and through
-the router, interleaved on two keep-alive connections, and prints p50/p99 of both and the
-difference. Finally it measures requests/s at saturation with a few concurrent clients.
-Bounded: `--requests` latency samples per path, `--saturation-requests` per run.
+the router, interleaved on keep-alive connections (the order rotates every request), and
+prints p50/p99 of each path and what the router adds. Then it measures requests/s at
+saturation with a few concurrent clients, one path after the other. The whole
+measurement is repeated `--rounds` times and the medians over rounds are reported, since
+a shared machine is noisy.
 
-    python benchmarks/router_overhead.py [--requests 2000] [--concurrency 8]
+`--baseline-src DIR` also starts a second router from another source tree (for example
+an older checkout's `mpfn/` extracted into DIR) on the same worker, measured in the same
+interleaved rounds, to compare two versions of the router on equal terms.
+
+    python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
+        [--baseline-src /tmp/mpfn-before]
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -62,7 +69,7 @@ def server(argv: list[str], port: int, ready: str, env: dict[str, str]) -> Itera
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{argv[2]} exited with {proc.returncode}")
+                raise RuntimeError(f"{' '.join(argv[:4])} exited with {proc.returncode}")
             try:
                 conn = http.client.HTTPConnection(url, timeout=2)
                 conn.request("GET", ready)
@@ -71,7 +78,7 @@ def server(argv: list[str], port: int, ready: str, env: dict[str, str]) -> Itera
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{argv[2]} did not become ready")
+                raise TimeoutError(f"{' '.join(argv[:4])} did not become ready")
             time.sleep(0.1)
         yield url
     finally:
@@ -94,19 +101,21 @@ def infer_once(conn: http.client.HTTPConnection) -> float:
     return elapsed
 
 
-def latency(direct: str, routed: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    a = http.client.HTTPConnection(direct)
-    b = http.client.HTTPConnection(routed)
-    for _ in range(100):  # warm up both paths
-        infer_once(a)
-        infer_once(b)
-    d, r = np.empty(n), np.empty(n)
-    for i in range(n):  # interleaved, alternating which goes first
-        if i % 2:
-            d[i], r[i] = infer_once(a), infer_once(b)
-        else:
-            r[i], d[i] = infer_once(b), infer_once(a)
-    return d * 1000, r * 1000
+def latency(urls: dict[str, str], n: int) -> dict[str, np.ndarray]:
+    """`n` samples per path, interleaved; the order of paths rotates every request."""
+    conns = {name: http.client.HTTPConnection(url) for name, url in urls.items()}
+    names = list(urls)
+    for _ in range(100):  # warm up every path
+        for name in names:
+            infer_once(conns[name])
+    out = {name: np.empty(n) for name in names}
+    for i in range(n):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            out[name][i] = infer_once(conns[name]) * 1000
+    for conn in conns.values():
+        conn.close()
+    return out
 
 
 async def saturate(url: str, total: int, concurrency: int) -> float:
@@ -128,54 +137,77 @@ async def saturate(url: str, total: int, concurrency: int) -> float:
         return total / (time.perf_counter() - start)
 
 
+def router_argv(port: int, factory: bool) -> list[str]:
+    app = ["--factory", "mpfn.router:create_app"] if factory else ["mpfn.functions.router.app:app"]
+    return [
+        sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
+        "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=2000, help="latency samples per path")
     parser.add_argument("--saturation-requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline-src", type=Path, default=None)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         store = LocalStore(Path(tmp) / "state")
         model = Path(tmp) / "demo.onnx"
         model.write_bytes(build_demo_model())
         doc = demo_model_version(push_model(store, model, name="demo", version="1"))
         docs = Documents(store)
         docs.upsert(doc.key, doc)
-        wport, rport = free_port(), free_port()
+        wport = free_port()
         worker_argv = [
             sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
             "--port", str(wport), "--state", store.url, "--preload", "demo",
             "--cache-dir", str(Path(tmp) / "cache"),
         ]  # fmt: skip
-        router_argv = [
-            sys.executable, "-m", "uvicorn", "mpfn.functions.router.app:app",
-            "--host", "127.0.0.1", "--port", str(rport), "--no-access-log",
-            "--log-level", "warning",
-        ]  # fmt: skip
         pool = Pool(id="w", cloud="local", endpoint=HttpUrl(f"http://127.0.0.1:{wport}"))
         docs.upsert(pool.key, pool)
-        with (
-            server(worker_argv, wport, "/v2/models/demo/ready", {}) as direct,
-            server(router_argv, rport, "/v2/models/demo/ready", {"MPFN_STATE": store.url}) as via,
-        ):
-            d, r = latency(direct, via, args.requests)
-            print(f"JSON v2 infer, demo model, {args.requests} interleaved requests per path")
-            for label, sample in (("direct to worker", d), ("through router  ", r)):
-                p50, p99 = np.percentile(sample, 50), np.percentile(sample, 99)
-                print(f"  {label} : p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-            added = r - d
-            print(
-                f"  router adds      : p50 {np.percentile(r, 50) - np.percentile(d, 50):.3f} ms"
-                f"  p99 {np.percentile(r, 99) - np.percentile(d, 99):.3f} ms"
-                f"  (paired median {np.median(added):.3f} ms)"
+        ready = "/v2/models/demo/ready"
+        env = {"MPFN_STATE": store.url}
+        urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
+        rport = free_port()
+        urls["through router"] = stack.enter_context(
+            server(router_argv(rport, False), rport, ready, env)
+        )
+        if args.baseline_src is not None:
+            bport = free_port()
+            benv = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            urls["baseline router"] = stack.enter_context(
+                server(router_argv(bport, True), bport, ready, benv)
             )
-            n, c = args.saturation_requests, args.concurrency
-            direct_rps = asyncio.run(saturate(direct, n, c))
-            routed_rps = asyncio.run(saturate(via, n, c))
-            print(f"Saturation, {c} concurrent clients, {n} requests each run")
-            print(f"  direct to worker : {direct_rps:,.0f} req/s")
-            print(f"  through router   : {routed_rps:,.0f} req/s")
+        p50s: dict[str, list[float]] = {name: [] for name in urls}
+        p99s: dict[str, list[float]] = {name: [] for name in urls}
+        rps: dict[str, list[float]] = {name: [] for name in urls}
+        names = list(urls)
+        for r in range(args.rounds):
+            samples = latency(urls, args.requests)
+            for name, sample in samples.items():
+                p50s[name].append(float(np.percentile(sample, 50)))
+                p99s[name].append(float(np.percentile(sample, 99)))
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                rps[name].append(asyncio.run(saturate(urls[name], args.saturation_requests,
+                                                      args.concurrency)))  # fmt: skip
+            print(f"round {r + 1}: " + ", ".join(
+                f"{n} p50 {p50s[n][-1]:.3f} ms / {rps[n][-1]:,.0f} req/s" for n in names
+            ), flush=True)  # fmt: skip
+        med = {name: (float(np.median(p50s[name])), float(np.median(p99s[name])),
+                      float(np.median(rps[name]))) for name in names}  # fmt: skip
+        print(f"\nJSON v2 infer, demo model: median of {args.rounds} rounds of "
+              f"{args.requests} interleaved requests per path; saturation with "
+              f"{args.concurrency} clients x {args.saturation_requests} requests")  # fmt: skip
+        print(f"  {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'adds p50':>9}")
+        base = med["direct to worker"][0]
+        for name in names:
+            p50, p99, throughput = med[name]
+            print(f"  {name:<18} {p50:8.3f} {p99:8.3f} {throughput:8,.0f} {p50 - base:9.3f}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +61,24 @@ _MODELS = "/v2/models/"
 _REPO_MODELS = "/v2/repository/models/"
 
 
+class Faults:
+    """Deliberate degradation, a test and benchmark aid (`--inject-delay-ms`,
+    `--inject-error-rate`): each inference takes `delay_ms` longer (while holding its
+    concurrency slot, like slower hardware) and an `error_rate` fraction of them is answered
+    with 503 before running. Off (zero) by default."""
+
+    def __init__(self, delay_ms: float = 0.0, error_rate: float = 0.0, seed: int | None = None):
+        self.delay_s = delay_ms / 1000.0
+        self.error_rate = error_rate
+        self._rng = random.Random(seed)
+
+    def fail_now(self) -> bool:
+        return self.error_rate > 0.0 and self._rng.random() < self.error_rate
+
+
+NO_FAULTS = Faults()
+
+
 def _version() -> str:
     try:
         return metadata.version("mpfn")
@@ -78,8 +97,10 @@ class WorkerApp:
         max_queue: int = 64,
         max_body_bytes: int = 64 * 1024 * 1024,
         preload: Sequence[tuple[str, str | None]] = (),
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.repository = repository
+        self.faults = faults
         self.metrics: WorkerMetrics = repository.metrics
         self.admission = Admission(max_concurrency, max_queue)
         self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
@@ -185,7 +206,11 @@ class WorkerApp:
             try:
                 feed = validate_inputs(request, model.inputs)
                 wanted = select_outputs(request, model.output_names)
+                if self.faults.fail_now():
+                    raise WorkerError("injected failure (--inject-error-rate)", 503)
                 async with self.admission.slot():
+                    if self.faults.delay_s:
+                        await asyncio.sleep(self.faults.delay_s)
                     arrays = await asyncio.get_running_loop().run_in_executor(
                         self.executor, model.run, [o.name for o in wanted], feed
                     )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpfn.adapters.ort_worker.app import WorkerApp
+from mpfn.adapters.ort_worker.app import Faults, WorkerApp
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import (
     DEFAULT_PREFERENCE,
@@ -36,6 +36,10 @@ class WorkerConfig:
     intra_op_threads: int = 0
     insecure: bool = False
     log_level: str = "warning"
+    # Test and benchmark aids only (see `WorkerApp`): slow down or fail inferences on purpose.
+    inject_delay_ms: float = 0.0
+    inject_error_rate: float = 0.0
+    inject_seed: int | None = None
 
 
 def default_cache_dir() -> Path:
@@ -97,9 +101,24 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
     )
     parser.add_argument("--insecure", action="store_true", help="allow plain-HTTP registries")
     parser.add_argument("--log-level", default="warning")
+    debug = parser.add_argument_group(
+        "test and benchmark aids", "deliberately degrade this worker; never use in production"
+    )
+    debug.add_argument(
+        "--inject-delay-ms", type=float, default=0.0, help="extra time each inference takes"
+    )
+    debug.add_argument(
+        "--inject-error-rate",
+        type=float,
+        default=0.0,
+        help="fraction of inferences answered with 503 instead (0..1)",
+    )
+    debug.add_argument("--inject-seed", type=int, default=None, help="seed of the error draws")
     args = parser.parse_args(argv)
     if args.max_queue < 0:
         parser.error("--max-queue must be 0 or more")
+    if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
+        parser.error("--inject-delay-ms must be >= 0 and --inject-error-rate in [0, 1]")
     return WorkerConfig(
         state=args.state,
         host=args.host,
@@ -114,6 +133,9 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         intra_op_threads=args.intra_op_threads,
         insecure=args.insecure,
         log_level=args.log_level,
+        inject_delay_ms=args.inject_delay_ms,
+        inject_error_rate=args.inject_error_rate,
+        inject_seed=args.inject_seed,
     )
 
 
@@ -136,4 +158,5 @@ def build_app(config: WorkerConfig) -> WorkerApp:
         max_queue=config.max_queue,
         max_body_bytes=int(config.max_body_mb * _MIB),
         preload=config.preload,
+        faults=Faults(config.inject_delay_ms, config.inject_error_rate, config.inject_seed),
     )

@@ -26,7 +26,10 @@ class ArrivalModel:
         return self.weights.size > 0
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None,
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
         iterations: int = 12,
     ) -> ArrivalModel:
         xb = np.hstack([x, np.ones((len(x), 1))])
@@ -34,13 +37,28 @@ class ArrivalModel:
         w = self.weights if self.weights.size == xb.shape[1] else np.zeros(xb.shape[1])
         reg = self.l2 * np.eye(xb.shape[1])
         reg[-1, -1] = 1e-6
+
+        def loss(v: np.ndarray) -> float:
+            z = xb @ v
+            return float(np.sum(sw * (np.logaddexp(0.0, z) - y * z)) + 0.5 * v @ reg @ v)
+
+        current = loss(w)
         for _ in range(iterations):
             p = _sigmoid(xb @ w)
             grad = xb.T @ (sw * (p - y)) + reg @ w
             hess = (xb * (sw * p * (1 - p))[:, None]).T @ xb + reg
             step = np.linalg.solve(hess, grad)
-            w = w - step
-            if float(np.max(np.abs(step))) < 1e-6:
+            scale = 1.0
+            while scale > 1e-4:  # backtracking keeps Newton from overshooting
+                candidate = w - scale * step
+                value = loss(candidate)
+                if value <= current:
+                    break
+                scale /= 2
+            else:
+                break
+            w, current = candidate, value
+            if float(np.max(np.abs(scale * step))) < 1e-6:
                 break
         self.weights = w
         return self

@@ -68,16 +68,15 @@ class ProphetFit:
         return HourlyForecast(start, yhat, yhat + z * sigma, "prophet")
 
 
-def fit_prophet(
-    start: float, counts: np.ndarray, interval_width: float = 0.8
-) -> ProphetFit:
+def fit_prophet(start: float, counts: np.ndarray, interval_width: float = 0.8) -> ProphetFit:
     """Fit hourly `counts` (hour i covers `start + i*3600`) with daily+weekly seasonality."""
     _quiet()
     from prophet import Prophet
 
     _quiet()
-    ds = pd.to_datetime(float(np.floor(start / HOUR) * HOUR) + HOUR * np.arange(len(counts)),
-                        unit="s")
+    ds = pd.to_datetime(
+        float(np.floor(start / HOUR) * HOUR) + HOUR * np.arange(len(counts)), unit="s"
+    )
     model = Prophet(
         daily_seasonality=True,
         weekly_seasonality=len(counts) >= 14 * 24,

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from mpfn.documents import ModelVersion, TensorSpec
-from mpfn.router.routing import candidates, default_version
+from mpfn.router.routing import candidates
 from mpfn.router.runtime import RouterRuntime
 
 SERVER_NAME = "mpfn-router"
@@ -126,7 +126,7 @@ def create_api(
         if not versions:
             return _error(404, f"unknown model {model!r}")
         if version is None:
-            return versions[default_version(versions.keys())], sorted(versions)
+            return versions[runtime.snapshot.latest[model]], sorted(versions)
         if version not in versions:
             return _error(404, f"model {model!r} has no version {version!r}")
         return versions[version], [version]

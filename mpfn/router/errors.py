@@ -16,12 +16,14 @@ JSON_TYPE = b"application/json"
 
 
 class RouteError(Exception):
-    """A request the router must refuse; `status` is the HTTP status to answer with."""
+    """A request the router must refuse; `status` is the HTTP status to answer with and
+    `reason` the `x-mpfn-route-reason` of the answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason or f"not routed: {message}"[:200]
 
 
 def error_body(message: str) -> bytes:

@@ -1,10 +1,13 @@
-"""Forward one request's raw bytes to a backend pool and relay the answer.
+"""Forward one request's raw bytes along a failover plan and relay the answer.
 
 The body is sent exactly as received (JSON or the binary-tensor extension) through one
 pooled aiohttp session; the response is relayed as bytes, streamed chunk by chunk when the
-backend streams (SSE, chunked). Connection errors, timeouts and 502/503/504 answers fail
-over to the next pool until the response has started; after that nothing is retried.
-This module never picks pools (see `routing`) and never touches the store.
+backend streams (SSE, chunked). Connection errors, timeouts and 5xx answers (but 501/505)
+fail over to the next attempt of the plan while the request's deadline allows and nothing
+has been sent to the client; after that nothing is retried. Every attempt is reported to
+the routing state (in-flight counts, latency, load headers, breakers). Every answer
+carries `x-mpfn-pool` and `x-mpfn-route-reason`. This module never picks pools and never
+touches the store.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ from dataclasses import dataclass
 import aiohttp
 from starlette.types import Send
 
-from mpfn.documents import Pool
-from mpfn.router.errors import send_error
-from mpfn.router.routing import backend_url, should_fail_over
+from mpfn.router.errors import error_body, send_json
+from mpfn.router.routing import backend_url
+from mpfn.routing import Attempt, RoutingState
+from mpfn.routing.failover import is_failure
 
 log = logging.getLogger("mpfn.router")
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
+# (path, body) to send for one attempt of the plan (fallback models change both)
+Rewrite = Callable[[Attempt], tuple[str, bytes]]
 
 # Request headers a backend may need; everything else (cookies, the caller's credentials,
-# hop-by-hop headers) stays at the router.
+# hop-by-hop headers, routing hints) stays at the router.
 FORWARD_REQUEST_HEADERS = frozenset(
     {
         b"content-type",
@@ -52,9 +58,13 @@ DROP_RESPONSE_HEADERS = frozenset(
         b"proxy-authenticate",
         b"upgrade",
         b"trailer",
+        b"x-mpfn-pool",
+        b"x-mpfn-route-reason",
     }
 )
 POOL_HEADER = b"x-mpfn-pool"
+REASON_HEADER = b"x-mpfn-route-reason"
+NO_POOL = b"none"
 
 
 def default_session() -> aiohttp.ClientSession:
@@ -68,18 +78,34 @@ def default_session() -> aiohttp.ClientSession:
     )
 
 
-def forward_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The client's headers a backend gets (names are lower-case in ASGI scopes)."""
-    return {
-        k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in FORWARD_REQUEST_HEADERS
-    }
+def split_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers a backend gets, `x-mpfn-*` routing headers), from one pass over the
+    request's headers (names are lower-case in ASGI scopes)."""
+    forward: dict[str, str] = {}
+    routing: dict[str, str] = {}
+    for k, v in headers:
+        if k in FORWARD_REQUEST_HEADERS:
+            forward[k.decode("latin-1")] = v.decode("latin-1")
+        elif k.startswith(b"x-mpfn-"):
+            routing[k.decode("latin-1")] = v.decode("latin-1")
+    return forward, routing
 
 
-def relay_headers(raw: Iterable[tuple[bytes, bytes]], pool_id: str) -> list[tuple[bytes, bytes]]:
-    """The backend's response headers a client gets, plus which pool answered."""
+def relay_headers(
+    raw: Iterable[tuple[bytes, bytes]], pool_id: str, reason: str
+) -> list[tuple[bytes, bytes]]:
+    """The backend's response headers a client gets, plus who answered and why."""
     out = [(k.lower(), v) for k, v in raw if k.lower() not in DROP_RESPONSE_HEADERS]
     out.append((POOL_HEADER, pool_id.encode()))
+    out.append((REASON_HEADER, reason.encode("ascii", "replace")))
     return out
+
+
+def route_headers(reason: str) -> list[tuple[bytes, bytes]]:
+    """The routing headers of an answer no pool gave (errors)."""
+    return [(POOL_HEADER, NO_POOL), (REASON_HEADER, reason.encode("ascii", "replace"))]
 
 
 def streams(content_type: str, content_length: int | None) -> bool:
@@ -87,32 +113,17 @@ def streams(content_type: str, content_length: int | None) -> bool:
     return content_length is None or content_type.startswith("text/event-stream")
 
 
-class BackendHealth:
-    """Pools that recently refused a connection or timed out, tried last for a while."""
-
-    def __init__(self, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.cooldown_s = cooldown_s
-        self.clock = clock
-        self._down_until: dict[str, float] = {}
-
-    def mark_down(self, pool_id: str) -> None:
-        self._down_until[pool_id] = self.clock() + self.cooldown_s
-
-    def mark_up(self, pool_id: str) -> None:
-        self._down_until.pop(pool_id, None)
-
-    def down(self) -> frozenset[str]:
-        if not self._down_until:
-            return frozenset()
-        now = self.clock()
-        for pool_id in [p for p, until in self._down_until.items() if until <= now]:
-            del self._down_until[pool_id]
-        return frozenset(self._down_until)
+def with_attempts(reason: str, failed: Sequence[str]) -> str:
+    """The route reason after failing over from the pools in `failed`."""
+    if not failed:
+        return reason
+    return f"{reason}; attempt {len(failed) + 1} after {','.join(failed)}"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How a forwarded request ended: who answered (if anyone) and with what status."""
+    """How a forwarded request ended: who answered (if anyone), with what status, after
+    how many attempts."""
 
     pool: str | None
     status: int
@@ -124,13 +135,15 @@ class Forwarder:
 
     def __init__(
         self,
-        health: BackendHealth,
+        state: RoutingState,
         *,
         connect_timeout_s: float,
         session_factory: SessionFactory | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.health = health
+        self.state = state
         self.connect_timeout_s = connect_timeout_s
+        self.clock = clock
         self._factory = session_factory or default_session
         self._session: aiohttp.ClientSession | None = None
 
@@ -148,70 +161,116 @@ class Forwarder:
     async def forward(
         self,
         send: Send,
-        pools: Sequence[Pool],
-        path: str,
-        body: bytes,
+        plan: Sequence[Attempt],
+        rewrite: Rewrite,
         headers: dict[str, str],
         timeout_s: float,
+        reason: str,
     ) -> Outcome:
-        """Try `pools` in order until one answers; relay that answer on `send`."""
+        """Walk `plan` until an attempt answers; relay that answer on `send`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         failures: list[str] = []
+        failed: list[str] = []
         session = self.session
-        for attempt, pool in enumerate(pools, start=1):
+        state, clock = self.state, self.clock
+        for attempt in plan:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                failures.append("request deadline passed")
                 break
+            pool_id = attempt.pool.id
+            path, body = rewrite(attempt)
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=min(self.connect_timeout_s, remaining), sock_read=remaining
             )
+            state.started(pool_id, clock())
+            started = time.perf_counter()
             try:
                 resp = await session.post(
-                    backend_url(pool, path),
+                    backend_url(attempt.pool, path),
                     data=body,
                     headers=headers,
                     allow_redirects=False,
                     timeout=timeout,
                 )
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                self.health.mark_down(pool.id)
-                failures.append(f"{pool.id}: {describe(exc)}")
+                error = describe(exc)
+                state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
+                failures.append(f"{pool_id}: {error}")
+                failed.append(pool_id)
                 continue
             try:
-                if should_fail_over(resp.status):
+                if is_failure(resp.status):
                     text = (await resp.read())[:200].decode("utf-8", "replace")
-                    failures.append(f"{pool.id}: HTTP {resp.status} {text}".strip())
+                    error = f"HTTP {resp.status} {text}".strip()
+                    state.finished(
+                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
+                    )
+                    failures.append(f"{pool_id}: {error}")
+                    failed.append(pool_id)
                     continue
+                why = with_attempts(reason, failed)
                 if streams(resp.content_type, resp.content_length):
-                    await self._relay_stream(send, resp, pool.id)
+                    state.finished(
+                        pool_id, attempt.model, _ms(started), True, resp.headers, clock()
+                    )
+                    await self._relay_stream(send, resp, pool_id, why)
                 else:
                     payload = await resp.read()
-                    await self._relay_buffered(send, resp, pool.id, payload)
+                    state.finished(
+                        pool_id, attempt.model, _ms(started), True, resp.headers, clock()
+                    )
+                    await self._relay_buffered(send, resp, pool_id, why, payload)
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
                 # Only the buffered read can fail here, before anything reached the client.
-                self.health.mark_down(pool.id)
-                failures.append(f"{pool.id}: {describe(exc)}")
+                error = describe(exc)
+                state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
+                failures.append(f"{pool_id}: {error}")
+                failed.append(pool_id)
                 continue
             finally:
                 resp.release()
-            self.health.mark_up(pool.id)
-            return Outcome(pool.id, resp.status, attempt)
-        message = "no healthy backend: " + "; ".join(failures or ["no pool to try"])
-        await send_error(send, 503, message)
-        return Outcome(None, 503, len(pools))
+            return Outcome(pool_id, resp.status, len(failed) + 1)
+        return await self._give_up(send, failures, failed, reason, timeout_s, deadline)
+
+    async def _give_up(
+        self,
+        send: Send,
+        failures: list[str],
+        failed: list[str],
+        reason: str,
+        timeout_s: float,
+        deadline: float,
+    ) -> Outcome:
+        if asyncio.get_running_loop().time() >= deadline:
+            status = 504
+            message = f"request deadline of {timeout_s * 1000:.0f} ms passed"
+            if failures:
+                message += ": " + "; ".join(failures)
+        else:
+            status = 503
+            message = "no healthy backend: " + "; ".join(failures or ["no pool to try"])
+        why = f"{reason}; all {len(failed)} attempts failed" if failed else reason
+        await send_json(send, status, error_body(message), route_headers(why))
+        return Outcome(None, status, len(failed))
 
     async def _relay_buffered(
-        self, send: Send, resp: aiohttp.ClientResponse, pool_id: str, payload: bytes
+        self,
+        send: Send,
+        resp: aiohttp.ClientResponse,
+        pool_id: str,
+        reason: str,
+        payload: bytes,
     ) -> None:
-        headers = relay_headers(resp.raw_headers, pool_id)
+        headers = relay_headers(resp.raw_headers, pool_id, reason)
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _relay_stream(self, send: Send, resp: aiohttp.ClientResponse, pool_id: str) -> None:
-        headers = relay_headers(resp.raw_headers, pool_id)
+    async def _relay_stream(
+        self, send: Send, resp: aiohttp.ClientResponse, pool_id: str, reason: str
+    ) -> None:
+        headers = relay_headers(resp.raw_headers, pool_id, reason)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         try:
             async for chunk in resp.content.iter_any():
@@ -221,6 +280,10 @@ class Forwarder:
             log.warning("stream from pool %s broke off: %s", pool_id, describe(exc))
             resp.close()
         await send({"type": "http.response.body", "body": b""})
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
 
 
 def describe(exc: BaseException) -> str:

@@ -1,9 +1,12 @@
 """The forwarding routes as a thin raw-ASGI layer: v2 infer and the OpenAI POSTs.
 
 These requests never go through a web framework: the path is matched by hand, the body is
-read once (bounded by `max_body_bytes`) and handed to the forwarder unchanged. Everything
-else falls through to the FastAPI app. No store I/O happens here unless the host runs no
-background tasks and the snapshot's TTL has expired (Lambda).
+read once (bounded by `max_body_bytes`), the routing hints are read from the headers,
+one routing decision is made (`RouterRuntime.decide`) and the forwarder walks its plan
+with the body unchanged (only a fallback model changes the path, or the `model` of an
+OpenAI body). Everything else falls through to the FastAPI app. No store I/O happens
+here unless the host runs no background tasks and the snapshot's TTL has expired
+(Lambda).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mpfn.router.errors import RouteError, send_error
-from mpfn.router.forward import forward_headers
-from mpfn.router.routing import Protocol, attempt_order, candidates, valid_name
+from mpfn.router.decide import RouteRequest
+from mpfn.router.errors import RouteError, error_body, send_json
+from mpfn.router.forward import route_headers, split_headers
+from mpfn.router.routing import Protocol, infer_path, valid_name
 from mpfn.router.runtime import RouterRuntime
+from mpfn.router.snapshot import ANY_VERSION
+from mpfn.routing import NO_HINTS, Attempt, HintError, parse_hints
 
 log = logging.getLogger("mpfn.router")
 
@@ -104,6 +110,13 @@ def model_in_body(body: bytes) -> str:
     return payload["model"]
 
 
+def with_model(body: bytes, model: str) -> bytes:
+    """An OpenAI request body asking for `model` instead (for a fallback model)."""
+    payload = json.loads(body)
+    payload["model"] = model
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 class ForwardingRoutes:
     """Answers forwarding routes itself and passes every other request to `app`."""
 
@@ -123,7 +136,7 @@ class ForwardingRoutes:
         """Entry used by the documented FastAPI routes (same behaviour)."""
         route = match_route(scope["method"], scope["path"])
         if route is None:
-            await send_error(send, 404, f"no route {scope['path']}")
+            await send_json(send, 404, error_body(f"no route {scope['path']}"))
             return
         await self.handle(route, scope, receive, send)
 
@@ -131,7 +144,7 @@ class ForwardingRoutes:
         try:
             await self._handle(route, scope, receive, send)
         except RouteError as exc:
-            await send_error(send, exc.status, exc.message)
+            await send_json(send, exc.status, error_body(exc.message), route_headers(exc.reason))
         except ClientGone:
             return
 
@@ -147,19 +160,56 @@ class ForwardingRoutes:
             raise RouteError(503, f"model registry unavailable: {reason}")
         if not valid_name(model) or (route.version is not None and not valid_name(route.version)):
             raise RouteError(404, f"unknown model {model!r}")
-        resolution = candidates(snapshot, model, route.version, route.protocol)
-        if not resolution.known:
-            raise RouteError(404, resolution.error)
+        versions = snapshot.versions_for(model, route.protocol)
+        if versions is None:
+            raise RouteError(404, f"unknown model {model!r}")
+        if route.version is not None and route.version not in versions:
+            raise RouteError(404, f"model {model!r} has no version {route.version!r}")
         runtime.usage.add(model)
-        if not resolution.pools:
-            raise RouteError(resolution.status, resolution.error)
+        headers, hint_headers = split_headers(scope["headers"])
+        key = None
+        hints = NO_HINTS
+        if hint_headers:
+            key = hint_headers.get(runtime.settings.route_key_header)
+            try:
+                hints = parse_hints(hint_headers)
+            except HintError as exc:
+                raise RouteError(400, str(exc), "rejected: malformed routing hint") from None
+        try:
+            decision = runtime.decide(
+                RouteRequest(route.protocol, model, route.version, hints, key)
+            )
+        except HintError as exc:
+            raise RouteError(400, str(exc), "rejected: routing hint not allowed") from None
+        runtime.routing.commit(decision)
+        if not decision.plan:
+            excluded = "; ".join(f"{e.pool}: {e.reason}" for e in decision.exclusions)
+            raise RouteError(
+                503,
+                f"no pool can serve model {model!r} now" + (f" ({excluded})" if excluded else ""),
+                decision.route_reason,
+            )
         policy = snapshot.policy_for(model)
-        timeout_s = policy.timeout_ms / 1000 if policy else runtime.settings.request_timeout_s
+        split = route.version is None and policy is not None and bool(policy.version_weights)
+        path = route.path
+
+        def rewrite(attempt: Attempt) -> tuple[str, bytes]:
+            mv = attempt.model
+            if mv.name == model:
+                if split and mv.version != ANY_VERSION:
+                    return infer_path(model, mv.version), body
+                return path, body
+            if route.protocol == "openai":
+                return path, with_model(body, mv.name)
+            other = snapshot.policy_for(mv.name)
+            pinned = other is not None and bool(other.version_weights)
+            return infer_path(mv.name, mv.version if pinned else None), body
+
         await runtime.forwarder.forward(
             send,
-            attempt_order(resolution.pools, runtime.next_turn(), runtime.health.down()),
-            route.path,
-            body,
-            forward_headers(scope["headers"]),
-            timeout_s,
+            decision.plan,
+            rewrite,
+            headers,
+            decision.limits.timeout_ms / 1000.0,
+            decision.route_reason,
         )

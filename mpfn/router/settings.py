@@ -1,4 +1,4 @@
-"""Router settings: timeouts, limits and intervals, read from the environment.
+"""Router settings: timeouts, limits, intervals and routing knobs, read from the environment.
 
 Only plain values live here; nothing in this module opens a connection or reads the store.
 """
@@ -9,18 +9,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from mpfn.routing import STRATEGIES, BreakerConfig, RoutingConfig
+
 
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
     """Tunables of one router instance.
 
-    `refresh_ttl_s`: how old the in-memory state snapshot may get before it is refreshed.
+    `refresh_ttl_s`: how old the in-memory state snapshot may get before it is refreshed
+    (`stats/` snapshots are re-read at the same pace).
     `usage_flush_s`: how often per-minute usage counts are written to the store.
     `max_body_bytes`: largest request body accepted (413 above it).
     `connect_timeout_s`: per-attempt connect timeout towards a backend.
     `request_timeout_s`: whole-request deadline when no policy sets `timeout_ms`.
-    `down_cooldown_s`: how long a backend that refused a connection is tried last.
     `instance_id`: names this router in usage keys; random per process when empty.
+    `strategy`: `mpfn` (filter -> score -> pick), or a baseline for comparisons:
+    `round-robin`, `random`, `least-loaded`.
+    `max_attempts`: most pools one request is sent to (failover included).
+    `breaker_failures` / `breaker_cooldown_s`: consecutive failures that open a pool's
+    circuit, and how long it stays open before a half-open probe.
+    `route_key_header`: request header (lower-case, `x-mpfn-...`) whose value keeps a
+    caller on one version of a version split (sticky); without it versions are drawn at
+    random by weight.
+    `seed`: seeds the router's random choices (version draws, `random` strategy); -1 for
+    a fresh seed per process.
     """
 
     refresh_ttl_s: float = 5.0
@@ -28,8 +40,13 @@ class RouterSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     connect_timeout_s: float = 2.0
     request_timeout_s: float = 30.0
-    down_cooldown_s: float = 5.0
     instance_id: str = ""
+    strategy: str = "mpfn"
+    max_attempts: int = 4
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 10.0
+    route_key_header: str = "x-mpfn-route-key"
+    seed: int = -1
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s"):
@@ -37,8 +54,25 @@ class RouterSettings:
                 raise ValueError(f"{name} must be > 0")
         if self.max_body_bytes <= 0:
             raise ValueError("max_body_bytes must be > 0")
-        if self.down_cooldown_s < 0:
-            raise ValueError("down_cooldown_s must be >= 0")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if self.max_attempts < 1 or self.breaker_failures < 1:
+            raise ValueError("max_attempts and breaker_failures must be >= 1")
+        if self.breaker_cooldown_s < 0:
+            raise ValueError("breaker_cooldown_s must be >= 0")
+        key = self.route_key_header
+        if not key.startswith("x-mpfn-") or key != key.lower():
+            raise ValueError("route_key_header must be a lower-case header name starting x-mpfn-")
+
+    @property
+    def routing_config(self) -> RoutingConfig:
+        return RoutingConfig(max_attempts=self.max_attempts)
+
+    @property
+    def breaker_config(self) -> BreakerConfig:
+        return BreakerConfig(
+            failure_threshold=self.breaker_failures, cooldown_s=self.breaker_cooldown_s
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:

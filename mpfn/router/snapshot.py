@@ -1,9 +1,12 @@
-"""The router's in-memory view of the registry: models, pools and policies.
+"""The router's in-memory view of the registry: models, pools, policies and stats.
 
-`build_snapshot` is pure and precomputes, per model, the pools that can serve it, so the
-hot path is a dictionary lookup. `SnapshotLoader` reads the documents with conditional
-GETs (ETag per key) and is called from a background task or lazily, never per request;
-when the store fails it raises and the caller keeps serving the last snapshot.
+`build_snapshot` is pure and precomputes, per model and protocol, the pools that can
+serve it, the version a version-less request means and, lazily, its fallback chain, so
+the hot path is dictionary lookups. `SnapshotLoader` reads the documents with
+conditional GETs (ETag per key) and is called from a background task or lazily, never
+per request; when the store fails it raises and the caller keeps serving the last
+snapshot. `stats/<pool>.json` documents are read the same way; only changed ones are
+handed to the routing state.
 """
 
 from __future__ import annotations
@@ -11,18 +14,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from pydantic import BaseModel
 
-from mpfn.documents import ModelVersion, Policy, Pool
-from mpfn.router.routing import Protocol, model_format, serving_pools
+from mpfn.documents import Hardware, ModelVersion, Policy, Pool
+from mpfn.router.routing import Protocol, serving_pools
+from mpfn.routing import PoolStatsDocument, fallback_chain, policy_for, speaks
+from mpfn.routing.versions import latest_version
 from mpfn.state import InvalidDocument, parse_document
 from mpfn.store.base import KeyNotFound, Store
 
 log = logging.getLogger("mpfn.router")
 
 PROTOCOLS: tuple[Protocol, ...] = ("v2", "openai")
+ANY_VERSION = "*"  # the version of a model known only because pools list it
+ALL_HARDWARE: list[Hardware] = list(get_args(Hardware))
+
+
+def listed_model(name: str) -> ModelVersion:
+    """A stand-in version for a model no document describes but pools list by name:
+    format `other`, any hardware (the pool vouched for it)."""
+    return ModelVersion.model_construct(
+        name=name,
+        version=ANY_VERSION,
+        format="other",
+        artifact=None,
+        inputs=[],
+        outputs=[],
+        hardware=ALL_HARDWARE,
+        memory_mb=0.0,
+        load_time_ms=None,
+        labels={},
+    )
 
 
 @dataclass(frozen=True)
@@ -35,17 +59,37 @@ class Snapshot:
     # (protocol, model) -> pools able to serve it; only known models have an entry.
     index: Mapping[tuple[str, str], tuple[Pool, ...]] = field(default_factory=dict)
     listed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # (protocol, model) -> its versions (a stand-in for models only pools list)
+    versions: Mapping[tuple[str, str], Mapping[str, ModelVersion]] = field(default_factory=dict)
+    latest: Mapping[str, str] = field(default_factory=dict)
     loaded: bool = False
+    _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def pools_for(self, model: str, protocol: Protocol) -> tuple[Pool, ...] | None:
         """Serving pools, or None when the model is unknown over `protocol`."""
         return self.index.get((protocol, model))
 
+    def versions_for(self, model: str, protocol: Protocol) -> Mapping[str, ModelVersion] | None:
+        """The model's versions over `protocol`; None when it is unknown there."""
+        return self.versions.get((protocol, model))
+
+    def protocol_pools(self, protocol: Protocol) -> tuple[Pool, ...]:
+        """Every pool speaking `protocol` (to explain why the others were left out)."""
+        return tuple(p for p in self.pools if speaks(p.adapter, protocol))
+
     def listed_by_pools(self, model: str, protocol: Protocol) -> bool:
         return model in self.listed.get(protocol, frozenset())
 
     def policy_for(self, model: str) -> Policy | None:
-        return self.policies.get(model) or self.policies.get("default")
+        return policy_for(self.policies, model)
+
+    def fallbacks(self, model: str) -> tuple[str, ...]:
+        """The models to try after `model` (its policy's fallbacks, expanded); cached."""
+        chain = self._chains.get(model)
+        if chain is None:
+            chain = fallback_chain(model, self.policies)[1:]
+            self._chains[model] = chain
+        return chain
 
     def known(self, model: str) -> bool:
         return model in self.models or any(model in names for names in self.listed.values())
@@ -61,30 +105,31 @@ def build_snapshot(
     by_name: dict[str, dict[str, ModelVersion]] = {}
     for mv in models:
         by_name.setdefault(mv.name, {})[mv.version] = mv
+    latest = {name: latest_version(versions) for name, versions in by_name.items()}
     pool_list = tuple(sorted(pools, key=lambda p: p.id))
     listed: dict[str, frozenset[str]] = {
-        proto: frozenset(
-            name
-            for p in pool_list
-            if (p.adapter == "openai") == (proto == "openai")
-            for name in p.models
-        )
+        proto: frozenset(name for p in pool_list if speaks(p.adapter, proto) for name in p.models)
         for proto in PROTOCOLS
     }
     index: dict[tuple[str, str], tuple[Pool, ...]] = {}
+    versions: dict[tuple[str, str], Mapping[str, ModelVersion]] = {}
     for proto in PROTOCOLS:
         for name in set(by_name) | listed[proto]:
-            fmt = model_format(by_name.get(name))
+            registered = by_name.get(name)
+            fmt = registered[latest[name]].format if registered else None
             tensor_model = fmt is not None and fmt not in ("gguf", "openai")
             if proto == "openai" and tensor_model and name not in listed[proto]:
                 continue  # a tensor model is not an OpenAI model
             index[(proto, name)] = serving_pools(pool_list, name, fmt, proto)
+            versions[(proto, name)] = registered or {ANY_VERSION: listed_model(name)}
     return Snapshot(
         models=by_name,
         pools=pool_list,
         policies={p.name: p for p in policies},
         index=index,
         listed=listed,
+        versions=versions,
+        latest=latest,
         loaded=True,
     )
 
@@ -104,7 +149,7 @@ class SnapshotLoader:
         self._cache: dict[str, tuple[str, BaseModel]] = {}
         self.reads = 0  # conditional GETs that returned a new body
 
-    def _load(self, prefix: str, cls: type[D]) -> list[D]:
+    def _load(self, prefix: str, cls: type[D], changed: list[D] | None = None) -> list[D]:
         docs: list[D] = []
         seen: set[str] = set()
         for key in self.store.list(prefix):
@@ -125,6 +170,8 @@ class SnapshotLoader:
                     self.reads += 1
                     self._cache[key] = (blob.etag, doc)
                     cached = self._cache[key]
+                    if changed is not None:
+                        changed.append(doc)
             if cached is not None and isinstance(cached[1], cls):
                 docs.append(cached[1])
         for key in [k for k in self._cache if k.startswith(prefix) and k not in seen]:
@@ -137,3 +184,9 @@ class SnapshotLoader:
             self._load("pools/", Pool),
             self._load("policies/", Policy),
         )
+
+    def load_stats(self) -> list[PoolStatsDocument]:
+        """`stats/<pool>.json` documents that are new or changed since the last call."""
+        changed: list[PoolStatsDocument] = []
+        self._load("stats/", PoolStatsDocument, changed)
+        return changed

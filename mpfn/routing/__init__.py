@@ -8,7 +8,14 @@ package does I/O or reads a clock.
 """
 
 from mpfn.routing.breaker import Breaker, BreakerConfig, BreakerState
-from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable, adapter_serves, with_formats
+from mpfn.routing.compat import (
+    DEFAULT_FORMATS,
+    FormatTable,
+    Protocol,
+    adapter_serves,
+    speaks,
+    with_formats,
+)
 from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.explain import REASON_HEADER, Explanation
 from mpfn.routing.failover import deadline_for, is_failure, remaining_budget, retryable
@@ -18,8 +25,17 @@ from mpfn.routing.pick import swrr, weights_for
 from mpfn.routing.route import Attempt, Decision, Target, chain_resolver, route
 from mpfn.routing.score import Score, rank, score_pools
 from mpfn.routing.state import RoutingState
-from mpfn.routing.stats import NO_FEEDBACK, Ewma, Feedback, PoolStats, observe, read_load
+from mpfn.routing.stats import (
+    NO_FEEDBACK,
+    Ewma,
+    Feedback,
+    PoolStats,
+    observe,
+    read_load,
+    read_load_ms,
+)
 from mpfn.routing.statsdoc import PoolStatsDocument, stats_key
+from mpfn.routing.strategies import STRATEGIES, Strategy, route_baseline
 from mpfn.routing.versions import choose_version, fallback_chain, policy_for, resolve_version
 
 __all__ = [
@@ -28,6 +44,7 @@ __all__ = [
     "NO_FEEDBACK",
     "NO_HINTS",
     "REASON_HEADER",
+    "STRATEGIES",
     "Attempt",
     "Breaker",
     "BreakerConfig",
@@ -42,10 +59,12 @@ __all__ = [
     "Limits",
     "PoolStats",
     "PoolStatsDocument",
+    "Protocol",
     "RequestHints",
     "RoutingConfig",
     "RoutingState",
     "Score",
+    "Strategy",
     "Target",
     "adapter_serves",
     "chain_resolver",
@@ -59,11 +78,14 @@ __all__ = [
     "policy_for",
     "rank",
     "read_load",
+    "read_load_ms",
     "remaining_budget",
     "resolve_version",
     "retryable",
     "route",
+    "route_baseline",
     "score_pools",
+    "speaks",
     "stats_key",
     "swrr",
     "tighten",

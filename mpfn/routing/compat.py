@@ -1,7 +1,8 @@
-"""Which adapter kinds can serve which model formats.
+"""Which adapter kinds can serve which model formats, and which speak which protocol.
 
-A table from model format to adapter kinds, plus the rule for pools that name their
-models explicitly. Third-party adapter plug-ins extend it with `with_formats` instead of
+The one table from model format to adapter kinds (the router's serving index and the
+routing filter both read it), plus the rule for pools that name their models
+explicitly. Third-party adapter plug-ins extend it with `with_formats` instead of
 editing the default; nothing here looks at hardware, policy or load.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Literal
 
 FormatTable = Mapping[str, frozenset[str]]
+Protocol = Literal["v2", "openai"]
 
 DEFAULT_FORMATS: FormatTable = MappingProxyType(
     {
@@ -20,8 +23,11 @@ DEFAULT_FORMATS: FormatTable = MappingProxyType(
         "tensorflow": frozenset({"tfserving", "triton"}),
         "gguf": frozenset({"openai"}),
         "openai": frozenset({"openai"}),
+        "other": frozenset({"torchserve", "triton"}),
     }
 )
+# Adapter kinds that speak the OpenAI-compatible API; every other kind speaks v2.
+OPENAI_ADAPTERS = frozenset({"openai"})
 
 
 def with_formats(base: FormatTable, fmt: str, adapters: Iterable[str]) -> FormatTable:
@@ -43,3 +49,8 @@ def adapter_serves(
         return True
     kinds = table.get(fmt)
     return kinds is not None and adapter in kinds
+
+
+def speaks(adapter: str, protocol: Protocol) -> bool:
+    """OpenAI routes go to OpenAI-compatible pools only; v2 routes to every other kind."""
+    return (adapter in OPENAI_ADAPTERS) == (protocol == "openai")

@@ -23,6 +23,9 @@ class RoutingConfig:
     - `tolerance`: candidates whose objective value is within this fraction of the best
       share the traffic; `min_weight` keeps a slow member of that set from starving.
     - `cost_epsilon`: USD per request under which costs count as equal (free pools).
+    - `error_alpha`: weight of one answer in a pool's moving failure rate.
+    - `max_error_rate`: pools failing more often than this rank after every healthier
+      candidate (flaky pools are used only when nothing better is left).
     - `max_attempts`: length cap of a failover plan, fallback models included.
     - `max_chain`: most models in one fallback chain (the primary included).
     """
@@ -35,6 +38,8 @@ class RoutingConfig:
     tolerance: float = 0.25
     min_weight: float = 0.05
     cost_epsilon: float = 1e-9
+    error_alpha: float = 0.1
+    max_error_rate: float = 0.2
     max_attempts: int = 4
     max_chain: int = 8
 
@@ -47,6 +52,8 @@ class RoutingConfig:
             raise ValueError("stale_half_life_s must be > 0 and report_ttl_s >= 0")
         if self.tolerance < 0 or not 0.0 < self.min_weight <= 1.0:
             raise ValueError("tolerance must be >= 0 and min_weight in (0, 1]")
+        if not 0.0 < self.error_alpha <= 1.0 or not 0.0 <= self.max_error_rate <= 1.0:
+            raise ValueError("error_alpha must be in (0, 1] and max_error_rate in [0, 1]")
         if self.max_attempts < 1 or self.max_chain < 1:
             raise ValueError("max_attempts and max_chain must be >= 1")
 

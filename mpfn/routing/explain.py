@@ -55,6 +55,7 @@ class Explanation:
                     "load_ms": round(s.load_ms, 3),
                     "cost_per_1k": s.cost * 1000.0,
                     "meets_slo": s.meets_slo,
+                    "error_rate": round(s.error_rate, 4),
                     "weight": self.weights[i] if i < self.near else 0.0,
                 }
                 for i, s in enumerate(self.candidates)

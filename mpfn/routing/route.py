@@ -48,7 +48,8 @@ class Attempt(NamedTuple):
 class Decision(NamedTuple):
     """The outcome of `route`. `plan` is empty when nothing can serve the request.
 
-    `wrr_key`/`wrr_next` are the round-robin weights to commit (see `RoutingState`).
+    `wrr_key`/`wrr_next` are the round-robin weights to commit (see `RoutingState`);
+    `strategy` names the pick strategy (`mpfn`, or a baseline of `strategies`).
     """
 
     plan: tuple[Attempt, ...]
@@ -61,6 +62,7 @@ class Decision(NamedTuple):
     skipped: tuple[str, ...] = ()
     wrr_key: str = ""
     wrr_next: Mapping[str, float] = MappingProxyType({})
+    strategy: str = "mpfn"
 
     @property
     def chosen(self) -> Attempt | None:
@@ -70,7 +72,7 @@ class Decision(NamedTuple):
     def route_reason(self) -> str:
         first = self.plan[0] if self.plan else None
         return route_reason(
-            self.limits.objective,
+            self.limits.objective if self.strategy == "mpfn" else self.strategy,
             self.ranked[0] if self.ranked and first is not None else None,
             len(self.ranked),
             len(self.exclusions),
@@ -85,7 +87,7 @@ class Decision(NamedTuple):
         first = self.plan[0] if self.plan else None
         return Explanation(
             model=f"{first.model.name}/{first.model.version}" if first else self.requested,
-            objective=self.limits.objective,
+            objective=self.limits.objective if self.strategy == "mpfn" else self.strategy,
             latency_slo_ms=self.limits.latency_slo_ms,
             max_cost=self.limits.max_cost,
             pinned=self.limits.pool,

@@ -7,10 +7,12 @@
     load    = 0 if the model is loaded there, else model.load_time_ms or the default
     latency = base + queue + load
     cost    = cost_per_hour * (base + load) / 3_600_000 / capacity   (USD per request)
+    errors  = the pool's moving failure rate, faded towards 0 with age
 
 Candidates over the cost budget become exclusions. `rank` orders the rest by the
 objective: `fastest` by latency, `cheapest` by cost, `slo-then-cost` by cost among
-those predicted to meet the SLO, then everyone else by latency. Pure; no clock reads.
+those predicted to meet the SLO, then everyone else by latency; pools failing more
+often than `max_error_rate` come after all others. Pure; no clock reads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from mpfn.documents import ModelVersion, Pool
 from mpfn.routing.config import RoutingConfig
 from mpfn.routing.filter import Exclusion
 from mpfn.routing.hints import Limits
-from mpfn.routing.stats import EMPTY_STATS, Feedback, decayed, is_loaded, model_ref
+from mpfn.routing.stats import (
+    EMPTY_STATS,
+    Feedback,
+    decayed,
+    error_rate_at,
+    is_loaded,
+    model_ref,
+)
 
 
 class Score(NamedTuple):
@@ -35,6 +44,7 @@ class Score(NamedTuple):
     load_ms: float
     cost: float
     meets_slo: bool
+    error_rate: float = 0.0
 
 
 def estimate(
@@ -70,7 +80,8 @@ def estimate(
     latency = base + queue + load
     cost = pool.cost_per_hour * (base + load) / 3_600_000.0 / capacity
     slo = limits.latency_slo_ms
-    return Score(pool, latency, base, queue, load, cost, slo is None or latency <= slo)
+    errors = error_rate_at(stats, now, half_life) if stats.error_rate else 0.0
+    return Score(pool, latency, base, queue, load, cost, slo is None or latency <= slo, errors)
 
 
 def score_pools(
@@ -97,15 +108,17 @@ def score_pools(
 
 def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[list[Score], int]:
     """`scores` best first by the objective of `limits`, and how many of the first are
-    within `cfg.tolerance` of the best (they share the traffic). Ties go by latency,
-    then pool id."""
+    within `cfg.tolerance` of the best (they share the traffic). Flaky pools (failure
+    rate over `cfg.max_error_rate`) go last. Ties go by latency, then pool id."""
     objective = limits.objective
+    max_err = cfg.max_error_rate
     split = objective == "slo-then-cost" and any(s.meets_slo for s in scores)
     by_cost = split or objective == "cheapest"
     if split:
         ranked = sorted(
             scores,
             key=lambda s: (
+                s.error_rate > max_err,
                 not s.meets_slo,
                 s.cost if s.meets_slo else s.latency_ms,
                 s.latency_ms,
@@ -113,16 +126,21 @@ def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[l
             ),
         )
     elif by_cost:
-        ranked = sorted(scores, key=lambda s: (s.cost, s.latency_ms, s.pool.id))
+        ranked = sorted(
+            scores, key=lambda s: (s.error_rate > max_err, s.cost, s.latency_ms, s.pool.id)
+        )
     else:
-        ranked = sorted(scores, key=lambda s: (s.latency_ms, s.pool.id))
+        ranked = sorted(scores, key=lambda s: (s.error_rate > max_err, s.latency_ms, s.pool.id))
     if not ranked:
         return ranked, 0
     best = ranked[0]
+    best_flaky = best.error_rate > max_err
     limit = (best.cost if by_cost else best.latency_ms) * (1.0 + cfg.tolerance)
     limit += cfg.cost_epsilon
     near = 1
     for s in ranked[1:]:
+        if (s.error_rate > max_err) != best_flaky:
+            break
         if s.meets_slo != best.meets_slo and split:
             break
         if (s.cost if by_cost else s.latency_ms) > limit:

@@ -26,6 +26,7 @@ from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.route import Decision
 from mpfn.routing.stats import (
     EMPTY_STATS,
+    LOAD_MS,
     Ewma,
     Feedback,
     PoolStats,
@@ -33,6 +34,7 @@ from mpfn.routing.stats import (
     is_loaded,
     model_ref,
     observe,
+    read_load_ms,
 )
 from mpfn.routing.statsdoc import PoolStatsDocument, from_document, to_document
 
@@ -79,7 +81,9 @@ class RoutingState:
         """The request to `pool_id` ended: `ok`, or failed (connection, timeout, 5xx).
 
         The first success of a model on a pool not known to hold it probably paid for
-        loading it, so it marks the model loaded without feeding the latency average.
+        loading it, so it marks the model loaded without feeding the latency average,
+        unless the adapter said how long the load took (`x-mpfn-load-ms`): then that
+        time is taken out of the sample and the rest counts.
         """
         n = self._inflight.get(pool_id, 0)
         self._inflight[pool_id] = n - 1 if n > 0 else 0
@@ -88,12 +92,26 @@ class RoutingState:
         if ok:
             key = (pool_id, ref)
             was_loaded = is_loaded(stats, ref, model.name)
+            load_ms = read_load_ms(headers) if LOAD_MS in headers else None
+            if load_ms is not None:
+                latency_ms = latency_ms - load_ms if latency_ms > load_ms else 0.0
+                was_loaded = True
             if was_loaded or key in self._latency:
                 self._latency[key] = ewma_update(
                     self._latency.get(key), latency_ms, now, self.cfg.ewma_alpha
                 )
+        cfg = self.cfg
         self._stats[pool_id] = observe(
-            stats, latency_ms, ok, headers, now, alpha=self.cfg.ewma_alpha, ref=ref, error=error
+            stats,
+            latency_ms,
+            ok,
+            headers,
+            now,
+            alpha=cfg.ewma_alpha,
+            ref=ref,
+            error=error,
+            error_alpha=cfg.error_alpha,
+            half_life_s=cfg.stale_half_life_s,
         )
         b = self._breakers.get(pool_id, CLOSED)
         nb = on_success(b, now, self.breaker_cfg) if ok else on_failure(b, now, self.breaker_cfg)

@@ -3,9 +3,11 @@
 `Ewma` is a moving average with the time of its last sample; `decayed` blends a stale
 average back towards a fallback so a pool that was slow once is tried again later.
 `PoolStats` holds what a pool's answers told us (pool-wide latency, the adapter's
-`x-mpfn-inflight`/`x-mpfn-queued` headers, the last error, models known to be loaded);
-`observe` folds one answer into it. Per-(pool, model) averages are separate `Ewma`
-values so that updating one never copies anything sized by the number of models.
+`x-mpfn-inflight`/`x-mpfn-queued` headers, a moving failure rate, the last error, models
+known to be loaded); `observe` folds one answer into it. An `x-mpfn-load-ms` header says
+the answer paid for loading the model: that time is taken out of the latency sample.
+Per-(pool, model) averages are separate `Ewma` values so that updating one never copies
+anything sized by the number of models.
 The router's own in-flight counts are plain integers it keeps next to these.
 """
 
@@ -19,6 +21,7 @@ from mpfn.routing.breaker import Breaker
 
 INFLIGHT = "x-mpfn-inflight"
 QUEUED = "x-mpfn-queued"
+LOAD_MS = "x-mpfn-load-ms"
 NEVER = float("-inf")
 
 
@@ -59,6 +62,8 @@ class PoolStats:
 
     `loaded` holds model refs (`name/version`, or a bare `name` for any version);
     None means unknown. `reported_*` come from the adapter's headers at `reported_at`.
+    `error_rate` is a moving average of failures (1) and successes (0), last updated at
+    `observed_at`; like latency it fades (towards 0) while the pool gets no traffic.
     """
 
     latency: Ewma | None = None
@@ -70,6 +75,8 @@ class PoolStats:
     last_error: str | None = None
     last_error_at: float = NEVER
     loaded: frozenset[str] | None = None
+    error_rate: float = 0.0
+    observed_at: float = NEVER
 
 
 EMPTY_STATS = PoolStats()
@@ -92,6 +99,27 @@ def _count(value: str | None) -> int | None:
     return n if n >= 0 else None
 
 
+def read_load_ms(headers: Mapping[str, str]) -> float | None:
+    """The model load time an adapter reports in `x-mpfn-load-ms`; None when absent/bad."""
+    raw = headers.get(LOAD_MS)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if 0.0 <= value < 1e9 else None
+
+
+def error_rate_at(stats: PoolStats, now: float, half_life_s: float) -> float:
+    """The failure rate, faded towards 0 by the time since the pool last answered."""
+    rate = stats.error_rate
+    if rate <= 0.0:
+        return 0.0
+    age = now - stats.observed_at
+    return rate if age <= 0.0 else rate * 0.5 ** (age / half_life_s)
+
+
 def read_load(headers: Mapping[str, str]) -> tuple[int, int] | None:
     """(in-flight, queued) reported by an adapter; None when absent or malformed."""
     inflight = _count(headers.get(INFLIGHT))
@@ -111,12 +139,17 @@ def observe(
     alpha: float = 0.2,
     ref: str | None = None,
     error: str | None = None,
+    error_alpha: float = 0.1,
+    half_life_s: float = 60.0,
 ) -> PoolStats:
     """Fold one answer into `stats`.
 
     Successful answers update the latency average and mark `ref` (the model version
-    that answered) loaded; failures record `error`. Load headers update either way.
+    that answered) loaded; failures record `error`. Load headers and the failure rate
+    update either way.
     """
+    rate = error_rate_at(stats, now, half_life_s)
+    rate += error_alpha * ((0.0 if ok else 1.0) - rate)
     load = read_load(headers)
     inflight, queued, reported_at = (
         (stats.reported_inflight, stats.reported_queued, stats.reported_at)
@@ -134,6 +167,8 @@ def observe(
             error or "error",
             now,
             stats.loaded,
+            rate,
+            now,
         )
     loaded = stats.loaded
     if ref is not None and (loaded is None or ref not in loaded):
@@ -148,6 +183,8 @@ def observe(
         stats.last_error,
         stats.last_error_at,
         loaded,
+        rate,
+        now,
     )
 
 

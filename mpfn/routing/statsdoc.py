@@ -44,6 +44,8 @@ class PoolStatsDocument(_Doc):
     last_error: str | None = Field(default=None, max_length=500)
     last_error_at: float | None = None
     loaded: list[str] | None = None
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    observed_at: float | None = None
 
     @property
     def key(self) -> str:
@@ -83,6 +85,8 @@ def to_document(
         last_error=None if stats.last_error is None else stats.last_error[:500],
         last_error_at=_time(stats.last_error_at),
         loaded=None if stats.loaded is None else sorted(stats.loaded),
+        error_rate=min(1.0, max(0.0, stats.error_rate)),
+        observed_at=_time(stats.observed_at),
     )
 
 
@@ -98,5 +102,7 @@ def from_document(doc: PoolStatsDocument) -> tuple[PoolStats, dict[str, Ewma]]:
         last_error=doc.last_error,
         last_error_at=NEVER if doc.last_error_at is None else doc.last_error_at,
         loaded=None if doc.loaded is None else frozenset(doc.loaded),
+        error_rate=doc.error_rate,
+        observed_at=NEVER if doc.observed_at is None else doc.observed_at,
     )
     return stats, {ref: _ewma(a) for ref, a in doc.models.items()}

@@ -45,7 +45,9 @@ class Scoring:
 class Policy(Protocol):
     """A warm policy. Methods are called in time order; `now` never decreases."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+
     tick_seconds: float | None
 
     def begin(self, first_time: float, scoring: Scoring) -> None: ...
@@ -106,11 +108,15 @@ class _Ledger:
         w = self.windows.get(model)
         return w is not None and w.start <= t <= w.end
 
-    def set(self, model: str, w: Window, now: float) -> None:
-        old = self.windows.get(model)
+    def set(self, model: str, w: Window, now: float, by_request: bool = False) -> None:
+        """Replace the model's window; an empty window unloads it, unless a request just
+        loaded it (then it is warm at that instant, for requests arriving together)."""
+        old = self.windows.pop(model, None)
         if old is not None:
             self._commit(old, now)
-        self.windows[model] = Window(max(w.start, now), w.end)
+        start = max(w.start, now)
+        if w.end > start or (by_request and w.end >= start):
+            self.windows[model] = Window(start, w.end)
 
     def close(self) -> None:
         for w in self.windows.values():
@@ -151,12 +157,16 @@ def replay(trace: Sequence[Request], policy: Policy, holdout_days: float) -> Sim
         # the request loaded the model; it stays until the window ends, or, if the window
         # starts later (a pre-warm), it is unloaded now and loaded again at the window start
         stay = w if w.start > req.time else Window(req.time, max(req.time, w.end))
-        ledger.set(req.model, stay, req.time)
+        ledger.set(req.model, stay, req.time, by_request=True)
     ledger.close()
-    extra = getattr(policy, "report", dict)()
+    extra: dict[str, float] = getattr(policy, "report", dict)()
     return SimulationResult(
-        policy=policy.name, requests=requests, cold_starts=cold,
-        warm_model_hours=ledger.seconds / 3600.0, window_start=scoring.start,
-        window_end=scoring.end, models=len(models), extra=dict(extra),
+        policy=policy.name,
+        requests=requests,
+        cold_starts=cold,
+        warm_model_hours=ledger.seconds / 3600.0,
+        window_start=scoring.start,
+        window_end=scoring.end,
+        models=len(models),
+        extra=dict(extra),
     )
-

@@ -41,6 +41,7 @@ class BudgetedForecast:
     refit_minutes: int = 1440
     season_refit_minutes: int = 7 * 1440
     threshold_every_minutes: int = 60
+    calibration_minutes: int = WEEK_MIN
     seed: int = 0
     tick_seconds: float | None = MINUTE
     _state: DemandState | None = field(default=None, repr=False)
@@ -57,7 +58,7 @@ class BudgetedForecast:
         self._season: dict[int, tuple[float, np.ndarray]] = {}
         self._rng = np.random.default_rng(self.seed)
         self._rows: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=WEEK_MIN)
-        self._probs: deque[np.ndarray] = deque(maxlen=WEEK_MIN)
+        self._probs: deque[np.ndarray] = deque(maxlen=self.calibration_minutes)
         self._prev_x: np.ndarray | None = None
         self._warm: set[int] = set()
         self._threshold = math.inf
@@ -100,8 +101,9 @@ class BudgetedForecast:
             if not full and i in self._season:
                 continue
             counts = st.hourly_counts(i, hour_now)
-            fc = forecast_counts(model, st.hour0 * 3600.0, counts, 8 * 24, now,
-                                 self._cache, self.use_prophet)
+            fc = forecast_counts(
+                model, st.hour0 * 3600.0, counts, 8 * 24, now, self._cache, self.use_prophet
+            )
             self._season[i] = (fc.start, fc.yhat)
 
     def _update_seasonal_now(self, now: float) -> None:

@@ -66,7 +66,7 @@ async def test_versioned_path_and_query_not_forwarded(
     assert a.seen[-1]["path"] == "/v2/models/demo/versions/1/infer"
 
 
-async def test_round_robin_over_pools(
+async def test_equal_pools_share_the_traffic(
     store: LocalStore, client: httpx.AsyncClient, backends: tuple[Backend, Backend]
 ) -> None:
     a, b = backends
@@ -112,10 +112,14 @@ async def test_connection_refused_fails_over(
         models=[demo_model_version()],
         pools=[make_pool("dead", "http://127.0.0.1:9"), make_pool("pa", a.url)],
     )
+    reasons = []
     for _ in range(4):
         r = await client.post("/v2/models/demo/infer", content=b"{}")
         assert r.status_code == 200 and r.headers["x-mpfn-pool"] == "pa"
-    assert "dead" in app.runtime.health.down()
+        reasons.append(r.headers["x-mpfn-route-reason"])
+    assert any(reason.endswith("; attempt 2 after dead") for reason in reasons)
+    dead = app.runtime.routing.feedback.stats["dead"]
+    assert dead.errors >= 1 and dead.last_error
 
 
 async def test_redirects_are_never_followed(

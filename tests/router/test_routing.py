@@ -1,29 +1,33 @@
-"""Pure routing decisions: which pools serve a model, in which order, when to fail over."""
+"""The router's routing seams: serving index, request matching and `decide` (pure)."""
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
+import pytest
 from pydantic import HttpUrl
 
-from mpfn.documents import ModelVersion, Pool
-from mpfn.router import (
-    adapter_fits,
-    attempt_order,
-    build_snapshot,
-    candidates,
-    default_version,
-    should_fail_over,
-)
-from mpfn.router.hotpath import match_route, model_in_body
-from mpfn.router.routing import backend_url
+from mpfn.documents import ModelVersion, Policy, Pool
+from mpfn.router import RouteRequest, build_snapshot, candidates, decide, default_policy
+from mpfn.router.errors import RouteError
+from mpfn.router.hotpath import match_route, model_in_body, with_model
+from mpfn.router.routing import backend_url, infer_path, pool_serves
+from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState
+
+FALLBACK = default_policy(30.0)
 
 
-def pool(pid: str, adapter: str = "ort", models: list[str] | None = None) -> Pool:
-    return Pool(
-        id=pid,
-        cloud="local",
-        adapter=adapter,
-        endpoint=HttpUrl(f"http://127.0.0.1:1/{pid}"),
-        models=models or [],
+def pool(pid: str, adapter: str = "ort", models: list[str] | None = None, **kw: object) -> Pool:
+    return Pool.model_validate(
+        {
+            "id": pid,
+            "cloud": "local",
+            "adapter": adapter,
+            "endpoint": HttpUrl(f"http://127.0.0.1:1/{pid}"),
+            "models": models or [],
+            **kw,
+        }
     )
 
 
@@ -31,13 +35,18 @@ def mv(name: str, version: str = "1", fmt: str = "onnx") -> ModelVersion:
     return ModelVersion(name=name, version=version, format=fmt)  # type: ignore[arg-type]
 
 
-def test_adapter_fits_format() -> None:
-    assert adapter_fits("ort", "onnx", listed=False)
-    assert not adapter_fits("ort", "gguf", listed=True)
-    assert adapter_fits("openai", "gguf", listed=False)
-    # Unknown (plug-in) adapters serve only what their pool names.
-    assert adapter_fits("rocm-x", "onnx", listed=True)
-    assert not adapter_fits("rocm-x", "onnx", listed=False)
+def test_pool_serves_by_protocol_format_and_listing() -> None:
+    assert pool_serves(pool("a"), "m", "onnx", "v2")
+    assert not pool_serves(pool("a"), "m", "gguf", "v2")
+    assert not pool_serves(pool("a"), "m", "onnx", "openai")  # ort speaks v2 only
+    assert pool_serves(pool("o", "openai"), "m", "gguf", "openai")
+    assert pool_serves(pool("t", "triton"), "m", "other", "v2")
+    # Unknown (plug-in) adapters serve only what their pool names, whatever the format.
+    assert pool_serves(pool("r", "rocm-x", ["m"]), "m", "onnx", "v2")
+    assert not pool_serves(pool("r", "rocm-x"), "m", "onnx", "v2")
+    # A name no document describes is served only by pools listing it.
+    assert pool_serves(pool("a", models=["m"]), "m", None, "v2")
+    assert not pool_serves(pool("a"), "m", None, "v2")
 
 
 def test_candidates_filter_by_models_list_and_format() -> None:
@@ -56,6 +65,7 @@ def test_candidates_filter_by_models_list_and_format() -> None:
     assert [p.id for p in candidates(snap, "demo", "2").pools] == ["a", "c"]
     assert [p.id for p in candidates(snap, "other").pools] == ["b"]
     assert [p.id for p in candidates(snap, "llm", protocol="openai").pools] == ["o"]
+    assert snap.latest["demo"] == "2"
 
 
 def test_candidates_errors() -> None:
@@ -77,36 +87,120 @@ def test_openai_pools_listing_unregistered_models() -> None:
     assert [p.id for p in candidates(snap, "smollm", protocol="openai").pools] == ["o"]
     assert candidates(snap, "smollm").status == 404  # not over v2
     assert snap.model_names("openai") == ["smollm"]
+    d = decide(
+        snap,
+        NO_FEEDBACK,
+        RouteRequest("openai", "smollm"),
+        now=0.0,
+        rng=random.Random(0),
+        fallback_policy=FALLBACK,
+    )
+    assert [a.pool.id for a in d.plan] == ["o"]
 
 
-def test_round_robin_and_down_pools_last() -> None:
-    pools = [pool("a"), pool("b"), pool("c")]
-    assert [p.id for p in attempt_order(pools, 0)] == ["a", "b", "c"]
-    assert [p.id for p in attempt_order(pools, 1)] == ["b", "c", "a"]
-    assert [p.id for p in attempt_order(pools, 5)] == ["c", "a", "b"]
-    assert [p.id for p in attempt_order(pools, 0, {"a"})] == ["b", "c", "a"]
-    assert [p.id for p in attempt_order(pools, 0, {"a", "b", "c"})] == ["a", "b", "c"]
-    assert attempt_order([], 3) == []
+def route_once(snap: object, req: RouteRequest, state: RoutingState, seed: int = 0) -> str:
+    d = decide(
+        snap,  # type: ignore[arg-type]
+        state.feedback,
+        req,
+        now=1.0,
+        rng=random.Random(seed),
+        fallback_policy=FALLBACK,
+    )
+    state.commit(d)
+    return f"{d.plan[0].pool.id}:{d.plan[0].model.name}/{d.plan[0].model.version}"
 
 
-def test_round_robin_spreads_evenly() -> None:
-    pools = [pool("a"), pool("b")]
-    firsts = [attempt_order(pools, turn)[0].id for turn in range(10)]
-    assert firsts.count("a") == firsts.count("b") == 5
+def test_decide_spreads_equal_pools_and_explains_exclusions() -> None:
+    snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("t", "tfserving")], [])
+    state = RoutingState()
+    firsts = Counter(route_once(snap, RouteRequest("v2", "demo"), state) for _ in range(10))
+    assert firsts == {"a:demo/1": 5, "b:demo/1": 5}
+    d = decide(
+        snap,
+        state.feedback,
+        RouteRequest("v2", "demo"),
+        now=1.0,
+        rng=random.Random(0),
+        fallback_policy=FALLBACK,
+        explain=True,
+    )
+    assert {e.pool: e.reason for e in d.exclusions} == {
+        "t": "adapter tfserving cannot serve format onnx"
+    }
+    assert d.route_reason.startswith("slo-then-cost:")
 
 
-def test_default_version_prefers_highest_numeric() -> None:
-    assert default_version(["1", "10", "2"]) == "10"
-    assert default_version(["beta", "3"]) == "3"
-    assert default_version(["a", "b"]) == "b"
+def test_decide_version_split_is_sticky_by_key() -> None:
+    split = Policy(name="demo", version_weights={"1": 0.5, "2": 0.5})
+    snap = build_snapshot([mv("demo"), mv("demo", "2")], [pool("a")], [split])
+    state = RoutingState()
+    for key in ("alice", "bob", "carol", "dave"):
+        seen = {route_once(snap, RouteRequest("v2", "demo", key=key), state, s) for s in range(8)}
+        assert len(seen) == 1
+    draws = Counter(route_once(snap, RouteRequest("v2", "demo"), state, s) for s in range(200))
+    assert set(draws) == {"a:demo/1", "a:demo/2"} and min(draws.values()) > 60
+    # A named version is served as named.
+    assert route_once(snap, RouteRequest("v2", "demo", "1", key="alice"), state) == "a:demo/1"
 
 
-def test_fail_over_only_on_unavailable_answers() -> None:
-    assert [s for s in (200, 400, 404, 413, 500, 502, 503, 504) if should_fail_over(s)] == [
-        502,
-        503,
-        504,
-    ]
+def test_decide_falls_back_to_another_model() -> None:
+    policies = [Policy(name="big", fallbacks=["small"])]
+    snap = build_snapshot(
+        [mv("big"), mv("small")], [pool("gpu", models=["big"]), pool("cpu", models=["small"])],
+        policies,
+    )  # fmt: skip
+    state = RoutingState()
+    d = decide(snap, state.feedback, RouteRequest("v2", "big"), now=0.0,
+               rng=random.Random(0), fallback_policy=FALLBACK)  # fmt: skip
+    assert [(a.pool.id, a.model.name) for a in d.plan] == [("gpu", "big"), ("cpu", "small")]
+    # With the primary's pool pinned away by a region hint... the pin is checked first.
+    with pytest.raises(HintError):
+        decide(snap, state.feedback, RouteRequest("v2", "big", hints=RequestHints(pool="cpu")),
+               now=0.0, rng=random.Random(0), fallback_policy=FALLBACK)  # fmt: skip
+    # When the primary's only pool has an open circuit, the fallback model serves.
+    for t in range(5):
+        state.started("gpu", float(t))
+        state.finished("gpu", mv("big"), 1.0, False, {}, float(t))
+    d = decide(snap, state.feedback, RouteRequest("v2", "big"), now=5.0,
+               rng=random.Random(0), fallback_policy=FALLBACK)  # fmt: skip
+    assert [(a.pool.id, a.model.name) for a in d.plan] == [("cpu", "small")]
+    assert "fallback from big" in d.route_reason
+
+
+def test_decide_unknown_model_and_version() -> None:
+    snap = build_snapshot([mv("demo")], [pool("a")], [])
+    for req in (RouteRequest("v2", "ghost"), RouteRequest("v2", "demo", "7")):
+        with pytest.raises(RouteError) as err:
+            decide(snap, NO_FEEDBACK, req, now=0.0, rng=random.Random(0),
+                   fallback_policy=FALLBACK)  # fmt: skip
+        assert err.value.status == 404
+
+
+@pytest.mark.parametrize("strategy", ["round-robin", "random", "least-loaded"])
+def test_baseline_strategies_try_every_pool(strategy: str) -> None:
+    snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("c")], [])
+    state = RoutingState()
+    firsts = Counter()
+    for turn in range(30):
+        d = decide(snap, state.feedback, RouteRequest("v2", "demo"), now=0.0,
+                   rng=random.Random(turn), fallback_policy=FALLBACK,
+                   strategy=strategy, turn=turn)  # type: ignore[arg-type]  # fmt: skip
+        assert sorted(a.pool.id for a in d.plan) == ["a", "b", "c"]
+        assert d.route_reason.startswith(strategy)
+        firsts[d.plan[0].pool.id] += 1
+    assert set(firsts) == {"a", "b", "c"}
+
+
+def test_least_loaded_prefers_idle_pools() -> None:
+    snap = build_snapshot([mv("demo")], [pool("a"), pool("b")], [])
+    state = RoutingState()
+    state.started("a", 0.0)
+    for turn in range(4):
+        d = decide(snap, state.feedback, RouteRequest("v2", "demo"), now=0.0,
+                   rng=random.Random(0), fallback_policy=FALLBACK,
+                   strategy="least-loaded", turn=turn)  # fmt: skip
+        assert d.plan[0].pool.id == "b"
 
 
 def test_match_route() -> None:
@@ -127,16 +221,16 @@ def test_match_route() -> None:
     assert match_route("POST", "/v2/repository/models/demo/load") is None
 
 
-def test_model_in_body() -> None:
+def test_model_in_body_and_rewrite() -> None:
     assert model_in_body(b'{"model": "m", "messages": []}') == "m"
     for bad in (b"not json", b"[1]", b'{"model": 3}', b"{}"):
-        try:
+        with pytest.raises(RouteError) as err:
             model_in_body(bad)
-        except Exception as exc:
-            assert getattr(exc, "status", None) == 400
-        else:
-            raise AssertionError(f"{bad!r} accepted")
+        assert err.value.status == 400
+    assert model_in_body(with_model(b'{"model": "m", "n": 1}', "f")) == "f"
 
 
-def test_backend_url_joins_endpoint_prefix() -> None:
+def test_paths_and_urls() -> None:
     assert backend_url(pool("a"), "/v2/models/m/infer") == "http://127.0.0.1:1/a/v2/models/m/infer"
+    assert infer_path("m", None) == "/v2/models/m/infer"
+    assert infer_path("m", "2") == "/v2/models/m/versions/2/infer"

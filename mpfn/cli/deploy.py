@@ -1,0 +1,236 @@
+"""`mpfn deploy` / `mpfn destroy`: plan, show, apply (see `mpfn.deploy.deployer`).
+
+    mpfn deploy --target aws [--stage prod] [--region eu-west-1] [--set router.memory_mb=1024]
+    mpfn deploy --target aws --dry-run        # print the plan, create nothing
+    mpfn deploy --export DIR                  # SAM, Terraform, k8s manifests, Grafana
+    mpfn deploy status | logs                 # what is deployed; local process logs
+    mpfn destroy --target aws [--delete-state]
+
+Settings come from the `deploy:` section of mpfn.yaml, overlaid by the stage, overlaid by
+flags. Errors are one line; a bad config fails before anything is created.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from mpfn.cli.common import CliError, console, err_console, get_ctx, handle_errors, print_json
+from mpfn.deploy.errors import DeployFailure
+
+if TYPE_CHECKING:
+    from mpfn.deploy import DeployConfig, Outcome, Project, Target
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Echo = Callable[[str], None]
+_META = "mpfn.deploy.options"
+
+deploy_app = typer.Typer(
+    help="Deploy the router, warmer and pools: plan, show, apply.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+TargetOpt = Annotated[
+    str | None,
+    typer.Option("--target", "-t", help="local, k8s, aws or gcp (default: deploy.target)"),
+]
+StageOpt = Annotated[str | None, typer.Option("--stage", "-s", help="Stage (default: dev)")]
+RegionOpt = Annotated[str | None, typer.Option("--region", help="Cloud region (aws, gcp)")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a deploy setting: PATH=VALUE (repeatable)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan and outcome as JSON")]
+
+
+def deploy_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Deploy failures are user-facing one-liners: hand them to `handle_errors` as such."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DeployFailure as exc:
+            raise CliError(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+    return wrapper
+
+
+def _config(
+    ctx: typer.Context,
+    target: str | None,
+    stage: str | None,
+    region: str | None,
+    assignments: list[str] | None,
+) -> tuple[DeployConfig, Project]:
+    from mpfn.deploy import Project, load_deploy_config
+
+    c = get_ctx(ctx)
+    config = load_deploy_config(
+        c.config.options,
+        stage=stage,
+        target=target,
+        region=region,
+        assignments=tuple(assignments or ()),
+    )
+    return config, Project(c.config.project_dir, c.config.state, dict(c.config.options))
+
+
+def _open(
+    ctx: typer.Context,
+    target: str | None,
+    stage: str | None,
+    region: str | None,
+    assignments: list[str] | None,
+) -> Target:
+    from mpfn.deploy import open_target
+
+    return open_target(*_config(ctx, target, stage, region, assignments))
+
+
+def _echo(json_out: bool) -> Echo:
+    def echo(line: str) -> None:
+        (err_console if json_out else console).print(line, highlight=False, soft_wrap=True)
+
+    return echo
+
+
+def _report(outcome: Outcome, json_out: bool, echo: Echo) -> None:
+    if json_out:
+        print_json(
+            {
+                "plan": outcome.plan.as_dict(),
+                "applied": outcome.applied,
+                "outputs": outcome.record.outputs,
+            }
+        )
+        return
+    if outcome.applied:
+        echo("done.")
+    for key, value in sorted(outcome.record.outputs.items()):
+        echo(f"{key}: {value}")
+
+
+@deploy_app.callback()
+@handle_errors
+@deploy_errors
+def deploy(
+    ctx: typer.Context,
+    target: TargetOpt = None,
+    stage: StageOpt = None,
+    region: RegionOpt = None,
+    assignments: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write SAM, Terraform, k8s, Grafana to DIR")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Plan and apply a deployment (`status` and `logs` show what is deployed)."""
+    if ctx.invoked_subcommand is not None:
+        ctx.meta[_META] = (target, stage, region, assignments)
+        return
+    from mpfn.deploy import deploy as run_deploy
+
+    echo = _echo(json_out)
+    if export is not None:
+        from mpfn.deploy.export import export_all
+
+        config, project = _config(ctx, target, stage, region, assignments)
+        for path in export_all(config, project, export):
+            echo(f"wrote {path}")
+        return
+    tgt = _open(ctx, target, stage, region, assignments)
+    outcome = run_deploy(tgt, echo, dry_run=dry_run)
+    if dry_run and not json_out:
+        echo("dry run: nothing was changed.")
+    _report(outcome, json_out, echo)
+
+
+def _sub_target(ctx: typer.Context) -> Target:
+    target, stage, region, assignments = ctx.meta.get(_META) or (None, None, None, None)
+    return _open(ctx, target, stage, region, assignments)
+
+
+@deploy_app.command("status")
+@handle_errors
+@deploy_errors
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show the deployment record (and, for local, whether the processes run)."""
+    tgt = _sub_target(ctx)
+    records = tgt.records()
+    record = records.read() if records is not None else None
+    info: dict[str, Any] = {
+        "target": tgt.name,
+        "stage": tgt.config.stage,
+        "deployed": record is not None,
+        "complete": bool(record and record.complete),
+        "resources": [f"{k} {n}" for k, n in (record.keys if record else [])],
+        "outputs": dict(record.outputs) if record else {},
+    }
+    info.update(tgt.status())
+    if json_out:
+        print_json(info)
+        return
+    for key, value in info.items():
+        if isinstance(value, list):
+            console.print(f"{key:>10}:", highlight=False)
+            for item in value:
+                console.print(f"{'':>12}{item}", highlight=False)
+        else:
+            console.print(f"{key:>10}: {value}", highlight=False)
+
+
+@deploy_app.command("logs")
+@handle_errors
+@deploy_errors
+def logs(
+    ctx: typer.Context,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log")] = 40,
+) -> None:
+    """Print the tail of each deployed process's log (local), or where the logs are."""
+    tgt = _sub_target(ctx)
+    for line in tgt.logs(lines):
+        sys.stdout.write(line + "\n")
+
+
+@handle_errors
+@deploy_errors
+def destroy(
+    ctx: typer.Context,
+    target: TargetOpt = None,
+    stage: StageOpt = None,
+    region: RegionOpt = None,
+    assignments: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
+    delete_state: Annotated[
+        bool,
+        typer.Option("--delete-state", help="Also empty and delete the state bucket"),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove what `mpfn deploy` created (the state bucket only when empty or asked)."""
+    from mpfn.deploy import PlanOptions
+    from mpfn.deploy import destroy as run_destroy
+
+    echo = _echo(json_out)
+    tgt = _open(ctx, target, stage, region, assignments)
+    outcome = run_destroy(
+        tgt, echo, dry_run=dry_run, options=PlanOptions(delete_state=delete_state)
+    )
+    if dry_run and not json_out:
+        echo("dry run: nothing was changed.")
+    _report(outcome, json_out, echo)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `deploy` (with `status`, `logs`) and `destroy` to the top-level CLI."""
+    app.add_typer(deploy_app, name="deploy")
+    app.command("destroy")(destroy)

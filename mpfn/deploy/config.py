@@ -1,0 +1,249 @@
+"""The `deploy:` section of mpfn.yaml, layered and validated before anything is touched.
+
+Layering, lowest to highest: the `deploy:` section, then `deploy.stages.<stage>` merged
+over it (mappings merge key by key, everything else replaces), then CLI flags
+(`--target`, `--region`, `--set PATH=VALUE`). The result is validated into a frozen
+`DeployConfig`; `require_target` then checks what the chosen target needs (an AWS region,
+a GCP project, images for Kubernetes pools), so a bad config fails with one line before
+any resource is created. This module performs no I/O beyond what the caller passes in.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mpfn.deploy.errors import DeployFailure
+from mpfn.state import describe_validation_error
+
+DNS_NAME = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
+Hardware = Literal["cpu", "nvidia", "amd", "intel", "tpu", "inferentia", "apple"]
+
+
+class DeployConfigError(DeployFailure, ValueError):
+    """The deploy configuration is invalid; the message names the offending setting."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RouterConfig(_Section):
+    memory_mb: int = Field(default=512, ge=128, le=10240)
+    timeout_s: int = Field(default=30, ge=1, le=900)
+    image: str | None = Field(default=None, description="Router container image (k8s, gcp)")
+    min_instances: int = Field(default=1, ge=0, le=1000)
+    max_instances: int = Field(default=10, ge=1, le=1000)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RouterConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances must not exceed max_instances")
+        return self
+
+
+class WarmerConfig(_Section):
+    image: str | None = Field(
+        default=None, description="Warmer container image (ECR on aws, Artifact Registry on gcp)"
+    )
+    every_minutes: int = Field(default=5, ge=1, le=1440)
+    memory_mb: int = Field(default=1024, ge=128, le=10240)
+    timeout_s: int = Field(default=300, ge=1, le=900)
+
+
+def _cpu_only() -> list[Hardware]:
+    return ["cpu"]
+
+
+class PoolConfig(_Section):
+    """An adapter pool that deploy runs as long-lived containers (k8s)."""
+
+    id: str = Field(pattern=DNS_NAME)
+    adapter: str = Field(default="ort", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    image: str | None = None
+    port: int = Field(default=8000, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=0, le=1000)
+    hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)
+    cost_per_hour: float = Field(default=0.0, ge=0)
+    capacity: int = Field(default=4, ge=1)
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = Field(default=0, ge=0)
+    args: list[str] = Field(default_factory=list)
+
+
+class AwsConfig(_Section):
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    state: str | None = Field(default=None, description="s3://BUCKET/PREFIX (default: state)")
+    auth: Literal["AWS_IAM", "NONE"] = "AWS_IAM"
+    log_retention_days: int = 14
+    endpoint_url: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+    @model_validator(mode="after")
+    def _retention(self) -> AwsConfig:
+        if self.log_retention_days not in RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {', '.join(map(str, RETENTION_DAYS))}"
+            )
+        return self
+
+
+class GcpEndpoints(_Section):
+    run: str | None = None
+    scheduler: str | None = None
+    storage: str | None = None
+    iam: str | None = None
+
+
+class GcpConfig(_Section):
+    project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+\d$")
+    state: str | None = Field(default=None, description="gs://BUCKET/PREFIX (default: state)")
+    public: bool = False
+    endpoints: GcpEndpoints = Field(default_factory=GcpEndpoints)
+
+
+class K8sConfig(_Section):
+    namespace: str = Field(default="mpfn", pattern=DNS_NAME)
+    out: str = "k8s"
+    state: str | None = Field(default=None, description="State URL the pods use")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    cpu_target_percent: int = Field(default=70, ge=1, le=100)
+    credentials_secret: str | None = Field(default=None, pattern=DNS_NAME)
+
+
+class LocalConfig(_Section):
+    port: int = Field(default=8080, ge=0, le=65535)
+    keep_alive_s: float = Field(default=600.0, gt=0)
+    state: str | None = None
+
+
+class DeployConfig(_Section):
+    target: str | None = None
+    name: str = Field(default="mpfn", pattern=r"^[a-z][a-z0-9-]{0,19}$")
+    stage: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]{0,11}$")
+    build_dir: str = ".mpfn-build"
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    warmer: WarmerConfig = Field(default_factory=WarmerConfig)
+    pools: list[PoolConfig] = Field(default_factory=list)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    gcp: GcpConfig = Field(default_factory=GcpConfig)
+    k8s: K8sConfig = Field(default_factory=K8sConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> DeployConfig:
+        ids = [p.id for p in self.pools]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate pool id(s): {', '.join(dupes)}")
+        return self
+
+    def prefix(self) -> str:
+        """`<name>-<stage>`: the stem of every resource name."""
+        return f"{self.name}-{self.stage}"
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; any other value in `overlay` replaces the base one."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one `--set a.b.c=VALUE` (VALUE parsed as YAML) to a copy of `data`."""
+    path, sep, raw = assignment.partition("=")
+    parts = [p for p in path.strip().split(".") if p]
+    if not sep or not parts:
+        raise DeployConfigError(
+            f"--set {assignment!r}: expected PATH=VALUE, e.g. aws.region=eu-west-1"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    overlay: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        overlay = {part: overlay}
+    return merge(data, overlay)
+
+
+def layer(
+    section: Any,
+    *,
+    stage: str | None = None,
+    target: str | None = None,
+    region: str | None = None,
+    assignments: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The merged raw settings: file section < stage < CLI flags."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise DeployConfigError("mpfn.yaml: 'deploy' must be a mapping")
+    data = {k: v for k, v in section.items() if k != "stages"}
+    stages = section.get("stages") or {}
+    if not isinstance(stages, dict):
+        raise DeployConfigError("mpfn.yaml: 'deploy.stages' must be a mapping of stage names")
+    stage = stage or str(data.get("stage") or "dev")
+    if stage in stages:
+        overlay = stages[stage] or {}
+        if not isinstance(overlay, dict):
+            raise DeployConfigError(f"mpfn.yaml: 'deploy.stages.{stage}' must be a mapping")
+        data = merge(data, overlay)
+    data["stage"] = stage
+    if target:
+        data["target"] = target
+    for assignment in assignments:
+        data = set_path(data, assignment)
+    if region:
+        chosen = data.get("target")
+        if chosen not in ("aws", "gcp"):
+            raise DeployConfigError(f"--region applies to the aws and gcp targets, not {chosen}")
+        data = merge(data, {chosen: {"region": region}})
+    return data
+
+
+def load_deploy_config(
+    file_options: dict[str, Any],
+    *,
+    stage: str | None = None,
+    target: str | None = None,
+    region: str | None = None,
+    assignments: tuple[str, ...] = (),
+) -> DeployConfig:
+    """Validate the layered `deploy:` settings of a parsed mpfn.yaml."""
+    data = layer(
+        file_options.get("deploy"),
+        stage=stage,
+        target=target,
+        region=region,
+        assignments=assignments,
+    )
+    try:
+        return DeployConfig.model_validate(data)
+    except ValidationError as exc:
+        raise DeployConfigError(describe_validation_error("deploy config", exc)) from None
+
+
+def require(value: str | None, setting: str, target: str) -> str:
+    """A setting the target cannot do without, or a one-line error saying where to set it."""
+    if value:
+        return value
+    raise DeployConfigError(
+        f"deploy.{setting} is required for --target {target} "
+        f"(set it in mpfn.yaml, under deploy.stages.<stage>, or with --set {setting}=...)"
+    )

@@ -1,0 +1,130 @@
+"""One request's routing decision against the router's snapshot and feedback.
+
+`decide` resolves the model and version (version splits, sticky by a route key), the
+policy and the fallback chain from the snapshot, then runs the routing core
+(`mpfn.routing.route`, or a baseline strategy) and returns its `Decision`. The router's
+hot path and `mpfn route explain` both call it, so an explanation is the decision the
+router would make. It reads only in-memory values: no I/O, and the clock reading, the
+random generator and the round-robin turn are passed in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mpfn.documents import ModelVersion, Policy
+from mpfn.router.errors import RouteError
+from mpfn.router.routing import Protocol, candidates
+from mpfn.router.snapshot import Snapshot
+from mpfn.routing import (
+    DEFAULT_CONFIG,
+    NO_HINTS,
+    BreakerConfig,
+    Decision,
+    Feedback,
+    RequestHints,
+    RoutingConfig,
+    Strategy,
+    Target,
+    resolve_version,
+    route,
+    route_baseline,
+)
+from mpfn.routing.breaker import DEFAULT_BREAKER
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What the router knows about a request before choosing a pool.
+
+    `version` is the one the path names (None: version-less); `key` is the route key
+    that keeps a caller on one version of a split."""
+
+    protocol: Protocol
+    model: str
+    version: str | None = None
+    hints: RequestHints = NO_HINTS
+    key: str | None = None
+
+
+def default_policy(timeout_s: float) -> Policy:
+    """The policy of models when the store holds neither theirs nor a `default` one."""
+    return Policy(name="default", timeout_ms=timeout_s * 1000.0)
+
+
+def pick_version(
+    snapshot: Snapshot,
+    name: str,
+    versions: Mapping[str, ModelVersion],
+    policy: Policy,
+    rng: random.Random,
+    key: str | None,
+    requested: str | None,
+) -> str | None:
+    """The version to serve: requested, else the policy's split, else the latest."""
+    if requested is None and not policy.version_weights:
+        latest = snapshot.latest.get(name)
+        if latest is not None:
+            return latest
+    return resolve_version(versions.keys(), policy, rng, key, requested)
+
+
+def decide(
+    snapshot: Snapshot,
+    feedback: Feedback,
+    request: RouteRequest,
+    *,
+    now: float,
+    rng: random.Random,
+    fallback_policy: Policy,
+    strategy: Strategy = "mpfn",
+    turn: int = 0,
+    cfg: RoutingConfig = DEFAULT_CONFIG,
+    breaker_cfg: BreakerConfig = DEFAULT_BREAKER,
+    explain: bool = False,
+) -> Decision:
+    """Route `request`. Raises RouteError (404/503) when the model, the version or any
+    serving pool is unknown, and HintError (400) for hints the policy forbids.
+
+    `fallback_policy` applies to models without a policy when there is no `default`
+    one. With `explain`, every pool speaking the protocol is considered, so the
+    explanation lists why the others were excluded; the choice is the same.
+    """
+    name, protocol = request.model, request.protocol
+    resolution = candidates(snapshot, name, request.version, protocol)
+    if not resolution.pools:
+        raise RouteError(resolution.status, resolution.error)
+    versions = snapshot.versions_for(name, protocol) or {}
+    policy = snapshot.policy_for(name) or fallback_policy
+    version = pick_version(snapshot, name, versions, policy, rng, request.key, request.version)
+    if version is None:  # nothing to pick (a known model always has a version)
+        raise RouteError(404, f"model {name!r} has no version to serve")
+    pools = snapshot.protocol_pools(protocol) if explain else resolution.pools
+    target = Target(versions[version], pools, policy)
+    if strategy != "mpfn":
+        return route_baseline(
+            strategy, target, feedback, now=now, rng=rng, turn=turn, hints=request.hints, cfg=cfg
+        )
+    fallbacks = snapshot.fallbacks(name) if policy.fallbacks else ()
+
+    def resolve(other: str) -> Target | None:
+        other_versions = snapshot.versions_for(other, protocol)
+        other_pools = snapshot.pools_for(other, protocol)
+        if not other_versions or not other_pools:
+            return None
+        other_policy = snapshot.policy_for(other) or fallback_policy
+        v = pick_version(snapshot, other, other_versions, other_policy, rng, request.key, None)
+        return None if v is None else Target(other_versions[v], other_pools, other_policy)
+
+    return route(
+        target,
+        feedback,
+        now=now,
+        hints=request.hints,
+        fallbacks=fallbacks,
+        resolve=resolve if fallbacks else None,
+        cfg=cfg,
+        breaker_cfg=breaker_cfg,
+    )
