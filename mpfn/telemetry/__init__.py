@@ -1,0 +1,1 @@
+"""Observability helpers: OpenTelemetry tracing (off by default)."""

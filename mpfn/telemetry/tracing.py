@@ -1,0 +1,72 @@
+"""OpenTelemetry tracing for mpfn processes: off by default, OTLP/HTTP when configured.
+
+`configure_tracing()` installs an SDK tracer provider with a batching OTLP exporter only
+when an endpoint is configured (`MPFN_OTLP_ENDPOINT`, or the standard
+`OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); otherwise every span
+is OpenTelemetry's no-op span and costs next to nothing. `inject_traceparent` and
+`extract_context` carry W3C `traceparent` across the router -> backend hop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_configured: dict[str, Any] = {}
+
+
+def otlp_endpoint(env: Mapping[str, str] | None = None) -> str | None:
+    """The traces endpoint from the environment, or None (tracing off)."""
+    env = os.environ if env is None else env
+    explicit = env.get("MPFN_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if explicit:
+        return explicit
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return f"{base.rstrip('/')}/v1/traces" if base else None
+
+
+def configure_tracing(service_name: str, endpoint: str | None = None) -> bool:
+    """Install the OTLP exporter once per process; returns whether tracing is on."""
+    endpoint = endpoint or otlp_endpoint()
+    if not endpoint:
+        return False
+    if _configured.get("endpoint") == endpoint:
+        return True
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    _configured.update(endpoint=endpoint, provider=provider)
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the exporter (call on process shutdown)."""
+    provider = _configured.pop("provider", None)
+    _configured.pop("endpoint", None)
+    if provider is not None:
+        provider.shutdown()
+
+
+def tracer(name: str = "mpfn") -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def extract_context(headers: Mapping[str, str]) -> Context:
+    """The parent context from an incoming `traceparent` header (if any)."""
+    return _PROPAGATOR.extract(carrier=dict(headers))
+
+
+def inject_traceparent(carrier: MutableMapping[str, str], context: Context | None = None) -> None:
+    """Write the current span's `traceparent` (and `tracestate`) into `carrier`."""
+    _PROPAGATOR.inject(carrier, context=context)
