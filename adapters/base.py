@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
-from mpfn.documents import ModelVersion, Pool
+from mpfn.documents import ArtifactRef, ModelVersion, Pool
 from mpfn.protocol import InferRequest, InferResponse
 
 
@@ -52,6 +53,10 @@ class AdapterStats:
     extra: Mapping[str, Any] = field(default_factory=dict)  # backend-specific numbers
 
 
+class ArtifactSource(Protocol):
+    def __call__(self, ref: ArtifactRef) -> Path: ...
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """Per-pool adapter settings; credentials come from config/secrets, never requests."""
@@ -61,6 +66,10 @@ class AdapterConfig:
     credentials: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 30.0
     options: Mapping[str, Any] = field(default_factory=dict)
+    # For adapters that upload models to their backend (Triton, TorchServe): returns a
+    # verified local copy of an artifact, e.g. `functools.partial(fetch_cached, store,
+    # cache_dir=...)`. It does blocking I/O; adapters call it in a worker thread.
+    artifacts: ArtifactSource | None = None
 
 
 @runtime_checkable

@@ -129,13 +129,15 @@ class Measured:
 
     @contextmanager
     def track(self, model: str) -> Iterator[None]:
-        """Count one request; time it into the model's latency EWMA when it succeeds."""
+        """Count one request; time it into the model's latency EWMA when it succeeds.
+
+        For a stream the time runs until the consumer has read (or dropped) it all."""
         started = time.perf_counter()
         self.requests += 1
         self.in_flight += 1
         try:
             yield
-        except BaseException:
+        except Exception:  # not cancellation, nor a consumer closing a stream early
             self.errors += 1
             raise
         else:

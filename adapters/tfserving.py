@@ -43,6 +43,7 @@ from mpfn.adapters.tfserving_json import (
 )
 from mpfn.adapters.tfserving_reload import (
     CODE_NAMES,
+    GrpcReload,
     ModelConfigSpec,
     ReloadTransport,
     http_status,
@@ -91,11 +92,11 @@ class TFServingAdapter:
         reload: ReloadTransport | None = None,
     ) -> None:
         options = config.options
-        self.config = config
-        self.base = str(config.pool.endpoint).rstrip("/")
-        self.row = options.get("format", "columnar") == "row"
         if options.get("format", "columnar") not in ("columnar", "row"):
             raise ValueError("tfserving option 'format' must be 'columnar' or 'row'")
+        self.config = config
+        self.base = str(config.pool.endpoint).rstrip("/")
+        self.row = options.get("format") == "row"
         self.signature: str | None = options.get("signature_name")
         self.base_path: str = options.get("base_path", "/models/{name}")
         self.platform: str = options.get("model_platform", "tensorflow")
@@ -113,8 +114,6 @@ class TFServingAdapter:
     @property
     def reload_transport(self) -> ReloadTransport:
         if self._reload is None:
-            from mpfn.adapters.tfserving_reload import GrpcReload
-
             self._reload = GrpcReload(
                 self.grpc_target(),
                 timeout_s=self.config.timeout_s,
@@ -233,12 +232,11 @@ class TFServingAdapter:
             return False
 
     async def loaded(self) -> list[str]:
+        """`name:version` of every AVAILABLE version of the models in this adapter's config."""
         out: list[str] = []
-        for name in sorted(self.served):
-            for version, state in (await self.status(name)).items():
-                if state.available:
-                    out.append(f"{name}:{version}")
-        return out
+        for name in self.served:
+            out.extend(f"{name}:{v}" for v, s in (await self.status(name)).items() if s.available)
+        return sorted(out)
 
     # -- model control (gRPC reload) -----------------------------------------------------
 

@@ -207,10 +207,12 @@ def predict_outputs(
         if not isinstance(value, list):
             raise TensorJSONError("'predictions' is not a list")
         if value and isinstance(value[0], dict) and not _is_string(value[0]):
-            keys = list(value[0])
-            columns = {k: [item.get(k) if isinstance(item, dict) else None for item in value]
-                       for k in keys}  # fmt: skip
-            return {k: tensor_array(v, datatypes.get(k), k) for k, v in columns.items()}
+            if not all(isinstance(item, dict) for item in value):
+                raise TensorJSONError("'predictions' mixes objects and values")
+            return {
+                k: tensor_array([item.get(k) for item in value], datatypes.get(k), k)
+                for k in value[0]
+            }
         name = _single_name(names)
         return {name: tensor_array(value, datatypes.get(name), name)}
     if isinstance(value, dict) and not _is_string(value):

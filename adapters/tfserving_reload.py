@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol, TypeAlias
-
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mpfn.adapters.base import AdapterError
 
@@ -97,36 +95,44 @@ class ReloadTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
-# -- wire-compatible messages -------------------------------------------------------------
+# -- wire-compatible messages (protobuf is imported when they are first needed) ----------
 
-_F: TypeAlias = descriptor_pb2.FieldDescriptorProto
+if TYPE_CHECKING:
+    from google.protobuf.descriptor_pb2 import DescriptorProto, FieldDescriptorProto
 
 
-def _field(name: str, number: int, kind: int, type_name: str = "", repeated: bool = False) -> _F:
-    label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    out = _F(name=name, number=number, type=kind, label=label)
+def _field(
+    name: str, number: int, kind: int, type_name: str = "", repeated: bool = False
+) -> FieldDescriptorProto:
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as F
+
+    label = F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL
+    out = F(name=name, number=number, type=kind, label=label)
     if type_name:
         out.type_name = type_name
     return out
 
 
-def _message(name: str, *fields: _F) -> descriptor_pb2.DescriptorProto:
-    return descriptor_pb2.DescriptorProto(name=name, field=list(fields))
+def _message(name: str, *fields: FieldDescriptorProto) -> DescriptorProto:
+    from google.protobuf.descriptor_pb2 import DescriptorProto
+
+    return DescriptorProto(name=name, field=list(fields))
 
 
 @cache
 def messages() -> dict[str, Any]:
     """Message classes by short name, built once in a private descriptor pool."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    _F = descriptor_pb2.FieldDescriptorProto
     ns = ".tensorflow.serving."
+    policy_name = ns + "FileSystemStoragePathSourceConfig.ServableVersionPolicy"
     policy = _message(
         "ServableVersionPolicy",
-        _field("latest", 100, _F.TYPE_MESSAGE, ns + "FileSystemStoragePathSourceConfig."
-               "ServableVersionPolicy.Latest"),
-        _field("all", 101, _F.TYPE_MESSAGE, ns + "FileSystemStoragePathSourceConfig."
-               "ServableVersionPolicy.All"),
-        _field("specific", 102, _F.TYPE_MESSAGE, ns + "FileSystemStoragePathSourceConfig."
-               "ServableVersionPolicy.Specific"),
-    )  # fmt: skip
+        _field("latest", 100, _F.TYPE_MESSAGE, policy_name + ".Latest"),
+        _field("all", 101, _F.TYPE_MESSAGE, policy_name + ".All"),
+        _field("specific", 102, _F.TYPE_MESSAGE, policy_name + ".Specific"),
+    )
     policy.nested_type.extend(
         [
             _message("Latest", _field("num_versions", 1, _F.TYPE_UINT32)),
@@ -156,12 +162,7 @@ def messages() -> dict[str, Any]:
                 _field("name", 1, _F.TYPE_STRING),
                 _field("base_path", 2, _F.TYPE_STRING),
                 _field("model_platform", 4, _F.TYPE_STRING),
-                _field(
-                    "model_version_policy",
-                    7,
-                    _F.TYPE_MESSAGE,
-                    ns + "FileSystemStoragePathSourceConfig.ServableVersionPolicy",
-                ),
+                _field("model_version_policy", 7, _F.TYPE_MESSAGE, policy_name),
             ),
             _message(
                 "ModelConfigList",

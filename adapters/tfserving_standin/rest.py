@@ -119,7 +119,11 @@ def model_metadata(servable: Servable) -> dict[str, Any]:
         "method_name": "tensorflow/serving/predict",
     }
     return {
-        "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+        "model_spec": {
+            "name": servable.name,
+            "signature_name": "",
+            "version": str(servable.version),
+        },
         "metadata": {"signature_def": {"signature_def": {DEFAULT_SIGNATURE: signature}}},
     }
 
@@ -136,8 +140,9 @@ async def predict(servable: Servable, body: bytes) -> bytes:
         raise ServingError(3, f'Serving signature name: "{signature}" not found in signature def')
     row = "instances" in doc
     if row and "inputs" in doc:
-        raise ServingError(3, "Not formatted correctly expecting only one of 'inputs' or "
-                              "'instances' keys to exist")  # fmt: skip
+        raise ServingError(
+            3, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+        )
     try:
         if row:
             feed = _rows(doc["instances"], servable.inputs)
@@ -177,8 +182,11 @@ def _array(value: Any, info: TensorInfo) -> npt.NDArray[Any]:
 def _columns(value: Any, inputs: dict[str, TensorInfo]) -> dict[str, npt.NDArray[Any]]:
     if not isinstance(value, dict) or set(value) == {"b64"}:
         if len(inputs) > 1:
-            raise ServingError(3, "inputs is a plain value/list, but expecting an object as "
-                                  "multiple input tensors required as per tensorinfo_map")  # fmt: skip
+            raise ServingError(
+                3,
+                "inputs is a plain value/list, but expecting an object as "
+                "multiple input tensors required as per tensorinfo_map",
+            )
         info = next(iter(inputs.values()))
         return {info.name: _array(value, info)}
     feed: dict[str, npt.NDArray[Any]] = {}
@@ -197,14 +205,20 @@ def _rows(value: Any, inputs: dict[str, TensorInfo]) -> dict[str, npt.NDArray[An
     objects = isinstance(value[0], dict) and set(value[0]) != {"b64"}
     if not objects:
         if len(inputs) > 1:
-            raise ServingError(3, "instances is a plain list, but expecting list of objects as "
-                                  "multiple input tensors required as per tensorinfo_map")  # fmt: skip
+            raise ServingError(
+                3,
+                "instances is a plain list, but expecting list of objects as "
+                "multiple input tensors required as per tensorinfo_map",
+            )
         info = next(iter(inputs.values()))
         return {info.name: _array(value, info)}
     for i, item in enumerate(value):
         if not isinstance(item, dict) or set(item) != set(inputs):
-            raise ServingError(3, f"Failed to process element: {i} of 'instances' list. "
-                                  f"keys must be equal to: {','.join(sorted(inputs))}")  # fmt: skip
+            raise ServingError(
+                3,
+                f"Failed to process element: {i} of 'instances' list. "
+                f"keys must be equal to: {','.join(sorted(inputs))}",
+            )
     return {name: _array([item[name] for item in value], info) for name, info in inputs.items()}
 
 

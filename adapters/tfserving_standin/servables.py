@@ -121,8 +121,9 @@ class ServableManager:
                 try:
                     servable = await asyncio.to_thread(open_servable, *key, path, self.threads)
                 except Exception as exc:  # onnxruntime raises its own, unexported types
-                    error = ServingError(15, f"Failed to load servable {key[0]} version "
-                                             f"{key[1]} from {path}: {exc}")  # fmt: skip
+                    error = ServingError(
+                        15, f"Failed to load servable {key[0]} version {key[1]} from {path}: {exc}"
+                    )
                     self._set(key, VersionStatus("END", error.code, error.message))
                     failure = failure or error
                     continue
@@ -137,25 +138,29 @@ class ServableManager:
         out: dict[tuple[str, int], Path] = {}
         for spec in configs:
             if not spec.name or spec.name in seen:
-                raise ServingError(3, f"Illegal to list model {spec.name!r} multiple times "
-                                      "or with an empty name")  # fmt: skip
+                raise ServingError(
+                    3, f"Illegal to list model {spec.name!r} multiple times or with an empty name"
+                )
             seen.add(spec.name)
             if spec.platform != PLATFORM:
-                raise ServingError(3, f"Model platform {spec.platform!r} is not supported "
-                                      f"(model {spec.name})")  # fmt: skip
+                raise ServingError(
+                    3, f"Model platform {spec.platform!r} is not supported (model {spec.name})"
+                )
             base = Path(spec.base_path)
             if not base.is_dir():
                 raise ServingError(5, f"Could not find base path {base} for servable {spec.name}")
             on_disk = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
             versions = spec.versions or tuple(on_disk[-1:])
             if not versions:
-                raise ServingError(5, f"No versions of servable {spec.name} found under "
-                                      f"base path {base}")  # fmt: skip
+                raise ServingError(
+                    5, f"No versions of servable {spec.name} found under base path {base}"
+                )
             for version in versions:
                 path = base / str(version) / MODEL_FILE
                 if not path.is_file():
-                    raise ServingError(5, f"Could not find version {version} of servable "
-                                          f"{spec.name} at {path}")  # fmt: skip
+                    raise ServingError(
+                        5, f"Could not find version {version} of servable {spec.name} at {path}"
+                    )
                 out[(spec.name, version)] = path
         return out
 
@@ -169,7 +174,9 @@ class ServableManager:
         if version is not None:
             found = self.servables.get((name, version))
             if found is None:
-                raise ServingError(5, f"Servable not found for request: Specific({name}, {version})")
+                raise ServingError(
+                    5, f"Servable not found for request: Specific({name}, {version})"
+                )
             return found
         versions = [v for (n, v) in self.servables if n == name]
         if not versions:
