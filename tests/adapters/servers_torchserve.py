@@ -4,7 +4,8 @@ Inference, management, metrics and both gRPC listeners are bound to loopback; to
 authorization is off and the model API on (`--disable-token-auth --enable-model-api`),
 no config snapshots (`--ncs`); the model store is a temporary directory the adapter writes
 its `.mar` archives into. TorchServe needs Java 17 and takes seconds to start, so one
-server serves the whole test session.
+server serves the whole test session (`start_torchserve(..., token_auth=True)` starts
+another with TorchServe's default token authorization, for the test of the keys).
 """
 
 from __future__ import annotations

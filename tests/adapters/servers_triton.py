@@ -4,8 +4,11 @@ It runs on CPU with only the python backend. Its python-backend stub is built ag
 1.x, so Triton runs model code in its own Python environment (`triton-env`, made by
 `scripts/install`: nvidia-pytriton + onnxruntime + numpy<2), found as
 `$MPFN_TRITON_ENV` or `<sys.prefix>/triton-env`. The server listens on free 127.0.0.1 ports
-(HTTP and metrics; gRPC off), in explicit model-control mode, with the repository and
-statistics APIs restricted to a management key.
+(HTTP and metrics; gRPC off), in explicit model-control mode, with the repository,
+statistics and model-config APIs restricted to a management key.
+
+`UploadModels` (a local store holding the demo model and a broken artifact) is shared with
+the TorchServe fixtures: both adapters upload what they serve.
 """
 
 from __future__ import annotations
