@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mpfn.cli import deploy, keys, models, policy, pools, run, warm
+from mpfn.cli import deploy, keys, models, policy, pools, route, run, stats, warm
 from mpfn.cli.common import CliError, Ctx, console, get_ctx, handle_errors, print_json
 from mpfn.config import CONFIG_FILE
 from mpfn.documents import SCHEMAS
@@ -31,6 +31,8 @@ app.add_typer(pools.app, name="pools")
 app.add_typer(policy.app, name="policy")
 app.add_typer(warm.app, name="warm")
 app.add_typer(keys.app, name="keys")
+app.add_typer(route.app, name="route")
+app.add_typer(stats.app, name="stats")
 app.command("up")(run.up)
 app.command("invoke")(run.invoke)
 deploy.register(app)

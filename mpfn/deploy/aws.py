@@ -204,16 +204,18 @@ class AwsTarget:
             return None
         from mpfn.store.s3 import S3Store
 
-        store = S3Store(
-            self.bucket,
-            self.prefix,
-            endpoint_url=self.settings.endpoint_url,
-            region=self.region,
-            profile=self.settings.profile,
-            access_key_id=self.settings.access_key_id,
-            secret_access_key=self.settings.secret_access_key,
-        )
-        return RecordStore(store, self.name, self.config.stage)
+        def opener() -> S3Store:
+            return S3Store(
+                self.bucket,
+                self.prefix,
+                endpoint_url=self.settings.endpoint_url,
+                region=self.region,
+                profile=self.settings.profile,
+                access_key_id=self.settings.access_key_id,
+                secret_access_key=self.settings.secret_access_key,
+            )
+
+        return RecordStore(opener, self.name, self.config.stage)
 
     # -- observe --------------------------------------------------------------------------
 

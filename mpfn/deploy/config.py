@@ -101,6 +101,7 @@ class GcpEndpoints(_Section):
     scheduler: str | None = None
     storage: str | None = None
     iam: str | None = None
+    resourcemanager: str | None = None
 
 
 class GcpConfig(_Section):

@@ -23,7 +23,7 @@ _NO_DIFF = "mpfn.deploy.no_diff"
 
 def observed_only(default: Any = "") -> Any:
     """A field that is reported but never compared (remote facts, local build paths)."""
-    return field(default=default, compare=False, metadata={_NO_DIFF: True})
+    return field(default=default, compare=False, repr=False, metadata={_NO_DIFF: True})
 
 
 @dataclass(frozen=True)

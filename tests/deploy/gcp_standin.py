@@ -1,0 +1,226 @@
+"""A stand-in for the Cloud Run v2, Cloud Scheduler v1 and IAM v1 REST APIs, on loopback.
+
+Usage: python gcp_standin.py PORT
+
+No emulator exists for these APIs, so this small real HTTP server keeps their resources in
+memory with the REST shapes the official client libraries send and parse: Cloud Run
+services and jobs (create/get/patch/delete as long-running operations that are already
+done, getIamPolicy/setIamPolicy), Cloud Scheduler jobs (create/get/patch/delete) and IAM
+service accounts (create/get/delete) and Resource Manager project IAM policies
+(get/set with etags). Unknown names answer 404, duplicates 409, in the
+Google error format. `GET /_dump` returns everything it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+RUN_PATH = re.compile(
+    r"^/v2/(projects/[^/]+/locations/[^/]+)/(services|jobs)(?:/([^/:]+))?(?::(\w+))?$"
+)
+OPERATION = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/operations/[^/]+)$")
+SCHEDULER = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/jobs(?:/([^/:]+))?$")
+IAM = re.compile(r"^/v1/projects/([^/]+)/serviceAccounts(?:/([^/:]+))?$")
+PROJECT_POLICY = re.compile(r"^/v1/projects/([^/:]+):(getIamPolicy|setIamPolicy)$")
+TYPES = {"services": "Service", "jobs": "Job"}
+
+LOCK = threading.Lock()
+RUN: dict[str, dict[str, Any]] = {}  # full resource name -> resource, per API
+SCHEDULER_JOBS: dict[str, dict[str, Any]] = {}
+ACCOUNTS: dict[str, dict[str, Any]] = {}
+POLICIES: dict[str, dict[str, Any]] = {}
+OPERATIONS: dict[str, dict[str, Any]] = {}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, status: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+def not_found(name: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"Resource '{name}' was not found")
+
+
+def done_operation(parent: str, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
+    name = f"{parent}/operations/{uuid.uuid4()}"
+    op = {
+        "name": name,
+        "done": True,
+        "response": {"@type": f"type.googleapis.com/google.cloud.run.v2.{TYPES[kind]}", **resource},
+    }
+    OPERATIONS[name] = op
+    return op
+
+
+def run_api(method: str, match: re.Match[str], query: dict[str, list[str]], body: Any) -> Any:
+    parent, kind, rid, verb = match.groups()
+    if rid is None:
+        if method == "GET":
+            items = [v for k, v in RUN.items() if k.startswith(f"{parent}/{kind}/")]
+            return {kind: items}
+        rid = query.get("serviceId" if kind == "services" else "jobId", [""])[0]
+        name = f"{parent}/{kind}/{rid}"
+        if name in RUN:
+            raise ApiError(409, "ALREADY_EXISTS", f"Resource '{name}' already exists")
+        resource = {**body, "name": name, "uid": str(uuid.uuid4()), "generation": "1"}
+        if kind == "services":
+            resource["uri"] = f"https://{rid}-{uuid.uuid4().hex[:10]}-uc.a.run.app"
+        RUN[name] = resource
+        return done_operation(parent, kind, resource)
+    name = f"{parent}/{kind}/{rid}"
+    if name not in RUN:
+        raise not_found(name)
+    if verb == "getIamPolicy":
+        return POLICIES.get(name, {"etag": "ACAB"})
+    if verb == "setIamPolicy":
+        POLICIES[name] = {**body["policy"], "etag": uuid.uuid4().hex[:8]}
+        return POLICIES[name]
+    if verb is not None:
+        raise ApiError(400, "INVALID_ARGUMENT", f"unsupported method {verb}")
+    if method == "GET":
+        return RUN[name]
+    if method == "PATCH":
+        old = RUN[name]
+        RUN[name] = {
+            **body,
+            "name": name,
+            "uid": old["uid"],
+            "generation": str(int(old["generation"]) + 1),
+            **({"uri": old["uri"]} if "uri" in old else {}),
+        }
+        return done_operation(parent, kind, RUN[name])
+    if method == "DELETE":
+        POLICIES.pop(name, None)
+        return done_operation(parent, kind, RUN.pop(name))
+    raise ApiError(405, "UNIMPLEMENTED", method)
+
+
+def scheduler_api(method: str, match: re.Match[str], body: Any) -> Any:
+    parent, rid = match.groups()
+    if rid is None:
+        if method == "GET":
+            return {
+                "jobs": [v for k, v in SCHEDULER_JOBS.items() if k.startswith(f"{parent}/jobs/")]
+            }
+        name = body["name"]
+        if name in SCHEDULER_JOBS:
+            raise ApiError(409, "ALREADY_EXISTS", f"Job '{name}' already exists")
+        SCHEDULER_JOBS[name] = {**body, "state": "ENABLED"}
+        return SCHEDULER_JOBS[name]
+    name = f"{parent}/jobs/{rid}"
+    if name not in SCHEDULER_JOBS:
+        raise not_found(name)
+    if method == "GET":
+        return SCHEDULER_JOBS[name]
+    if method == "PATCH":
+        SCHEDULER_JOBS[name] = {**SCHEDULER_JOBS[name], **body, "name": name}
+        return SCHEDULER_JOBS[name]
+    if method == "DELETE":
+        del SCHEDULER_JOBS[name]
+        return {}
+    raise ApiError(405, "UNIMPLEMENTED", method)
+
+
+def iam_api(method: str, match: re.Match[str], body: Any) -> Any:
+    project, email = match.groups()
+    if email is None:
+        account = body["accountId"]
+        email = f"{account}@{project}.iam.gserviceaccount.com"
+        name = f"projects/{project}/serviceAccounts/{email}"
+        if name in ACCOUNTS:
+            raise ApiError(409, "ALREADY_EXISTS", f"Service account {email} already exists")
+        ACCOUNTS[name] = {
+            "name": name,
+            "projectId": project,
+            "uniqueId": str(uuid.uuid4().int)[:21],
+            "email": email,
+            "displayName": body.get("serviceAccount", {}).get("displayName", ""),
+            "description": body.get("serviceAccount", {}).get("description", ""),
+        }
+        return ACCOUNTS[name]
+    name = f"projects/{project}/serviceAccounts/{email}"
+    if name not in ACCOUNTS:
+        raise not_found(name)
+    if method == "GET":
+        return ACCOUNTS[name]
+    if method == "DELETE":
+        del ACCOUNTS[name]
+        return {}
+    raise ApiError(405, "UNIMPLEMENTED", method)
+
+
+def project_policy(match: re.Match[str], body: Any) -> Any:
+    key = f"projects/{match.group(1)}"
+    current = POLICIES.get(key, {"version": 1, "etag": "BwYA", "bindings": []})
+    if match.group(2) == "getIamPolicy":
+        return current
+    policy = body["policy"]
+    if policy.get("etag") and policy["etag"] != current["etag"]:
+        raise ApiError(409, "ABORTED", "There were concurrent policy changes")
+    POLICIES[key] = {**policy, "etag": uuid.uuid4().hex[:8]}
+    return POLICIES[key]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        url = urlparse(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else {}
+        query = parse_qs(url.query)
+        method = self.command
+        try:
+            with LOCK:
+                if url.path == "/_dump":
+                    result: Any = {
+                        "run": RUN,
+                        "scheduler": SCHEDULER_JOBS,
+                        "accounts": ACCOUNTS,
+                        "policies": POLICIES,
+                    }
+                elif m := OPERATION.match(url.path):
+                    if m.group(1) not in OPERATIONS:
+                        raise not_found(m.group(1))
+                    result = OPERATIONS[m.group(1)]
+                elif m := RUN_PATH.match(url.path):
+                    result = run_api(method, m, query, body)
+                elif m := SCHEDULER.match(url.path):
+                    result = scheduler_api(method, m, body)
+                elif m := PROJECT_POLICY.match(url.path):
+                    result = project_policy(m, body)
+                elif m := IAM.match(url.path):
+                    result = iam_api(method, m, body)
+                else:
+                    raise ApiError(404, "NOT_FOUND", f"no such API: {method} {url.path}")
+        except ApiError as exc:
+            error = {"code": exc.code, "message": exc.message, "status": exc.status}
+            self._send(exc.code, {"error": error})
+            return
+        self._send(200, result)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
