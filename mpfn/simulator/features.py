@@ -1,10 +1,11 @@
 """Online per-model demand features, updated from requests as they arrive (never ahead).
 
 `DemandState` keeps, for every model seen so far: exponentially decayed request counts over
-several half-lives, minutes since its last request, hourly counts (for the seasonal
-forecast) and the latest seasonal forecast. `features()` turns that into one row per model
-for `mpfn.forecast.ArrivalModel`. Time advances only through `advance_minute`, called by the
-policy on each tick, so a row is built from requests strictly before the tick.
+several half-lives, minutes since its last request and the gap before it, hourly counts
+(for the seasonal forecast) and the latest seasonal forecast. `features()` turns that, with
+the time of day and a weekend flag, into one row per model for `mpfn.forecast.ArrivalModel`.
+Time advances only through `advance_minute`, called by the policy on each tick, so a row is
+built from requests strictly before the tick.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import math
 
 import numpy as np
 
-HALF_LIVES_MIN = (5.0, 30.0, 180.0, 1440.0, 10080.0)
+HALF_LIVES_MIN = (1.0, 5.0, 30.0, 180.0, 1440.0, 10080.0)
 GLOBAL_HALF_LIVES_MIN = (10.0, 60.0)
 IDLE_EDGES_MIN = (1, 2, 3, 5, 8, 12, 20, 30, 45, 60, 90, 120, 240, 480, 1440)
 N_BUCKETS = len(IDLE_EDGES_MIN) + 1
-N_FEATURES = len(HALF_LIVES_MIN) + len(GLOBAL_HALF_LIVES_MIN) + 1 + 3 * N_BUCKETS
+N_FEATURES = len(HALF_LIVES_MIN) + len(GLOBAL_HALF_LIVES_MIN) + 1 + 3 * N_BUCKETS + 6
 
 
 class DemandState:
@@ -28,6 +29,7 @@ class DemandState:
         self.decayed = np.zeros((0, len(HALF_LIVES_MIN)))
         self.global_decayed = np.zeros(len(GLOBAL_HALF_LIVES_MIN))
         self.last = np.zeros(0)
+        self.prev_gap = np.zeros(0)
         self.pending = np.zeros(0)
         self.hourly: list[list[float]] = []
         self.seasonal = np.zeros(0)  # forecast requests/hour for the current hour
@@ -44,6 +46,7 @@ class DemandState:
             self.names.append(model)
             self.decayed = np.vstack([self.decayed, np.zeros((1, len(HALF_LIVES_MIN)))])
             self.last = np.append(self.last, -math.inf)
+            self.prev_gap = np.append(self.prev_gap, math.inf)
             self.pending = np.append(self.pending, 0.0)
             self.seasonal = np.append(self.seasonal, 0.0)
             self.hourly.append([])
@@ -53,6 +56,8 @@ class DemandState:
         """A request arrived at `t` (the past, from the policy's point of view)."""
         i = self.model_index(model)
         self.pending[i] += 1
+        if math.isfinite(self.last[i]):
+            self.prev_gap[i] = t - self.last[i]
         self.last[i] = t
         hour = int(t // 3600) - self.hour0
         series = self.hourly[i]
@@ -86,6 +91,15 @@ class DemandState:
         onehot = np.zeros((len(idx), N_BUCKETS))
         onehot[np.arange(len(idx)), bucket] = 1.0
         long_rate = counts[:, -1:]
-        mid_rate = counts[:, 2:3]
+        mid_rate = counts[:, 3:4]
         season = np.log1p(self.seasonal[idx])[:, None]
-        return np.hstack([counts, glob, season, onehot, onehot * long_rate, onehot * mid_rate])
+        idle = np.log1p(np.minimum(idle_min, 10080.0))[:, None]
+        prev = np.log1p(np.minimum(self.prev_gap[idx] / 60.0, 10080.0))[:, None]
+        hour = 2 * math.pi * ((now / 3600.0) % 24) / 24
+        weekend = ((now // 86400) + 3) % 7 >= 5  # Saturday or Sunday (UTC)
+        day = np.full((len(idx), 1), float(weekend))
+        cyc = np.broadcast_to([[math.sin(hour), math.cos(hour)]], (len(idx), 2))
+        extra = np.hstack([idle, idle**2 / 10, prev, cyc, day])
+        return np.hstack(
+            [counts, glob, season, onehot, onehot * long_rate, onehot * mid_rate, extra]
+        )

@@ -6,9 +6,11 @@ one request in the next minute (`mpfn.forecast.ArrivalModel` over `DemandState` 
 recency-decayed counts, time since the last request, global activity and the model's
 Prophet / profile hourly forecast). A model-minute kept warm costs one minute of the budget
 and saves a cold start with that probability, so the best use of a budget is to keep warm
-exactly the model-minutes whose probability clears a threshold. The threshold is set from
-the probabilities of the past week so that spending over the remaining time matches the
-remaining budget, and a hard cap unloads everything once the budget is spent.
+exactly the model-minutes whose probability clears a threshold. The threshold is re-set
+hourly by `mpfn.simulator.pacing.aligned_threshold`: the remaining time is projected from
+the probabilities of the same stretch one week earlier, scaled by the traffic trend of the
+last day, so that the projected spend matches the remaining budget; a hard cap unloads
+everything once the budget is spent.
 
 Learning is strictly online: rows are labelled after their minute has passed, the arrival
 model is refit daily on the trailing week, and the seasonal forecasts are refit weekly.
@@ -27,10 +29,10 @@ from mpfn.forecast.arrivals import ArrivalModel
 from mpfn.forecast.select import FitCache, forecast_counts
 from mpfn.simulator.engine import Scoring, Window
 from mpfn.simulator.features import DemandState
+from mpfn.simulator.pacing import WEEK_MIN, aligned_threshold
 from mpfn.simulator.traces import Request
 
 MINUTE = 60.0
-WEEK_MIN = 7 * 1440
 
 
 @dataclass
@@ -41,7 +43,7 @@ class BudgetedForecast:
     refit_minutes: int = 1440
     season_refit_minutes: int = 7 * 1440
     threshold_every_minutes: int = 60
-    calibration_minutes: int = WEEK_MIN
+    growth_minutes: int = 1440
     seed: int = 0
     tick_seconds: float | None = MINUTE
     _state: DemandState | None = field(default=None, repr=False)
@@ -58,7 +60,7 @@ class BudgetedForecast:
         self._season: dict[int, tuple[float, np.ndarray]] = {}
         self._rng = np.random.default_rng(self.seed)
         self._rows: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=WEEK_MIN)
-        self._probs: deque[np.ndarray] = deque(maxlen=self.calibration_minutes)
+        self._probs: deque[np.ndarray] = deque(maxlen=WEEK_MIN + self.growth_minutes)
         self._prev_x: np.ndarray | None = None
         self._warm: set[int] = set()
         self._threshold = math.inf
@@ -116,18 +118,9 @@ class BudgetedForecast:
     def _set_threshold(self, now: float) -> None:
         remaining_min = max(0.0, (self._scoring.end - now) / MINUTE)
         budget_left_min = max(0.0, self.budget_hours * 60.0 - self._spent_s / MINUTE)
-        if not self._probs or remaining_min <= 0:
-            self._threshold = math.inf
-            return
-        per_minute = budget_left_min / remaining_min
-        allp = np.concatenate(list(self._probs))
-        k = int(per_minute * len(self._probs))
-        if k <= 0:
-            self._threshold = math.inf
-        elif k >= len(allp):
-            self._threshold = 0.0
-        else:
-            self._threshold = float(np.partition(allp, len(allp) - k)[len(allp) - k])
+        self._threshold = aligned_threshold(
+            list(self._probs), remaining_min, budget_left_min, self.growth_minutes
+        )
 
     def _scored(self, now: float) -> bool:
         return self._scoring.start - MINUTE < now <= self._scoring.end
