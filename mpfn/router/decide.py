@@ -128,3 +128,44 @@ def decide(
         cfg=cfg,
         breaker_cfg=breaker_cfg,
     )
+
+
+def explain_request(
+    snapshot: Snapshot,
+    feedback: Feedback,
+    request: RouteRequest,
+    *,
+    now: float,
+    rng: random.Random,
+    fallback_policy: Policy,
+    strategy: Strategy = "mpfn",
+    cfg: RoutingConfig = DEFAULT_CONFIG,
+    breaker_cfg: BreakerConfig = DEFAULT_BREAKER,
+) -> dict[str, object]:
+    """`decide` with every pool of the protocol considered, as a JSON-ready explanation:
+    candidates with their scores, exclusions with reasons, the choice and the failover
+    plan. Raises like `decide`."""
+    decision = decide(
+        snapshot,
+        feedback,
+        request,
+        now=now,
+        rng=rng,
+        fallback_policy=fallback_policy,
+        strategy=strategy,
+        cfg=cfg,
+        breaker_cfg=breaker_cfg,
+        explain=True,
+    )
+    out = decision.explain().as_dict()
+    out["strategy"] = strategy
+    out["plan"] = [
+        {
+            "pool": a.pool.id,
+            "model": f"{a.model.name}/{a.model.version}",
+            "expected_ms": round(a.expected_ms, 3),
+        }
+        for a in decision.plan
+    ]
+    out["timeout_ms"] = decision.limits.timeout_ms
+    return out

@@ -172,7 +172,6 @@ class Forwarder:
         deadline = loop.time() + timeout_s
         failures: list[str] = []
         failed: list[str] = []
-        session = self.session
         state, clock = self.state, self.clock
         for attempt in plan:
             remaining = deadline - loop.time()
@@ -185,53 +184,78 @@ class Forwarder:
             )
             state.started(pool_id, clock())
             started = time.perf_counter()
+            reported: list[bool] = []  # set once the attempt's outcome was reported
             try:
-                resp = await session.post(
-                    backend_url(attempt.pool, path),
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=timeout,
-                )
-            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                answered = await self._attempt(send, attempt, path, body, headers, timeout,
+                                               started, failed, reason, reported)  # fmt: skip
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # Connection errors, timeouts, and a buffered read that broke off: nothing
+                # reached the client yet, so the next pool may answer instead.
                 error = describe(exc)
                 state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
+                answered = None
                 failures.append(f"{pool_id}: {error}")
+            except BaseException:
+                if not reported:  # cancelled (client gone) or a bug: count nothing
+                    state.abandoned(pool_id)
+                raise
+            if answered is None:
                 failed.append(pool_id)
                 continue
-            try:
-                if is_failure(resp.status):
-                    text = (await resp.read())[:200].decode("utf-8", "replace")
-                    error = f"HTTP {resp.status} {text}".strip()
-                    state.finished(
-                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
-                    )
-                    failures.append(f"{pool_id}: {error}")
-                    failed.append(pool_id)
-                    continue
-                why = with_attempts(reason, failed)
-                if streams(resp.content_type, resp.content_length):
-                    state.finished(
-                        pool_id, attempt.model, _ms(started), True, resp.headers, clock()
-                    )
-                    await self._relay_stream(send, resp, pool_id, why)
-                else:
-                    payload = await resp.read()
-                    state.finished(
-                        pool_id, attempt.model, _ms(started), True, resp.headers, clock()
-                    )
-                    await self._relay_buffered(send, resp, pool_id, why, payload)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
-                # Only the buffered read can fail here, before anything reached the client.
-                error = describe(exc)
-                state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
-                failures.append(f"{pool_id}: {error}")
+            if isinstance(answered, str):
+                failures.append(f"{pool_id}: {answered}")
                 failed.append(pool_id)
                 continue
-            finally:
-                resp.release()
-            return Outcome(pool_id, resp.status, len(failed) + 1)
+            return Outcome(pool_id, answered, len(failed) + 1)
         return await self._give_up(send, failures, failed, reason, timeout_s, deadline)
+
+    async def _attempt(
+        self,
+        send: Send,
+        attempt: Attempt,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: aiohttp.ClientTimeout,
+        started: float,
+        failed: list[str],
+        reason: str,
+        reported: list[bool],
+    ) -> int | str:
+        """One attempt: the status relayed to the client, or why it failed (a retryable
+        answer). Connection errors and timeouts raise; `reported` gets an entry once the
+        outcome went to the routing state."""
+        pool_id = attempt.pool.id
+        state, clock = self.state, self.clock
+        resp = await self.session.post(
+            backend_url(attempt.pool, path),
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=timeout,
+        )
+        try:
+            if is_failure(resp.status):
+                text = (await resp.read())[:200].decode("utf-8", "replace")
+                error = f"HTTP {resp.status} {text}".strip()
+                state.finished(
+                    pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
+                )
+                reported.append(True)
+                return error
+            why = with_attempts(reason, failed)
+            if streams(resp.content_type, resp.content_length):
+                state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
+                reported.append(True)
+                await self._relay_stream(send, resp, pool_id, why)
+            else:
+                payload = await resp.read()
+                state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
+                reported.append(True)
+                await self._relay_buffered(send, resp, pool_id, why, payload)
+            return resp.status
+        finally:
+            resp.release()
 
     async def _give_up(
         self,

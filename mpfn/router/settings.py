@@ -26,6 +26,8 @@ class RouterSettings:
     `strategy`: `mpfn` (filter -> score -> pick), or a baseline for comparisons:
     `round-robin`, `random`, `least-loaded`.
     `max_attempts`: most pools one request is sent to (failover included).
+    `max_error_rate`: pools whose recent failure rate is above this rank after all
+    others (1.0: failures only count through failover and the circuit breaker).
     `breaker_failures` / `breaker_cooldown_s`: consecutive failures that open a pool's
     circuit, and how long it stays open before a half-open probe.
     `route_key_header`: request header (lower-case, `x-mpfn-...`) whose value keeps a
@@ -43,6 +45,7 @@ class RouterSettings:
     instance_id: str = ""
     strategy: str = "mpfn"
     max_attempts: int = 4
+    max_error_rate: float = 0.2
     breaker_failures: int = 5
     breaker_cooldown_s: float = 10.0
     route_key_header: str = "x-mpfn-route-key"
@@ -58,6 +61,8 @@ class RouterSettings:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if self.max_attempts < 1 or self.breaker_failures < 1:
             raise ValueError("max_attempts and breaker_failures must be >= 1")
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            raise ValueError("max_error_rate must be in [0, 1]")
         if self.breaker_cooldown_s < 0:
             raise ValueError("breaker_cooldown_s must be >= 0")
         key = self.route_key_header
@@ -66,7 +71,7 @@ class RouterSettings:
 
     @property
     def routing_config(self) -> RoutingConfig:
-        return RoutingConfig(max_attempts=self.max_attempts)
+        return RoutingConfig(max_attempts=self.max_attempts, max_error_rate=self.max_error_rate)
 
     @property
     def breaker_config(self) -> BreakerConfig:

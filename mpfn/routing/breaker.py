@@ -87,3 +87,11 @@ def on_failure(b: Breaker, now: float, cfg: BreakerConfig = DEFAULT_BREAKER) -> 
     if b.state == "open" and current(b, now, cfg) == "open":
         return b  # already open: a late failure does not extend the cool-down
     return Breaker("open", b.failures + 1, now, 0)
+
+
+def on_abandon(b: Breaker) -> Breaker:
+    """A request was sent but its outcome will never be known (the caller went away):
+    give back its half-open probe slot, count nothing."""
+    if b.state == "half-open" and b.probing > 0:
+        return Breaker("half-open", b.failures, b.opened_at, b.probing - 1)
+    return b

@@ -15,6 +15,10 @@ class RoutingConfig:
 
     - `prior_latency_ms`: expected latency of a pool never observed.
     - `default_load_ms`: expected load time of a model without `load_time_ms`.
+    - `assume_loaded`: a pool that never said which models it holds (no answer, no
+      `stats/` snapshot) is expected to hold the model, so it gets tried and its first
+      answer (with `x-mpfn-load-ms` if it had to load) tells the truth. False expects a
+      load there, which keeps such pools out of traffic until a snapshot says otherwise.
     - `ewma_alpha`: weight of a new latency sample in the moving average.
     - `stale_half_life_s`: an average not refreshed for this long counts half towards the
       estimate, the rest comes from the next fallback (pool average, then the prior), so a
@@ -32,6 +36,7 @@ class RoutingConfig:
 
     prior_latency_ms: float = 50.0
     default_load_ms: float = 2_000.0
+    assume_loaded: bool = True
     ewma_alpha: float = 0.2
     stale_half_life_s: float = 60.0
     report_ttl_s: float = 10.0

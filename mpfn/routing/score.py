@@ -1,10 +1,12 @@
 """The score step: expected latency and cost of each candidate, ranked by the objective.
 
-    base    = EWMA latency of (pool, model), else of the pool, else the prior; each stale
-              average blends back towards the next one with age
+    base    = EWMA latency of (pool, model), else of the pool, else the prior (the
+              fastest pool average among the candidates, capped by `prior_latency_ms`);
+              each stale average blends back towards the next one with age
     queue   = base * (in-flight + queued) / capacity
               in-flight = max(the router's own count, the adapter's fresh report)
-    load    = 0 if the model is loaded there, else model.load_time_ms or the default
+    load    = 0 if the model is loaded there (or the pool never said, with
+              `assume_loaded`), else model.load_time_ms or the default
     latency = base + queue + load
     cost    = cost_per_hour * (base + load) / 3_600_000 / capacity   (USD per request)
     errors  = the pool's moving failure rate, faded towards 0 with age
@@ -55,12 +57,15 @@ def estimate(
     limits: Limits,
     now: float,
     cfg: RoutingConfig,
+    prior_ms: float | None = None,
 ) -> Score:
-    """Expected latency and cost of sending one request for `model` to `pool`."""
+    """Expected latency and cost of sending one request for `model` to `pool`;
+    `prior_ms` (default `cfg.prior_latency_ms`) stands in for what was never observed."""
     pool_id = pool.id
     stats = feedback.stats.get(pool_id, EMPTY_STATS)
     half_life = cfg.stale_half_life_s
-    pool_ms = decayed(stats.latency, cfg.prior_latency_ms, now, half_life)
+    prior = cfg.prior_latency_ms if prior_ms is None else prior_ms
+    pool_ms = decayed(stats.latency, prior, now, half_life)
     base = decayed(feedback.latency.get((pool_id, ref)), pool_ms, now, half_life)
     inflight = feedback.inflight.get(pool_id, 0)
     queued = 0
@@ -70,8 +75,8 @@ def estimate(
     capacity = pool.capacity if pool.capacity > 0 else 1
     queue = base * (inflight + queued) / capacity
     loaded = is_loaded(stats, ref, model.name)
-    if loaded is None:
-        loaded = model.name in pool.models
+    if loaded is None:  # the pool never said what it holds
+        loaded = cfg.assume_loaded or model.name in pool.models
     load = (
         0.0
         if loaded
@@ -92,13 +97,25 @@ def score_pools(
     now: float,
     cfg: RoutingConfig,
 ) -> tuple[list[Score], list[Exclusion]]:
-    """Estimates for `pools`, minus those over the cost budget (returned as exclusions)."""
+    """Estimates for `pools`, minus those over the cost budget (returned as exclusions).
+
+    The prior for what was never observed is the fastest pool average among `pools`
+    (capped by `cfg.prior_latency_ms`): an untried pool is expected to be as good as the
+    best known one, so it gets tried, and a stale average fades towards it, so a pool
+    that was slow once is tried again.
+    """
     ref = model_ref(model)
     scores: list[Score] = []
     excluded: list[Exclusion] = []
     budget = limits.max_cost
+    prior = cfg.prior_latency_ms
+    stats = feedback.stats
     for pool in pools:
-        s = estimate(model, ref, pool, feedback, limits, now, cfg)
+        seen = stats.get(pool.id)
+        if seen is not None and seen.latency is not None and seen.latency.value < prior:
+            prior = seen.latency.value
+    for pool in pools:
+        s = estimate(model, ref, pool, feedback, limits, now, cfg, prior)
         if budget is not None and s.cost > budget + cfg.cost_epsilon:
             excluded.append(Exclusion(pool.id, f"cost ${s.cost:.3g} over budget ${budget:.3g}"))
         else:

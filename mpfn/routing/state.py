@@ -18,6 +18,7 @@ from mpfn.routing.breaker import (
     Breaker,
     BreakerConfig,
     current,
+    on_abandon,
     on_attempt,
     on_failure,
     on_success,
@@ -117,6 +118,15 @@ class RoutingState:
         nb = on_success(b, now, self.breaker_cfg) if ok else on_failure(b, now, self.breaker_cfg)
         if nb is not b:
             self._breakers[pool_id] = nb
+
+    def abandoned(self, pool_id: str) -> None:
+        """The request to `pool_id` was given up before its outcome was known (the
+        client went away): it is no longer in flight and says nothing about the pool."""
+        n = self._inflight.get(pool_id, 0)
+        self._inflight[pool_id] = n - 1 if n > 0 else 0
+        b = self._breakers.get(pool_id)
+        if b is not None and b is not CLOSED:
+            self._breakers[pool_id] = on_abandon(b)
 
     def breaker(self, pool_id: str, now: float) -> str:
         """`closed`, `open` or `half-open`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections.abc import Collection, Mapping
 
 from mpfn.documents import Policy
@@ -64,13 +65,18 @@ def fallback_chain(model: str, policies: Mapping[str, Policy], max_len: int = 8)
     return tuple(chain)
 
 
-def _version_order(version: str) -> tuple[int, int, str]:
-    return (1, int(version), "") if version.isdigit() else (0, 0, version)
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _version_order(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(version) if part
+    )
 
 
 def latest_version(available: Collection[str]) -> str:
-    """The version a version-less request means without a split: the highest one
-    (numeric versions rank above others)."""
+    """The version a version-less request means without a split: the highest by natural
+    order (`10` > `9`, `1.10` > `1.9`), the same rule as the registry and the workers."""
     return max(available, key=_version_order)
 
 

@@ -15,6 +15,8 @@ from aiohttp import web
 class Backend:
     name: str
     status: int = 200
+    delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
     url: str = ""
     seen: list[dict[str, object]] = field(default_factory=list)
     release_stream: asyncio.Event = field(default_factory=asyncio.Event)
@@ -22,11 +24,13 @@ class Backend:
     async def infer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.status == 307:
             return web.Response(status=307, headers={"Location": "http://127.0.0.1:9/elsewhere"})
         if self.status != 200:
             return web.json_response({"error": f"{self.name} says no"}, status=self.status)
-        headers = {"x-backend": self.name, "x-mpfn-inflight": "1"}
+        headers = {"x-backend": self.name, "x-mpfn-inflight": "1", **self.headers}
         if "inference-header-content-length" in request.headers:
             headers["Inference-Header-Content-Length"] = request.headers[
                 "inference-header-content-length"

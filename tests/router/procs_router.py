@@ -23,8 +23,12 @@ def publish_demo(store: LocalStore, workdir: Path) -> bytes:
     return model
 
 
-def start_worker(store: LocalStore, log_dir: Path, name: str) -> Proc:
-    port = free_port()
+def start_worker(
+    store: LocalStore, log_dir: Path, name: str, *extra: str, port: int | None = None
+) -> Proc:
+    """An ORT worker with the demo model preloaded; `extra` flags such as
+    `--inject-delay-ms 30`; `port` to restart one where it was."""
+    port = port or free_port()
     argv = [
         PYTHON, "-m", "mpfn.adapters.ort_worker",
         "--host", "127.0.0.1", "--port", str(port),
@@ -32,6 +36,7 @@ def start_worker(store: LocalStore, log_dir: Path, name: str) -> Proc:
         "--cache-dir", str(log_dir / f"cache-{name}"),
         "--preload", "demo",
         "--intra-op-threads", "1",
+        *extra,
     ]  # fmt: skip
     return start(
         argv,

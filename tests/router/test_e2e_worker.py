@@ -1,12 +1,14 @@
 """End to end: a real router process in front of two real ORT worker processes.
 
-tritonclient talks to the router exactly as it would to a worker (version-less paths,
-binary and JSON tensors); results must equal onnxruntime on the same artifact.
+tritonclient and KServe's `InferenceRESTClient` talk to the router exactly as they would
+to a worker (version-less paths, binary and JSON tensors); results must equal
+onnxruntime on the same artifact.
 The worker-killing test runs last in this module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -92,7 +94,8 @@ def test_requests_spread_over_both_workers(cluster: Cluster) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
     with httpx.Client(base_url=cluster.router.url) as client:
         pools = [
-            client.post("/v2/models/demo/infer", json=body).headers["x-mpfn-pool"] for _ in range(6)
+            client.post("/v2/models/demo/infer", json=body).headers["x-mpfn-pool"]
+            for _ in range(40)
         ]
         assert sorted(set(pools)) == ["w1", "w2"]
         # Worker errors (4xx with a JSON body) come back unchanged.
@@ -100,6 +103,36 @@ def test_requests_spread_over_both_workers(cluster: Cluster) -> None:
         assert 400 <= bad.status_code < 500 and "error" in bad.json()
         # Management endpoints of the workers are not reachable through the router.
         assert client.post("/v2/repository/models/demo/unload").status_code == 404
+
+
+async def kserve_infer(url: str, x: np.ndarray, binary: bool) -> tuple[np.ndarray, str]:
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+    from kserve.protocol.infer_type import RequestedOutput
+
+    inp = InferInput("x", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    request = InferRequest(
+        "demo", [inp], request_outputs=[RequestedOutput("y", {"binary_data": binary})]
+    )
+    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+    try:
+        assert await client.is_server_ready(url)
+        assert await client.is_model_ready(url, "demo")
+        headers: dict[str, str] = {}
+        response = await client.infer(url, request, model_name="demo", response_headers=headers)
+    finally:
+        await client.close()
+    return response.outputs[0].as_numpy(), headers["x-mpfn-pool"]
+
+
+def test_kserve_rest_client_through_router(cluster: Cluster) -> None:
+    x = np.random.default_rng(11).standard_normal((4, 16)).astype(np.float32)
+    expected = reference(cluster.model, x)
+    for binary in (True, False):
+        y, pool = asyncio.run(kserve_infer(cluster.router.url, x, binary))
+        assert pool in ("w1", "w2")
+        assert y.dtype == np.float32 and y.shape == (4, 4)
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
 def usage_total(store: LocalStore, model: str) -> int:

@@ -75,10 +75,12 @@ async def test_equal_pools_share_the_traffic(
     )
     answered = [
         (await client.post("/v2/models/demo/infer", content=b"{}")).headers["x-mpfn-pool"]
-        for _ in range(6)
+        for _ in range(40)
     ]
-    assert answered.count("pa") == answered.count("pb") == 3
-    assert answered[0] != answered[1]
+    # A pool that never answered may still have to load the model: it is tried at a low
+    # rate until it answers once; from then on two equally fast pools share the traffic.
+    assert set(answered) == {"pa", "pb"}
+    assert min(answered[-20:].count("pa"), answered[-20:].count("pb")) >= 5, answered
 
 
 async def test_backend_4xx_relayed_unchanged_and_503_fails_over(

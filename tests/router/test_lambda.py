@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-from mpfn.functions.router.lambda_handler import Handler, event_loop, make_handler
 
+from mpfn.functions.router.lambda_handler import Handler, event_loop, make_handler
 from mpfn.router import create_app
 from mpfn.state import Documents
 from mpfn.store import LocalStore
@@ -99,6 +99,44 @@ def function_url_event(
     }
 
 
+def http_api_event(path: str, body: str, *, b64: bool, headers: dict[str, str]) -> dict[str, Any]:
+    """An API Gateway HTTP API event (payload format 2.0) from a `POST /{proxy+}` route."""
+    return {
+        "version": "2.0",
+        "routeKey": "POST /{proxy+}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "cookies": ["session=abc"],
+        "headers": {
+            "host": "r2d2.execute-api.us-east-1.amazonaws.com",
+            "x-forwarded-proto": "https",
+            "x-forwarded-port": "443",
+            **headers,
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "r2d2",
+            "domainName": "r2d2.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "r2d2",
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "curl/8.5.0",
+            },
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": "POST /{proxy+}",
+            "stage": "$default",
+            "time": "05/Mar/2024:07:09:00 +0000",
+            "timeEpoch": 1709622540000,
+        },
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "body": body,
+        "isBase64Encoded": b64,
+    }
+
+
 def rest_api_event(path: str, body: str, *, b64: bool, headers: dict[str, str]) -> dict[str, Any]:
     all_headers = {"Host": "x.execute-api.us-east-1.amazonaws.com", **headers}
     return {
@@ -129,9 +167,20 @@ def body_bytes(response: dict[str, Any]) -> bytes:
     return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
 
 
-def test_function_url_json_infer(lambda_env: tuple[Handler, bytes, LocalStore]) -> None:
+EVENTS = [function_url_event, http_api_event, rest_api_event]
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    for k, values in (response.get("multiValueHeaders") or {}).items():
+        headers[k.lower()] = values[-1]
+    return headers
+
+
+@pytest.mark.parametrize("make_event", EVENTS)
+def test_json_infer(make_event: Any, lambda_env: tuple[Handler, bytes, LocalStore]) -> None:
     handler, model, _ = lambda_env
-    event = function_url_event(
+    event = make_event(
         "/v2/models/demo/infer",
         json_request(),
         b64=False,
@@ -139,13 +188,15 @@ def test_function_url_json_infer(lambda_env: tuple[Handler, bytes, LocalStore]) 
     )
     response = handler(event, None)
     assert response["statusCode"] == 200, response
-    assert response["headers"]["x-mpfn-pool"] == "lw"
+    headers = response_headers(response)
+    assert headers["x-mpfn-pool"] == "lw"
+    assert headers["x-mpfn-route-reason"].startswith("slo-then-cost: ")
     out = json.loads(body_bytes(response))["outputs"][0]
     y = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
     np.testing.assert_allclose(y, expected(model), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("make_event", [function_url_event, rest_api_event])
+@pytest.mark.parametrize("make_event", EVENTS)
 def test_base64_binary_infer(
     make_event: Any, lambda_env: tuple[Handler, bytes, LocalStore]
 ) -> None:
@@ -159,7 +210,8 @@ def test_base64_binary_infer(
     )
     response = handler(event, None)
     assert response["statusCode"] == 200, response
-    headers = {k.lower(): v for k, v in response["headers"].items()}
+    headers = response_headers(response)
+    assert headers["x-mpfn-pool"] == "lw"
     raw = body_bytes(response)
     result = triton.InferenceServerClient.parse_response_body(
         raw, header_length=int(headers["inference-header-content-length"])
@@ -193,11 +245,11 @@ def test_scheduled_ping_acks_and_flushes(lambda_env: tuple[Handler, bytes, Local
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/keep-warm"],
         "detail": {},
     }
-    # The ping flushes the counts of the requests served so far (3 demo inferences).
+    # The ping flushes the counts of the requests served so far (6 demo inferences).
     ack = handler(ping, None)
     assert ack["ok"] is True and ack["event"] == "Scheduled Event" and ack["usage_written"] >= 1
     keys = store.list("usage/demo/")
-    assert sum(json.loads(store.get(k).body)["count"] for k in keys) == 3  # type: ignore[union-attr]
+    assert sum(json.loads(store.get(k).body)["count"] for k in keys) == 6  # type: ignore[union-attr]
     assert store.list("usage/ghost/") == []
     assert handler({}, None)["ok"] is True
     assert handler("not even a dict", None)["ok"] is True  # type: ignore[arg-type]

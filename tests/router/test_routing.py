@@ -181,7 +181,7 @@ def test_decide_unknown_model_and_version() -> None:
 def test_baseline_strategies_try_every_pool(strategy: str) -> None:
     snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("c")], [])
     state = RoutingState()
-    firsts = Counter()
+    firsts: Counter[str] = Counter()
     for turn in range(30):
         d = decide(snap, state.feedback, RouteRequest("v2", "demo"), now=0.0,
                    rng=random.Random(turn), fallback_policy=FALLBACK,

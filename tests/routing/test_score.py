@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from mpfn.routing import DEFAULT_CONFIG, Feedback, Limits, PoolStats, rank, score_pools
+from mpfn.routing import (
+    DEFAULT_CONFIG,
+    Feedback,
+    Limits,
+    PoolStats,
+    RoutingConfig,
+    rank,
+    score_pools,
+)
 from mpfn.routing.stats import Ewma
 
 from .factories import model, pool
@@ -70,9 +78,18 @@ def test_components_and_cost() -> None:
 
 def test_default_load_time_and_listed_models() -> None:
     fb = Feedback({}, {}, {}, {}, {})
-    scores, _ = score_pools(M, [pool("a"), pool("b", models=["m"])], fb, Limits(), 0.0, CFG)
-    assert [s.load_ms for s in scores] == [CFG.default_load_ms, 0.0]
+    pessimist = RoutingConfig(assume_loaded=False)
+    pools = [pool("a"), pool("b", models=["m"])]
+    scores, _ = score_pools(M, pools, fb, Limits(), 0.0, pessimist)
+    assert [s.load_ms for s in scores] == [pessimist.default_load_ms, 0.0]
     assert [s.base_ms for s in scores] == [CFG.prior_latency_ms] * 2
+    # By default a pool that never said what it holds gets the benefit of the doubt...
+    scores, _ = score_pools(M, pools, fb, Limits(), 0.0, CFG)
+    assert [s.load_ms for s in scores] == [0.0, 0.0]
+    # ...but once it said (here: nothing loaded), a load is expected.
+    told = Feedback({"a": PoolStats(loaded=frozenset())}, {}, {}, {}, {})
+    scores, _ = score_pools(M, pools, told, Limits(), 0.0, CFG)
+    assert [s.load_ms for s in scores] == [CFG.default_load_ms, 0.0]
 
 
 def test_reported_load_counts_while_fresh() -> None:

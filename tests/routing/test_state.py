@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from mpfn.routing import PoolStatsDocument, RoutingState, Target, route, stats_key
 from mpfn.routing.breaker import BreakerConfig
 
@@ -80,3 +82,48 @@ def test_snapshot_round_trip() -> None:
     fresh.finished("a", M, 99.0, True, {}, 10.0)
     fresh.load([again])
     assert fresh.feedback.latency[("a", "m/1")].at == 10.0
+
+
+def test_load_time_header_is_taken_out_of_the_sample() -> None:
+    state = RoutingState()
+    state.started("a", 0.0)
+    state.finished("a", M, 2_512.0, True, {"x-mpfn-load-ms": "2500.0"}, 1.0)
+    # a cold answer that says how long the load took feeds the average at once
+    assert state.feedback.latency[("a", "m/1")].value == 12.0
+    assert state.feedback.stats["a"].latency.value == 12.0  # type: ignore[union-attr]
+    state.finished("a", M, 10.0, True, {"x-mpfn-load-ms": "bogus"}, 2.0)
+    assert state.feedback.latency[("a", "m/1")].value == 11.6
+
+
+def test_failure_rate_moves_fades_and_survives_snapshots() -> None:
+    state = RoutingState()
+    for _ in range(3):
+        state.finished("a", M, 1.0, False, {}, 4.0, error="HTTP 503")
+    rate = state.feedback.stats["a"].error_rate
+    assert rate == pytest.approx(1 - 0.9**3)
+    state.finished("a", M, 1.0, True, {}, 4.0)
+    assert state.feedback.stats["a"].error_rate == pytest.approx(0.9 * rate)
+    fresh = RoutingState()
+    fresh.load([state.snapshot("a", 4.0)])
+    assert fresh.feedback.stats["a"].error_rate == state.feedback.stats["a"].error_rate
+    # a flaky pool ranks after a healthy one even when it is cheaper
+    target = Target(M, [pool("a", cost=0.0), pool("b", cost=5.0)], policy())
+    state.finished("b", M, 1.0, True, {}, 4.0)
+    d = route(target, state.feedback, now=4.0)
+    assert [x.pool.id for x in d.plan] == ["b", "a"]
+    # after a few idle half-lives the rate has faded and the cheap pool leads again
+    d = route(target, state.feedback, now=4.0 + 240.0)
+    assert d.plan[0].pool.id == "a"
+
+
+def test_an_abandoned_probe_gives_its_slot_back() -> None:
+    state = RoutingState(breaker_cfg=BreakerConfig(failure_threshold=1, cooldown_s=1.0))
+    state.started("a", 0.0)
+    state.finished("a", M, 1.0, False, {}, 0.0, error="refused")
+    assert state.breaker("a", 0.5) == "open"
+    state.started("a", 1.5)  # the half-open probe
+    target = Target(M, [pool("a")], policy())
+    assert route(target, state.feedback, now=1.6).plan == ()  # its one slot is taken
+    state.abandoned("a")  # the client went away before the answer
+    assert state.feedback.inflight["a"] == 0
+    assert [x.pool.id for x in route(target, state.feedback, now=1.7).plan] == ["a"]
