@@ -1,15 +1,24 @@
-"""`mpfn warm simulate`: replay a real trace through warm policies and score them."""
+"""`mpfn warm`: run the warmer, show its plan, draw its forecasts, simulate warm policies.
+
+`run` applies one warmer pass and writes `plans/warm.json`; `plan` shows what a pass would
+do without changing anything; `report` draws forecast vs actual per model; `simulate`
+replays a real trace through warm policies and scores them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mpfn.cli.common import CliError, console, handle_errors, print_json
+from mpfn.cli.common import CliError, console, err_console, get_ctx, handle_errors, print_json
+from mpfn.warm.plan import PLAN_KEY
 
-app = typer.Typer(help="Predictive pre-warming: simulate warm policies.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from mpfn.warm.plan import WarmPlan
+
+app = typer.Typer(help="Predictive pre-warming: run, plan, report, simulate.", no_args_is_help=True)
 
 
 @app.callback()
@@ -63,3 +72,116 @@ def simulate(
             f"{r.warm_model_hours:.1f}",
             highlight=False,
         )
+
+
+def _print_plan(plan: WarmPlan) -> None:
+    if plan.models:
+        console.print(
+            f"{'model':<24} {'state':<5} {'why':<10} {'method':<7} {'yhat/h':>8} "
+            f"{'upper/h':>8} {'P(req)':>6}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for m in plan.models:
+        console.print(
+            f"{m.model:<24} {'warm' if m.warm else 'cold':<5} {m.reason:<10} {m.method:<7} "
+            f"{m.yhat:8.1f} {m.upper:8.1f} {m.probability:6.2f}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for p in plan.pools:
+        wanted = ", ".join(f"{k}={v}" for k, v in p.desired.items()) or "-"
+        note = f"  [{p.error}]" if p.error else ""
+        console.print(f"pool {p.pool:<20} desired: {wanted}{note}", highlight=False, soft_wrap=True)
+    for a in plan.actions:
+        extra = f" ({a.load_ms:.0f} ms)" if a.load_ms is not None else ""
+        extra += f": {a.error}" if a.error else ""
+        console.print(
+            f"{a.action:<6} {a.model}:{a.version} on {a.pool} -> {a.status}{extra}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not plan.actions:
+        console.print("no changes")
+
+
+def _warn(plan: WarmPlan) -> None:
+    for error in plan.errors:
+        err_console.print(f"[yellow]warning:[/] {error}", highlight=False, soft_wrap=True)
+
+
+@app.command("run")
+@handle_errors
+def run(
+    ctx: typer.Context,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run's summary as JSON")
+    ] = False,
+) -> None:
+    """Run the warmer once: forecast, load/unload through the adapters, write the plan."""
+    from mpfn.warm import run_once
+
+    plan = run_once(get_ctx(ctx).store)
+    if json_out:
+        print_json(plan.summary())
+    else:
+        _print_plan(plan)
+        console.print(f"plan written to {PLAN_KEY} ({plan.duration_s:.2f} s)", highlight=False)
+    _warn(plan)
+
+
+@app.command("plan")
+@handle_errors
+def plan(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the plan document")] = False,
+    last: Annotated[
+        bool, typer.Option("--last", help=f"Show the last applied plan ({PLAN_KEY})")
+    ] = False,
+) -> None:
+    """What the warmer would do now (nothing is loaded, unloaded or written)."""
+    from mpfn.warm import WarmPlan, run_once
+
+    c = get_ctx(ctx)
+    if last:
+        found = c.docs.find(PLAN_KEY, WarmPlan)
+        if found is None:
+            raise CliError(f"no warm plan yet ({PLAN_KEY}); run `mpfn warm run`")
+        result = found
+    else:
+        result = run_once(c.store, apply=False)
+    if json_out:
+        print_json(result.model_dump(mode="json"))
+    else:
+        _print_plan(result)
+    _warn(result)
+
+
+@app.command("report")
+@handle_errors
+def report(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Directory for one PNG per model")],
+    days: Annotated[float, typer.Option(help="Days of history to draw")] = 7.0,
+) -> None:
+    """Draw forecast vs actual requests per hour, one PNG per model."""
+    import time
+
+    from mpfn.registry import Registry
+    from mpfn.warm.report import plot_report, read_report
+    from mpfn.warm.usage import UsageReader
+
+    if days <= 0:
+        raise CliError("--days must be > 0")
+    c = get_ctx(ctx)
+    names = sorted({m.name for m in Registry(c.store).models()})
+    if not names:
+        raise CliError("no models registered")
+    now = time.time()
+    reader = UsageReader(c.store, write_rollups=False)
+    for name in names:
+        history = reader.history(name, now, days=days)
+        path = plot_report(
+            name, read_report(c.docs, name), history.start, history.counts, now, out / f"{name}.png"
+        )
+        console.print(str(path), highlight=False)

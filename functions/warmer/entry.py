@@ -1,0 +1,37 @@
+"""Run the warmer once from the environment and summarize it; shared by every entry point.
+
+The state comes from `MPFN_STATE` (or `mpfn.yaml`, as for the CLI); store options such as
+an S3 endpoint come from the usual SDK variables. `run_from_env` never raises: a failed
+run is `{"ok": false, "error": "<one line>"}`. The warmer is off the routing path, so a
+failure here only means models are not pre-warmed this time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from mpfn.config import load_config
+from mpfn.store import open_store
+
+log = logging.getLogger("mpfn.warm")
+
+
+def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, Any]:
+    """One warmer run against `state` (default: `MPFN_STATE`); the run's summary."""
+    started = time.perf_counter()
+    try:
+        from mpfn.warm import run_once
+
+        config = load_config(state)
+        plan = run_once(open_store(config.state, config.options), apply=apply)
+        return {"ok": True, "state": config.state, **plan.summary()}
+    except Exception as exc:  # report, never raise: the scheduler retries on its cadence
+        message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+        log.error("warmer run failed: %s", message)
+        return {
+            "ok": False,
+            "error": message,
+            "duration_s": round(time.perf_counter() - started, 3),
+        }

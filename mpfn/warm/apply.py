@@ -1,0 +1,84 @@
+"""Talk to pools through their adapters: what they hold, and load/unload for a warm plan.
+
+Adapters come from `mpfn.adapters.registry` (the `mpfn.adapters` entry points); adapters
+shipped with mpfn are found even when the package's entry points are not installed (a
+source checkout). Callers may inject any `AdapterSource`, and the default one shares one
+injected `httpx.AsyncClient`. Every failure becomes a one-line message on the pool or the
+action it concerns: nothing here raises past a pool, so one broken pool cannot stop a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+
+import httpx
+
+from mpfn.adapters.base import Adapter, AdapterConfig, AdapterFactory
+from mpfn.adapters.registry import UnknownAdapter, create
+from mpfn.documents import ModelVersion, Pool
+from mpfn.warm.plan import WarmAction
+
+AdapterSource = Callable[[Pool], Adapter]
+
+#: Adapters that ship with mpfn, used when no installed entry point names the kind.
+BUILTIN: Mapping[str, str] = {"ort": "mpfn.adapters.ort:OrtAdapter"}
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", "") or exc).replace("\n", " ").strip()
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def adapter_source(
+    client: httpx.AsyncClient | None = None, timeout_s: float = 300.0
+) -> AdapterSource:
+    """Adapters for pools, all sharing `client` (each adapter makes its own when None)."""
+
+    def make(pool: Pool) -> Adapter:
+        config = AdapterConfig(pool=pool, timeout_s=timeout_s)
+        try:
+            return create(config, client=client)
+        except UnknownAdapter:
+            target = BUILTIN.get(pool.adapter)
+            if target is None:
+                raise
+            module, _, attr = target.partition(":")
+            factory: AdapterFactory = getattr(importlib.import_module(module), attr)
+            return factory(config, client=client)
+
+    return make
+
+
+async def held(adapter: Adapter, latest: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """model -> loaded versions; a backend that names no version holds the latest one."""
+    out: dict[str, set[str]] = {}
+    for entry in await adapter.loaded():
+        name, _, version = entry.partition(":")
+        out.setdefault(name, set()).add(version or latest.get(name, ""))
+    return {name: frozenset(versions) for name, versions in out.items()}
+
+
+async def apply_actions(
+    adapter: Adapter,
+    actions: Sequence[WarmAction],
+    documents: Mapping[tuple[str, str], ModelVersion],
+) -> list[WarmAction]:
+    """Run one pool's actions in order; each comes back `done` or `failed` with the reason."""
+    results: list[WarmAction] = []
+    for action in actions:
+        doc = documents.get((action.model, action.version)) or ModelVersion(
+            name=action.model, version=action.version
+        )
+        try:
+            if action.action == "load":
+                loaded = await adapter.load(doc)
+                results.append(
+                    action.model_copy(update={"status": "done", "load_ms": loaded.load_ms})
+                )
+            else:
+                await adapter.unload(doc)
+                results.append(action.model_copy(update={"status": "done"}))
+        except Exception as exc:  # a failed action is recorded; the next one still runs
+            results.append(action.model_copy(update={"status": "failed", "error": one_line(exc)}))
+    return results
