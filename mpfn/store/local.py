@@ -126,7 +126,13 @@ class LocalStore:
         keys: list[str] = []
         if not self.root.is_dir():
             raise StoreUnavailable(f"state directory {self.root} does not exist")
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # Walk only the directory the prefix names, not the whole state tree.
+        base_rel = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        try:
+            start = self.root / check_key(base_rel) if base_rel else self.root
+        except ValueError:
+            start = self.root  # an odd prefix matches nothing special: filter below
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:
