@@ -17,7 +17,7 @@ Protocol = Literal["v2", "openai"]
 
 DEFAULT_FORMATS: FormatTable = MappingProxyType(
     {
-        "onnx": frozenset({"ort", "onnxruntime", "triton"}),
+        "onnx": frozenset({"ort", "onnxruntime", "triton", "torchserve"}),
         "torchscript": frozenset({"torchserve", "triton"}),
         "pytorch": frozenset({"torchserve", "triton"}),
         "tensorflow": frozenset({"tfserving", "triton"}),
