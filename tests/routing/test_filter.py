@@ -33,7 +33,7 @@ def test_every_exclusion_has_a_reason() -> None:
     pools = [
         pool("ok"),
         pool("gpu", hardware=["nvidia"]),
-        pool("ts", adapter="torchserve"),
+        pool("ts", adapter="tfserving"),
         pool("other", models=["x"]),
         pool("gcp", cloud="gcp"),
         pool("far", region="eu"),
@@ -46,7 +46,7 @@ def test_every_exclusion_has_a_reason() -> None:
     assert kept == ["ok"]
     assert why == {
         "gpu": "hardware nvidia not in cpu",
-        "ts": "adapter torchserve cannot serve format onnx",
+        "ts": "adapter tfserving cannot serve format onnx",
         "other": "does not serve model m",
         "gcp": "cloud gcp not allowed by policy default",
         "far": "region eu not allowed",
