@@ -9,19 +9,14 @@ format) into a throw-away local state, then times three real `mpfn.warm.run_once
 2. steady run: rollups and cached fits are reused (what a 5-minute schedule costs);
 3. refit run: the fits are due (the refit cadence elapsed): rollups + Prophet for all.
 
-`--listing prefix` runs on a local store whose `list(prefix)` walks only the directory
-the prefix names, as S3 and GCS list by prefix; `LocalStore.list` walks the whole state
-directory on every call, which dominates the run once weeks of usage documents exist.
 `--state DIR` reuses (or fills) a state directory.
 
-    python benchmarks/warmer_scale.py [--models 100] [--days 14] [--listing full|prefix]
-        [--state DIR]
+    python benchmarks/warmer_scale.py [--models 100] [--days 14] [--state DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,25 +28,6 @@ from mpfn.registry import Registry
 from mpfn.router.usage import usage_document, usage_key
 from mpfn.store import LocalStore
 from mpfn.warm import WarmSettings, run_once
-
-
-class PrefixListingStore(LocalStore):
-    """A local store that lists by walking only the prefix's directory."""
-
-    def list(self, prefix: str = "") -> list[str]:
-        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        base = self.root / head
-        if not base.is_dir():
-            return super().list(prefix) if not self.root.is_dir() else []
-        keys = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = Path(dirpath).relative_to(self.root).as_posix()
-            for name in filenames:
-                key = name if rel == "." else f"{rel}/{name}"
-                if not name.startswith(".") and key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
 
 
 def populate(store: LocalStore, models: int, days: int, now: float) -> int:
@@ -84,11 +60,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--listing", choices=["full", "prefix"], default="full")
     parser.add_argument("--state", type=Path, default=None)
     args = parser.parse_args()
     root = args.state or Path(tempfile.mkdtemp(prefix="mpfn-warmer-scale-"))
-    store = PrefixListingStore(root) if args.listing == "prefix" else LocalStore(root)
+    store = LocalStore(root)
     now = time.time()
     if not store.list("models/"):
         started = time.perf_counter()
