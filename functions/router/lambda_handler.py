@@ -2,7 +2,8 @@
 
 Serves Function URL (payload v2), API Gateway HTTP and REST events, including base64
 binary bodies. Any other event, such as an EventBridge keep-warm ping, gets a small JSON
-acknowledgement after the router's lazy upkeep (state refresh, usage flush) ran; the
+acknowledgement after the router's lazy upkeep (state refresh, usage flush, metrics as
+CloudWatch embedded-metric-format lines on stdout or a Pushgateway push) ran; the
 handler never raises. The app is built on first use, configured from `MPFN_STATE` and
 `MPFN_ROUTER_*` variables; Lambda has no lifespan, so upkeep is lazy.
 """

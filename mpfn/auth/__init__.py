@@ -9,6 +9,8 @@ from mpfn.auth.keys import (
     issue_key,
     key_id_of,
     keys_prefix,
+    may_use_model,
+    may_use_pool,
     parse_bearer,
 )
 from mpfn.auth.ratelimit import TokenBucket, take
@@ -23,6 +25,8 @@ __all__ = [
     "issue_key",
     "key_id_of",
     "keys_prefix",
+    "may_use_model",
+    "may_use_pool",
     "parse_bearer",
     "take",
 ]

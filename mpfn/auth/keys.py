@@ -118,6 +118,16 @@ def authorize(doc: ApiKey | None, presented_secret: str, model: str | None) -> V
         raise AuthError(401, "invalid API key")
     if doc.revoked_at is not None:
         raise AuthError(401, "API key revoked")
-    if model is not None and doc.models and model not in doc.models:
+    if model is not None and not may_use_model(doc, model):
         raise AuthError(403, f"API key {doc.name!r} is not allowed to use model {model!r}")
     return Verdict(doc.id, doc.name)
+
+
+def may_use_model(doc: ApiKey, model: str) -> bool:
+    """Whether the key's model scope covers `model` (an empty scope covers every model)."""
+    return not doc.models or model in doc.models
+
+
+def may_use_pool(doc: ApiKey, pool: str) -> bool:
+    """Whether the key's pool scope covers `pool` (an empty scope covers every pool)."""
+    return not doc.pools or pool in doc.pools

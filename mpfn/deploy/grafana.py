@@ -1,9 +1,13 @@
 """A Grafana dashboard for an mpfn deployment. Pure.
 
-Two rows: the router function from CloudWatch (invocations, errors, throttles, duration,
-concurrency) and the adapter workers from Prometheus (request rate and latency per model,
-in-flight and queued inferences, model loads and load time, loaded models). Both data
-sources are dashboard variables, so one file fits any Grafana.
+Three rows: the router function from CloudWatch (invocations, errors, throttles, duration,
+concurrency, and the router's own counts from its embedded-metric-format lines in the
+`mpfn` namespace), the router from Prometheus (`mpfn_router_*`: requests and latency by
+model and status, failovers, cold starts, circuit state, in-flight requests, rejections;
+scraped from `/metrics` or pushed to a Pushgateway), and the adapter workers from
+Prometheus (request rate and latency per model, in-flight and queued inferences, model
+loads and load time, loaded models). Both data sources are dashboard variables, so one
+file fits any Grafana. Metric names: docs/observability.md.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ def _panel(
     targets: list[dict[str, Any]],
     unit: str,
     source: dict[str, str],
+    w: int = 8,
 ) -> dict[str, Any]:
     return {
         "id": pid,
         "type": "timeseries",
         "title": title,
         "datasource": source,
-        "gridPos": {"h": 8, "w": 8, "x": x, "y": y},
+        "gridPos": {"h": 8, "w": w, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
         "targets": targets,
@@ -54,19 +59,130 @@ def _prom(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
     return {"refId": ref, "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
 
 
+def _emf(metric: str, ref: str, region: str) -> dict[str, Any]:
+    """The router's own count from its EMF lines, summed over models, pools and statuses."""
+    return {
+        "refId": ref,
+        "datasource": CLOUDWATCH,
+        "namespace": "mpfn",
+        "metricName": metric,
+        "dimensions": {"service": "router"},
+        "statistic": "Sum",
+        "region": region,
+        "period": "60",
+        "matchExact": False,
+    }
+
+
+def _row(pid: int, title: str, y: int) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        "panels": [],
+    }
+
+
+def _quantiles(metric: str, by: str = "le") -> list[dict[str, Any]]:
+    return [
+        _prom(f"histogram_quantile({q}, sum by ({by}) (rate({metric}_bucket[5m])))", name, ref)
+        for q, name, ref in ((0.5, "p50", "A"), (0.99, "p99", "B"))
+    ]
+
+
+def router_panels(y: int) -> list[dict[str, Any]]:
+    """The router's Prometheus row (`mpfn_router_*`) starting at `y`."""
+    return [
+        _row(102, "Router (mpfn_router_*)", y),
+        _panel(
+            10,
+            "Routed requests per second by model and status",
+            0,
+            y + 1,
+            [
+                _prom(
+                    "sum by (model, status) (rate(mpfn_router_requests_total[5m]))",
+                    "{{model}} {{status}}",
+                )
+            ],
+            "reqps",
+            PROMETHEUS,
+        ),
+        _panel(
+            11,
+            "Router latency p50 / p99",
+            8,
+            y + 1,
+            _quantiles("mpfn_router_request_seconds"),
+            "s",
+            PROMETHEUS,
+        ),
+        _panel(
+            12,
+            "Failovers / cold starts per second by pool",
+            16,
+            y + 1,
+            [
+                _prom(
+                    "sum by (pool) (rate(mpfn_router_failovers_total[5m]))",
+                    "failover from {{pool}}",
+                    "A",
+                ),
+                _prom(
+                    "sum by (pool) (rate(mpfn_router_cold_starts_total[5m]))",
+                    "cold start on {{pool}}",
+                    "B",
+                ),
+            ],
+            "reqps",
+            PROMETHEUS,
+        ),
+        _panel(
+            13,
+            "Circuit state by pool (0 closed, 1 half-open, 2 open)",
+            0,
+            y + 9,
+            [_prom("max by (pool) (mpfn_router_circuit_state)", "{{pool}}")],
+            "short",
+            PROMETHEUS,
+        ),
+        _panel(
+            14,
+            "In flight: requests / attempts by pool",
+            8,
+            y + 9,
+            [
+                _prom("sum(mpfn_router_inflight)", "requests", "A"),
+                _prom("sum by (pool) (mpfn_router_pool_inflight)", "{{pool}}", "B"),
+            ],
+            "short",
+            PROMETHEUS,
+        ),
+        _panel(
+            15,
+            "Rejected requests per second by reason",
+            16,
+            y + 9,
+            [
+                _prom(
+                    "sum by (reason) (rate(mpfn_router_rejections_total[5m]))",
+                    "{{reason}}",
+                )
+            ],
+            "reqps",
+            PROMETHEUS,
+        ),
+    ]
+
+
 def dashboard(stem: str, region: str) -> dict[str, Any]:
     router = f"{stem}-router"
     row1 = 1
-    row2 = 18
+    row2 = 27
     panels = [
-        {
-            "id": 100,
-            "type": "row",
-            "title": f"Router function {router}",
-            "collapsed": False,
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0},
-            "panels": [],
-        },
+        _row(100, f"Router function {router}", 0),
         _panel(
             1,
             "Invocations / errors / throttles",
@@ -79,11 +195,12 @@ def dashboard(stem: str, region: str) -> dict[str, Any]:
             ],
             "short",
             CLOUDWATCH,
+            w=6,
         ),
         _panel(
             2,
             "Duration (avg, max)",
-            8,
+            6,
             row1,
             [
                 _lambda("Duration", router, "Average", "A", region),
@@ -91,26 +208,36 @@ def dashboard(stem: str, region: str) -> dict[str, Any]:
             ],
             "ms",
             CLOUDWATCH,
+            w=6,
         ),
         _panel(
             3,
             "Concurrent executions",
-            16,
+            12,
             row1,
             [
                 _lambda("ConcurrentExecutions", router, "Maximum", "A", region),
             ],
             "short",
             CLOUDWATCH,
+            w=6,
         ),
-        {
-            "id": 101,
-            "type": "row",
-            "title": "Adapter workers",
-            "collapsed": False,
-            "gridPos": {"h": 1, "w": 24, "x": 0, "y": row2 - 1},
-            "panels": [],
-        },
+        _panel(
+            16,
+            "Routed requests / failovers / cold starts (EMF)",
+            18,
+            row1,
+            [
+                _emf("mpfn_router_requests_total", "A", region),
+                _emf("mpfn_router_failovers_total", "B", region),
+                _emf("mpfn_router_cold_starts_total", "C", region),
+            ],
+            "short",
+            CLOUDWATCH,
+            w=6,
+        ),
+        *router_panels(row1 + 8),
+        _row(101, "Adapter workers", row2 - 1),
         _panel(
             4,
             "Requests per second by model",

@@ -3,9 +3,10 @@
 Contents: the mpfn modules the Lambda handler imports (found by scanning imports from
 `mpfn.functions.router.lambda_handler`, so it follows the code as it changes) and the
 installed distributions it needs (the requirement closure of mangum, fastapi, aiohttp,
-pydantic and PyYAML, minus what the Lambda Python runtime already provides: boto3 and its
-dependencies). Only `.py` sources, extension modules and the metadata files imports read
-go in; no caches, stubs, tests or scripts. Entries are sorted with fixed timestamps, so
+pydantic, PyYAML, orjson, prometheus-client and opentelemetry-api, minus what the Lambda
+Python runtime already provides: boto3 and its dependencies). Only `.py` sources,
+extension modules and the metadata files imports read go in; no caches, stubs, tests or
+scripts. Entries are sorted with fixed timestamps, so
 the same inputs give the same bytes and the same `CodeSha256`: redeploying unchanged
 code is a no-op.
 
@@ -37,7 +38,16 @@ from mpfn.deploy.errors import DeployFailure
 
 HANDLER = "mpfn.functions.router.lambda_handler.handler"
 ROOT_MODULES = ("mpfn.functions.router.lambda_handler", "mpfn.store.s3")
-ROOT_DISTRIBUTIONS = ("mangum", "fastapi", "aiohttp", "pydantic", "PyYAML")
+ROOT_DISTRIBUTIONS = (
+    "mangum",
+    "fastapi",
+    "aiohttp",
+    "pydantic",
+    "PyYAML",
+    "orjson",
+    "prometheus-client",
+    "opentelemetry-api",
+)
 # Shipped with the Lambda Python runtime: never packaged.
 RUNTIME_PROVIDED = frozenset(
     canonicalize_name(n)

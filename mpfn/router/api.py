@@ -1,9 +1,10 @@
-"""The router's FastAPI app: health, metadata, model listings and the OpenAPI schema.
+"""The router's FastAPI app: health, metadata, model listings, metrics and the OpenAPI
+schema.
 
-Answers come from the in-memory registry snapshot only. The forwarding routes are
-declared here so the schema documents them, but their requests are served by
-`ForwardingRoutes` (the same code either way). Backend management endpoints such as
-`/v2/repository/...` are deliberately absent.
+Answers come from the in-memory registry snapshot only (`/metrics` from the router's own
+registry of counters). The forwarding routes are declared here so the schema documents
+them, but their requests are served by `ForwardingRoutes` (the same code either way).
+Backend management endpoints such as `/v2/repository/...` are deliberately absent.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
+from mpfn.auth import AuthError, key_id_of, may_use_model, parse_bearer
 from mpfn.documents import ModelVersion, TensorSpec
+from mpfn.router.errors import RouteError
+from mpfn.router.guard import authorization
 from mpfn.router.routing import candidates
 from mpfn.router.runtime import RouterRuntime
+from mpfn.telemetry.metrics import CONTENT_TYPE
 
 SERVER_NAME = "mpfn-router"
 PLATFORMS = {
@@ -47,8 +52,72 @@ _JSON_BODY: dict[str, Any] = {
 }
 
 
+# What the forwarding routes answer on success: v2 infer in JSON or binary tensors (after a
+# JSON header of Inference-Header-Content-Length bytes); OpenAI routes in JSON, or SSE.
+_V2_OK = {
+    "200": {
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        }
+    }
+}
+_OPENAI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {"model": {"type": "string"}},
+                }
+            }
+        },
+    }
+}
+_OPENAI_OK = {
+    "200": {
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        }
+    }
+}
+# Every route may answer an error `{"error": ...}` (4xx/5xx, see docs/router.md); the
+# forwarding routes also relay backends' own errors, whose `error` may be an object.
+_ERROR_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "required": ["error"], "properties": {"error": {}}}
+        }
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "Client error", **_ERROR_BODY},
+    "5XX": {"description": "Backend or registry unavailable", **_ERROR_BODY},
+}
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """OpenAPI path parameters of a route template (`{model_name}` -> a required string)."""
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    return [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _key_id(request: Request) -> str | None:
+    """The id of the API key a request presented (already verified upstream)."""
+    try:
+        presented = parse_bearer(authorization(request.scope["headers"]))
+        return key_id_of(presented)[0] if presented else None
+    except AuthError:
+        return None
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
@@ -91,7 +160,7 @@ def create_api(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="mpfn router", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="mpfn router", version="0.1.0", lifespan=lifespan, responses=_ERRORS)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -167,7 +236,9 @@ def create_api(
         async def endpoint(request: Request) -> Response:
             return _Delegate(forward)
 
-        app.post(path, tags=[tag], summary=summary, openapi_extra=_JSON_BODY)(endpoint)
+        body, ok = (_JSON_BODY, _V2_OK) if tag == "v2" else (_OPENAI_BODY, _OPENAI_OK)
+        extra = {**body, "parameters": _path_parameters(path), "responses": ok}
+        app.post(path, tags=[tag], summary=summary, openapi_extra=extra)(endpoint)
 
     _forwarded("/v2/models/{model_name}/infer", "Inference (any version)", "v2")
     _forwarded("/v2/models/{model_name}/versions/{model_version}/infer", "Inference", "v2")
@@ -179,11 +250,31 @@ def create_api(
         return {"id": name, "object": "model", "created": 0, "owned_by": "mpfn"}
 
     @app.get("/v1/models", tags=["openai"])
-    async def openai_models() -> dict[str, Any]:
+    async def openai_models(request: Request) -> dict[str, Any]:
         if not runtime.background:
             await runtime.tick()
         names = runtime.snapshot.model_names("openai")
+        if runtime.settings.auth == "keys":  # the key was checked; list what it may use
+            key = _key_id(request)
+            doc = runtime.snapshot.keys.get(key) if key else None
+            names = [n for n in names if doc is not None and may_use_model(doc, n)]
         return {"object": "list", "data": [_openai_model(n) for n in names]}
+
+    @app.get(
+        "/metrics",
+        tags=["router"],
+        summary="Prometheus metrics of this router instance",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def metrics(request: Request) -> Response:
+        if runtime.settings.metrics_auth == "keys":
+            try:
+                await runtime.authenticate(request.scope["headers"])
+            except RouteError as exc:
+                headers = {k.decode(): v.decode() for k, v in exc.headers}
+                return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models/{model_id}", tags=["openai"])
     async def openai_model(model_id: str) -> Any:

@@ -17,8 +17,11 @@ from mpfn.router.hotpath import ForwardingRoutes
 from mpfn.router.runtime import RouterRuntime
 from mpfn.router.settings import RouterSettings
 from mpfn.store.base import Store
+from mpfn.telemetry.tracing import configure_tracing
+from mpfn.telemetry.tracing import tracer as tracer_for_router
 
 log = logging.getLogger("mpfn.router")
+ROUTER_SERVICE = "mpfn-router"
 
 
 class RouterApp:
@@ -57,7 +60,7 @@ class RouterApp:
         Returns the number of usage documents written.
         """
         await self.runtime.tick()
-        return await self.runtime.flush_usage()
+        return await self.runtime.flush()
 
 
 def create_app(
@@ -70,6 +73,8 @@ def create_app(
 
     `settings` default to `RouterSettings.from_env()`; `session_factory` builds the
     aiohttp session used for every backend call (one per app, created on first use).
+    Tracing is on when an OTLP endpoint is configured (`MPFN_OTLP_ENDPOINT` or
+    `OTEL_EXPORTER_OTLP_ENDPOINT`); see `mpfn.telemetry.tracing`.
     """
     if store is None:
         from mpfn.config import load_config
@@ -77,7 +82,11 @@ def create_app(
 
         config = load_config()
         store = open_store(config.state, config.options)
+    tracer = tracer_for_router("mpfn.router") if configure_tracing(ROUTER_SERVICE) else None
     runtime = RouterRuntime(
-        store, settings or RouterSettings.from_env(), session_factory=session_factory
+        store,
+        settings or RouterSettings.from_env(),
+        session_factory=session_factory,
+        tracer=tracer,
     )
     return RouterApp(runtime)

@@ -6,8 +6,9 @@ backend streams (SSE, chunked). Connection errors, timeouts and 5xx answers (but
 fail over to the next attempt of the plan while the request's deadline allows and nothing
 has been sent to the client; after that nothing is retried. Every attempt is reported to
 the routing state (in-flight counts, latency, load headers, breakers). Every answer
-carries `x-mpfn-pool` and `x-mpfn-route-reason`. This module never picks pools and never
-touches the store.
+carries `x-mpfn-pool` and `x-mpfn-route-reason`. With tracing on, every attempt runs in
+a client span whose `traceparent` the backend receives (`mpfn.router.spans`). This module
+never picks pools and never touches the store.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from opentelemetry.trace import Tracer
 from starlette.types import Send
 
+from mpfn.documents import ModelVersion
 from mpfn.router.errors import error_body, send_json
 from mpfn.router.routing import backend_url
+from mpfn.router.spans import traced_attempt
 from mpfn.routing import Attempt, RoutingState
 from mpfn.routing.failover import is_failure
 
@@ -62,6 +67,13 @@ DROP_RESPONSE_HEADERS = frozenset(
         b"x-mpfn-route-reason",
     }
 )
+# A frozen backend accepts connections but never answers: an attempt that is not the plan's
+# last waits for the answer's headers at most max(min(ANSWER_WAIT_S, deadline / 3),
+# ANSWER_WAIT_MIN_S, ANSWER_WAIT_FACTOR x its expected time), then the request moves on to
+# the next pool.
+ANSWER_WAIT_S = 10.0
+ANSWER_WAIT_MIN_S = 1.0
+ANSWER_WAIT_FACTOR = 4.0
 POOL_HEADER = b"x-mpfn-pool"
 REASON_HEADER = b"x-mpfn-route-reason"
 NO_POOL = b"none"
@@ -123,11 +135,13 @@ def with_attempts(reason: str, failed: Sequence[str]) -> str:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a forwarded request ended: who answered (if anyone), with what status, after
-    how many attempts."""
+    how many attempts, which pools failed before, and which model version answered."""
 
     pool: str | None
     status: int
     attempts: int
+    failed: tuple[str, ...] = ()
+    model: ModelVersion | None = None
 
 
 class Forwarder:
@@ -140,10 +154,12 @@ class Forwarder:
         connect_timeout_s: float,
         session_factory: SessionFactory | None = None,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self.state = state
         self.connect_timeout_s = connect_timeout_s
         self.clock = clock
+        self.tracer = tracer  # None: tracing off, no span is made
         self._factory = session_factory or default_session
         self._session: aiohttp.ClientSession | None = None
 
@@ -173,7 +189,8 @@ class Forwarder:
         failures: list[str] = []
         failed: list[str] = []
         state, clock = self.state, self.clock
-        for attempt in plan:
+        call = self._attempt if self.tracer is None else self._traced_attempt
+        for index, attempt in enumerate(plan):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -182,12 +199,14 @@ class Forwarder:
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=min(self.connect_timeout_s, remaining), sock_read=remaining
             )
+            wait_s = answer_wait_s(attempt, timeout_s, remaining, index == len(plan) - 1)
             state.started(pool_id, clock())
             started = time.perf_counter()
             reported: list[bool] = []  # set once the attempt's outcome was reported
             try:
-                answered = await self._attempt(send, attempt, path, body, headers, timeout,
-                                               started, failed, reason, reported)  # fmt: skip
+                answered = await call(send, attempt, path, body, headers, timeout,
+                                               started, failed, reason, reported,
+                                               wait_s)  # fmt: skip
             except (aiohttp.ClientError, TimeoutError) as exc:
                 # Connection errors, timeouts, and a buffered read that broke off: nothing
                 # reached the client yet, so the next pool may answer instead.
@@ -206,8 +225,27 @@ class Forwarder:
                 failures.append(f"{pool_id}: {answered}")
                 failed.append(pool_id)
                 continue
-            return Outcome(pool_id, answered, len(failed) + 1)
+            return Outcome(pool_id, answered, len(failed) + 1, tuple(failed), attempt.model)
         return await self._give_up(send, failures, failed, reason, timeout_s, deadline)
+
+    async def _traced_attempt(
+        self,
+        send: Send,
+        attempt: Attempt,
+        path: str,
+        body: bytes,
+        headers: dict[str, str],
+        *rest: Any,
+    ) -> int | str:
+        """`_attempt` inside a client span whose `traceparent` the backend receives."""
+        assert self.tracer is not None
+        return await traced_attempt(
+            self.tracer,
+            attempt,
+            backend_url(attempt.pool, path),
+            headers,
+            lambda sent: self._attempt(send, attempt, path, body, sent, *rest),
+        )
 
     async def _attempt(
         self,
@@ -221,19 +259,21 @@ class Forwarder:
         failed: list[str],
         reason: str,
         reported: list[bool],
+        wait_s: float | None = None,
     ) -> int | str:
         """One attempt: the status relayed to the client, or why it failed (a retryable
         answer). Connection errors and timeouts raise; `reported` gets an entry once the
         outcome went to the routing state."""
         pool_id = attempt.pool.id
         state, clock = self.state, self.clock
-        resp = await self.session.post(
-            backend_url(attempt.pool, path),
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=timeout,
-        )
+        async with asyncio.timeout(wait_s):
+            resp = await self.session.post(
+                backend_url(attempt.pool, path),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+            )
         try:
             if is_failure(resp.status):
                 text = (await resp.read())[:200].decode("utf-8", "replace")
@@ -276,7 +316,7 @@ class Forwarder:
             message = "no healthy backend: " + "; ".join(failures or ["no pool to try"])
         why = f"{reason}; all {len(failed)} attempts failed" if failed else reason
         await send_json(send, status, error_body(message), route_headers(why))
-        return Outcome(None, status, len(failed))
+        return Outcome(None, status, len(failed), tuple(failed))
 
     async def _relay_buffered(
         self,
@@ -304,6 +344,18 @@ class Forwarder:
             log.warning("stream from pool %s broke off: %s", pool_id, describe(exc))
             resp.close()
         await send({"type": "http.response.body", "body": b""})
+
+
+def answer_wait_s(attempt: Attempt, timeout_s: float, remaining: float, last: bool) -> float:
+    """How long an attempt may wait for its answer to start (see ANSWER_WAIT_S)."""
+    if last:
+        return remaining
+    wait = max(
+        min(ANSWER_WAIT_S, timeout_s / 3),
+        ANSWER_WAIT_MIN_S,
+        ANSWER_WAIT_FACTOR * attempt.expected_ms / 1000,
+    )
+    return min(remaining, wait)
 
 
 def _ms(started: float) -> float:

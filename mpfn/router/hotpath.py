@@ -1,33 +1,43 @@
 """The forwarding routes as a thin raw-ASGI layer: v2 infer and the OpenAI POSTs.
 
-These requests never go through a web framework: the path is matched by hand, the body is
-read once (bounded by `max_body_bytes`), the routing hints are read from the headers,
-one routing decision is made (`RouterRuntime.decide`) and the forwarder walks its plan
-with the body unchanged (only a fallback model changes the path, or the `model` of an
-OpenAI body). Everything else falls through to the FastAPI app. No store I/O happens
-here unless the host runs no background tasks and the snapshot's TTL has expired
-(Lambda).
+These requests never go through a web framework: the path is matched by hand, the API
+key checked when keys are on (before the body is read), the body read once (bounded by
+`max_body_bytes`), the tensor elements a v2 request declares counted from its JSON
+header (`max_elements`), the routing hints read from the headers, one routing decision
+made (`RouterRuntime.decide`) and the forwarder walks its plan with the body unchanged
+(only a fallback model changes the path, or the `model` of an OpenAI body). Each request
+is counted once in the metrics and, with tracing on, gets a span. Everything else falls
+through to the FastAPI app, behind the same key check on model and OpenAI paths. No
+store I/O happens here unless the host runs no background tasks and the snapshot's TTL
+has expired (Lambda).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from opentelemetry.trace import Span
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mpfn.router.decide import RouteRequest
 from mpfn.router.errors import RouteError, error_body, send_json
 from mpfn.router.forward import route_headers, split_headers
+from mpfn.router.guard import check_model, model_in_path, protected, scoped_plan
+from mpfn.router.limits import check_elements
 from mpfn.router.routing import Protocol, infer_path, valid_name
 from mpfn.router.runtime import RouterRuntime
 from mpfn.router.snapshot import ANY_VERSION
+from mpfn.router.spans import annotate, request_span
 from mpfn.routing import NO_HINTS, Attempt, HintError, parse_hints
+from mpfn.telemetry.metrics import NO_POOL, UNKNOWN
 
 log = logging.getLogger("mpfn.router")
 
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+LOAD_MS_HEADER = b"x-mpfn-load-ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,15 @@ class Route:
     model: str | None
     version: str | None
     path: str
+
+    @property
+    def template(self) -> str:
+        """The route's low-cardinality name (`POST /v2/models/{model}/infer`), for spans."""
+        if self.protocol == "openai":
+            return f"POST {self.path}"
+        if self.version is None:
+            return "POST /v2/models/{model}/infer"
+        return "POST /v2/models/{model}/versions/{version}/infer"
 
 
 def match_route(method: str, path: str) -> Route | None:
@@ -117,8 +136,36 @@ def with_model(body: bytes, model: str) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+class Exchange:
+    """What one routed request became, for its metrics and span (one per request)."""
+
+    __slots__ = ("attempts", "failed", "load_ms", "model", "pool", "reason", "requested",
+                 "send_downstream", "status", "version")  # fmt: skip
+
+    def __init__(self, send: Send, requested: str | None) -> None:
+        self.send_downstream = send
+        self.requested = requested or ""  # the name asked for (spans only)
+        self.model = UNKNOWN  # metric label: a name the registry knows, else _unknown
+        self.pool = NO_POOL
+        self.status = 0  # 0: no answer started
+        self.load_ms: str | None = None
+        self.failed: tuple[str, ...] = ()
+        self.version: str | None = None
+        self.reason = ""
+        self.attempts = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for name, value in message["headers"]:
+                if name == LOAD_MS_HEADER:
+                    self.load_ms = value.decode("latin-1")
+        await self.send_downstream(message)
+
+
 class ForwardingRoutes:
-    """Answers forwarding routes itself and passes every other request to `app`."""
+    """Answers forwarding routes itself, guards the other model and OpenAI routes when
+    API keys are on, and passes every other request to `app`."""
 
     def __init__(self, runtime: RouterRuntime, app: ASGIApp) -> None:
         self.runtime = runtime
@@ -130,6 +177,17 @@ class ForwardingRoutes:
             if route is not None:
                 await self.handle(route, scope, receive, send)
                 return
+            if self.runtime.settings.auth == "keys" and protected(scope["path"]):
+                try:
+                    key = await self.runtime.authenticate(scope["headers"])
+                    model = model_in_path(scope["path"])
+                    if model is not None:
+                        check_model(key, model)
+                except RouteError as exc:
+                    if exc.rejection:
+                        self.runtime.metrics.reject(exc.rejection)
+                    await send_json(send, exc.status, error_body(exc.message), exc.headers)
+                    return
         await self.app(scope, receive, send)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,54 +199,94 @@ class ForwardingRoutes:
         await self.handle(route, scope, receive, send)
 
     async def handle(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        tracer = self.runtime.tracer
+        if tracer is None:
+            await self._serve(route, scope, receive, send, None)
+            return
+        with request_span(tracer, route.template, scope["headers"]) as span:
+            await self._serve(route, scope, receive, send, span)
+
+    async def _serve(
+        self, route: Route, scope: Scope, receive: Receive, send: Send, span: Span | None
+    ) -> None:
+        metrics = self.runtime.metrics
+        ex = Exchange(send, route.model)
+        metrics.inflight += 1
+        started = time.perf_counter()
         try:
-            await self._handle(route, scope, receive, send)
+            await self._handle(route, scope, receive, ex)
         except RouteError as exc:
-            await send_json(send, exc.status, error_body(exc.message), route_headers(exc.reason))
+            if exc.rejection:
+                metrics.reject(exc.rejection)
+            ex.reason = exc.reason
+            headers = route_headers(exc.reason)
+            headers.extend(exc.headers)
+            await send_json(ex.send, exc.status, error_body(exc.message), headers)
         except ClientGone:
             return
+        except Exception:
+            ex.status = ex.status or 502  # RouterApp answers 502 if nothing was sent
+            raise
+        finally:
+            metrics.inflight -= 1
+            if ex.status:
+                seconds = time.perf_counter() - started
+                metrics.observe(ex.model, ex.pool, ex.status, seconds, ex.failed, ex.load_ms)
+            if span is not None:
+                annotate(span, model=ex.requested, version=ex.version, pool=ex.pool,
+                         reason=ex.reason, attempts=ex.attempts, status=ex.status)  # fmt: skip
 
-    async def _handle(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, route: Route, scope: Scope, receive: Receive, ex: Exchange) -> None:
         runtime = self.runtime
-        body = await read_body(scope, receive, runtime.settings.max_body_bytes)
+        settings = runtime.settings
+        key = await runtime.authenticate(scope["headers"]) if settings.auth == "keys" else None
+        body = await read_body(scope, receive, settings.max_body_bytes)
         model = route.model if route.model is not None else model_in_body(body)
+        ex.requested = model
         if not runtime.background:
             await runtime.tick()
         snapshot = runtime.snapshot
         if not snapshot.loaded:
             reason = runtime.store_error or "not loaded yet"
             raise RouteError(503, f"model registry unavailable: {reason}")
+        if key is not None:
+            check_model(key, model)
         if not valid_name(model) or (route.version is not None and not valid_name(route.version)):
             raise RouteError(404, f"unknown model {model!r}")
         versions = snapshot.versions_for(model, route.protocol)
         if versions is None:
             raise RouteError(404, f"unknown model {model!r}")
+        ex.model = model
         if route.version is not None and route.version not in versions:
             raise RouteError(404, f"model {model!r} has no version {route.version!r}")
-        runtime.usage.add(model)
         headers, hint_headers = split_headers(scope["headers"])
-        key = None
+        if settings.max_elements and route.protocol == "v2":
+            check_elements(body, headers, settings.max_elements, settings.max_body_bytes)
+        runtime.usage.add(model)
+        route_key = None
         hints = NO_HINTS
         if hint_headers:
-            key = hint_headers.get(runtime.settings.route_key_header)
+            route_key = hint_headers.get(settings.route_key_header)
             try:
                 hints = parse_hints(hint_headers)
             except HintError as exc:
                 raise RouteError(400, str(exc), "rejected: malformed routing hint") from None
         try:
             decision = runtime.decide(
-                RouteRequest(route.protocol, model, route.version, hints, key)
+                RouteRequest(route.protocol, model, route.version, hints, route_key)
             )
         except HintError as exc:
             raise RouteError(400, str(exc), "rejected: routing hint not allowed") from None
         runtime.routing.commit(decision)
+        ex.reason = reason = decision.route_reason  # a property: built once
         if not decision.plan:
             excluded = "; ".join(f"{e.pool}: {e.reason}" for e in decision.exclusions)
             raise RouteError(
                 503,
                 f"no pool can serve model {model!r} now" + (f" ({excluded})" if excluded else ""),
-                decision.route_reason,
+                reason,
             )
+        plan = decision.plan if key is None else scoped_plan(key, decision.plan, model)
         policy = snapshot.policy_for(model)
         split = route.version is None and policy is not None and bool(policy.version_weights)
         path = route.path
@@ -205,11 +303,16 @@ class ForwardingRoutes:
             pinned = other is not None and bool(other.version_weights)
             return infer_path(mv.name, mv.version if pinned else None), body
 
-        await runtime.forwarder.forward(
-            send,
-            decision.plan,
+        outcome = await runtime.forwarder.forward(
+            ex.send,
+            plan,
             rewrite,
             headers,
             decision.limits.timeout_ms / 1000.0,
-            decision.route_reason,
+            reason,
         )
+        ex.pool = outcome.pool or NO_POOL
+        ex.failed = outcome.failed
+        ex.attempts = outcome.attempts
+        if outcome.model is not None:
+            ex.version = outcome.model.version

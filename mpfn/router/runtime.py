@@ -1,10 +1,13 @@
-"""The router's live state: the snapshot, routing feedback, usage counts, the session.
+"""The router's live state: the snapshot, routing feedback, usage counts, metrics, keys,
+the session.
 
-Refreshing (registry and `stats/` snapshots) and flushing happen off the hot path: in
-background tasks when the server runs a lifespan (uvicorn, Cloud Run), or lazily once
-their interval has passed when it does not (Lambda). All store I/O runs in worker
-threads. A failed refresh keeps the last snapshot. Routing decisions use wall-clock
-time (`routing_clock`), because `stats/` snapshots written elsewhere carry epoch times.
+Refreshing (registry, API keys and `stats/` snapshots) and flushing (usage counts, and
+metrics to a Pushgateway or as CloudWatch EMF lines when configured) happen off the hot
+path: in background tasks when the server runs a lifespan (uvicorn, Cloud Run), or
+lazily once their interval has passed when it does not (Lambda). All store I/O runs in
+worker threads. A failed refresh keeps the last snapshot. Routing decisions use
+wall-clock time (`routing_clock`), because `stats/` snapshots written elsewhere carry
+epoch times.
 """
 
 from __future__ import annotations
@@ -15,16 +18,25 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
+from opentelemetry.trace import Tracer
+
+from mpfn.auth import ApiKey
 from mpfn.router.decide import RouteRequest, decide, default_policy
+from mpfn.router.errors import RouteError
 from mpfn.router.forward import Forwarder, SessionFactory
+from mpfn.router.guard import Guard, authorization
+from mpfn.router.metrics import LiveState, RouterMetrics
 from mpfn.router.settings import RouterSettings
 from mpfn.router.snapshot import Snapshot, SnapshotLoader
 from mpfn.router.usage import UsageCounter, new_instance_id, write_usage
 from mpfn.routing import Decision, PoolStatsDocument, RoutingState, Strategy
 from mpfn.store.base import Store, StoreError
+from mpfn.telemetry.emf import EmfExporter
+from mpfn.telemetry.push import Pusher
+from mpfn.telemetry.tracing import flush_tracing, shutdown_tracing
 
 log = logging.getLogger("mpfn.router")
 
@@ -40,14 +52,20 @@ class RouterRuntime:
         session_factory: SessionFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         routing_clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
+        emf_write: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.routing_clock = routing_clock
         self.snapshot = Snapshot()
-        self.loader = SnapshotLoader(store)
+        self._refreshed_at: float | None = None
+        self.loader = SnapshotLoader(store, with_keys=settings.needs_keys)
         self.usage = UsageCounter(settings.instance_id or new_instance_id())
+        # API keys: None when no route needs one (auth=none and metrics_auth=none)
+        self.guard = Guard() if settings.needs_keys else None
+        self.tracer = tracer
         self.routing_config = settings.routing_config
         self.breaker_config = settings.breaker_config
         self.routing = RoutingState(self.routing_config, self.breaker_config)
@@ -59,6 +77,32 @@ class RouterRuntime:
             connect_timeout_s=settings.connect_timeout_s,
             session_factory=session_factory,
             clock=routing_clock,
+            tracer=tracer,
+        )
+        self.metrics = RouterMetrics()
+        self.metrics.watch(
+            LiveState(
+                pools=lambda: [p.id for p in self.snapshot.pools],
+                breaker=lambda pool: self.routing.breaker(pool, self.routing_clock()),
+                inflight=lambda pool: self.routing.feedback.inflight.get(pool, 0),
+                state_age_s=self.state_age_s,
+            )
+        )
+        self.emf = (
+            EmfExporter(self.metrics.registry, fixed={"service": "router"})
+            if settings.emf
+            else None
+        )
+        self.emf_write = emf_write or _print_line
+        self.pusher = (
+            Pusher(
+                self.metrics.registry,
+                settings.pushgateway_url,
+                job="mpfn-router",
+                grouping_key={"instance": self.usage.instance},
+            )
+            if settings.pushgateway_url
+            else None
         )
         self.store_error: str | None = None
         self.background = False
@@ -67,6 +111,7 @@ class RouterRuntime:
         self._last_flush = clock()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._usage_write: asyncio.Future[int] | None = None
 
     def decide(self, request: RouteRequest, *, explain: bool = False) -> Decision:
         """The routing decision for `request` with this router's snapshot and feedback
@@ -102,16 +147,68 @@ class RouterRuntime:
             snapshot, stats = await asyncio.to_thread(self._load)
         except (StoreError, OSError, ValueError) as exc:
             self.store_error = str(exc)
+            self.metrics.refreshes.labels("error").inc()
             log.warning("state refresh failed, serving the last snapshot: %s", exc)
             return False
         self.snapshot = snapshot
         if stats:
             self.routing.load(stats)
+        if self.guard is not None:
+            self.guard.forget(snapshot.keys)
         self.store_error = None
+        self._refreshed_at = self.clock()
+        self.metrics.refreshes.labels("ok").inc()
         return True
 
+    def state_age_s(self) -> float:
+        """Seconds since the snapshot was last read successfully (-1: never)."""
+        if self._refreshed_at is None:
+            return -1.0
+        return self.clock() - self._refreshed_at
+
+    async def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> ApiKey:
+        """The API key presented in `headers` (ASGI pairs), rate limit spent.
+
+        RouteError 401/429, or 503 while no snapshot (and so no key) has been read."""
+        assert self.guard is not None, "no route needs API keys"
+        if not self.background:
+            await self.tick()
+        if not self.snapshot.loaded:
+            reason = self.store_error or "not loaded yet"
+            raise RouteError(503, f"model registry unavailable: {reason}")
+        return self.guard.authenticate(authorization(headers), self.snapshot.keys, self.clock())
+
+    async def flush_metrics(self) -> int:
+        """Write EMF lines and/or push to the Pushgateway, when configured; on hosts
+        without background tasks also export finished spans. Returns EMF lines written."""
+        lines = self.emf.flush() if self.emf is not None else []
+        for line in lines:
+            self.emf_write(line)
+        if self.pusher is not None:
+            await asyncio.to_thread(self.pusher.push)
+        if self.tracer is not None and not self.background:
+            await asyncio.to_thread(flush_tracing)
+        return len(lines)
+
+    async def flush(self) -> int:
+        """Flush usage counts, then metrics; returns the usage documents written."""
+        written = await self.flush_usage()
+        await self.flush_metrics()
+        return written
+
     async def flush_usage(self) -> int:
-        """Write changed usage counts; returns how many documents were written."""
+        """Write changed usage counts; returns how many documents were written.
+
+        One write at a time, in order, and a started write always finishes and settles
+        even when its caller is cancelled (as the flush loop is at shutdown): an older
+        count written late would otherwise overwrite a newer one and lose requests.
+        """
+        while self._usage_write is not None and not self._usage_write.done():
+            await asyncio.wait([self._usage_write])
+        self._usage_write = asyncio.ensure_future(self._write_usage())
+        return await asyncio.shield(self._usage_write)
+
+    async def _write_usage(self) -> int:
         self._last_flush = self.clock()
         batch = self.usage.take_dirty()
         if not batch:
@@ -133,7 +230,7 @@ class RouterRuntime:
             if now - self._last_refresh >= self.settings.refresh_ttl_s:
                 await self.refresh()
             if now - self._last_flush >= self.settings.usage_flush_s:
-                await self.flush_usage()
+                await self.flush()
 
     async def _every(self, interval: float, job: Callable[[], object]) -> None:
         while True:
@@ -150,7 +247,7 @@ class RouterRuntime:
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self._every(self.settings.refresh_ttl_s, self.refresh)),
-            asyncio.create_task(self._every(self.settings.usage_flush_s, self.flush_usage)),
+            asyncio.create_task(self._every(self.settings.usage_flush_s, self.flush)),
         ]
         self.background = True
 
@@ -163,5 +260,12 @@ class RouterRuntime:
                 await task
         self._tasks = []
         self.background = False
-        await self.flush_usage()
+        await self.flush()
         await self.forwarder.close()
+        if self.tracer is not None:
+            await asyncio.to_thread(shutdown_tracing)
+
+
+def _print_line(line: str) -> None:
+    """Write one EMF line to stdout, where Lambda sends it to CloudWatch Logs."""
+    print(line, flush=True)

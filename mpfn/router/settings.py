@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 from mpfn.routing import STRATEGIES, BreakerConfig, RoutingConfig
 
+AUTH_MODES = ("none", "keys")
+
 
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
@@ -35,6 +37,14 @@ class RouterSettings:
     random by weight.
     `seed`: seeds the router's random choices (version draws, `random` strategy); -1 for
     a fresh seed per process.
+    `auth`: `none`, or `keys` (a bearer API key from `keys/` is required on model and
+    OpenAI routes). `metrics_auth`: the same for `GET /metrics`.
+    `max_elements`: most tensor elements a v2 infer request may declare in its input
+    shapes (413 above; 0 = no limit).
+    `pushgateway_url`: push metrics to this Prometheus Pushgateway at every flush
+    (also read from `MPFN_PUSHGATEWAY_URL`).
+    `emf`: write CloudWatch embedded-metric-format lines to stdout at every flush
+    (defaults to on under AWS Lambda when no Pushgateway is configured).
     """
 
     refresh_ttl_s: float = 5.0
@@ -50,6 +60,11 @@ class RouterSettings:
     breaker_cooldown_s: float = 10.0
     route_key_header: str = "x-mpfn-route-key"
     seed: int = -1
+    auth: str = "none"
+    metrics_auth: str = "none"
+    max_elements: int = 64 * 1024 * 1024
+    pushgateway_url: str = ""
+    emf: bool = False
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s"):
@@ -68,6 +83,18 @@ class RouterSettings:
         key = self.route_key_header
         if not key.startswith("x-mpfn-") or key != key.lower():
             raise ValueError("route_key_header must be a lower-case header name starting x-mpfn-")
+        for name in ("auth", "metrics_auth"):
+            if getattr(self, name) not in AUTH_MODES:
+                raise ValueError(f"{name} must be one of {', '.join(AUTH_MODES)}")
+        if self.max_elements < 0:
+            raise ValueError("max_elements must be >= 0")
+        if self.pushgateway_url and not self.pushgateway_url.startswith(("http://", "https://")):
+            raise ValueError("pushgateway_url must be an http:// or https:// URL")
+
+    @property
+    def needs_keys(self) -> bool:
+        """Whether API keys must be read from the store."""
+        return "keys" in (self.auth, self.metrics_auth)
 
     @property
     def routing_config(self) -> RoutingConfig:
@@ -93,10 +120,26 @@ class RouterSettings:
                     values[f.name] = float(raw)
                 elif f.type in ("int", int):
                     values[f.name] = int(raw)
+                elif f.type in ("bool", bool):
+                    values[f.name] = parse_bool(raw)
                 else:
                     values[f.name] = raw
             except ValueError:
                 raise ValueError(
                     f"MPFN_ROUTER_{f.name.upper()}={raw!r}: expected a {f.type}"
                 ) from None
+        if "pushgateway_url" not in values and env.get("MPFN_PUSHGATEWAY_URL"):
+            values["pushgateway_url"] = env["MPFN_PUSHGATEWAY_URL"]
+        if "emf" not in values:
+            on_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+            values["emf"] = on_lambda and not values.get("pushgateway_url")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

@@ -6,7 +6,8 @@ the hot path is dictionary lookups. `SnapshotLoader` reads the documents with
 conditional GETs (ETag per key) and is called from a background task or lazily, never
 per request; when the store fails it raises and the caller keeps serving the last
 snapshot. `stats/<pool>.json` documents are read the same way; only changed ones are
-handed to the routing state.
+handed to the routing state. With API keys on, `keys/<id>.json` documents (hashes, never
+secrets) are read with the registry, so revocations take effect at the next refresh.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TypeVar, get_args
 
 from pydantic import BaseModel
 
+from mpfn.auth import ApiKey, keys_prefix
 from mpfn.documents import Hardware, ModelVersion, Policy, Pool
 from mpfn.router.routing import Protocol, serving_pools
 from mpfn.routing import PoolStatsDocument, fallback_chain, policy_for, speaks
@@ -62,6 +64,8 @@ class Snapshot:
     # (protocol, model) -> its versions (a stand-in for models only pools list)
     versions: Mapping[tuple[str, str], Mapping[str, ModelVersion]] = field(default_factory=dict)
     latest: Mapping[str, str] = field(default_factory=dict)
+    # key id -> API key document (only read when the router checks keys)
+    keys: Mapping[str, ApiKey] = field(default_factory=dict)
     loaded: bool = False
     _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
@@ -99,7 +103,10 @@ class Snapshot:
 
 
 def build_snapshot(
-    models: Iterable[ModelVersion], pools: Iterable[Pool], policies: Iterable[Policy]
+    models: Iterable[ModelVersion],
+    pools: Iterable[Pool],
+    policies: Iterable[Policy],
+    keys: Iterable[ApiKey] = (),
 ) -> Snapshot:
     """Assemble a snapshot and its serving index from validated documents."""
     by_name: dict[str, dict[str, ModelVersion]] = {}
@@ -130,6 +137,7 @@ def build_snapshot(
         listed=listed,
         versions=versions,
         latest=latest,
+        keys={k.id: k for k in keys},
         loaded=True,
     )
 
@@ -144,9 +152,12 @@ class SnapshotLoader:
     its last snapshot (stale-if-error). An invalid document keeps its last good version.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, with_keys: bool = False) -> None:
         self.store = store
+        self.with_keys = with_keys
         self._cache: dict[str, tuple[str, BaseModel]] = {}
+        # key -> ETag of its invalid version, reported once and not re-read while unchanged
+        self._invalid: dict[str, str] = {}
         self.reads = 0  # conditional GETs that returned a new body
 
     def _load(self, prefix: str, cls: type[D], changed: list[D] | None = None) -> list[D]:
@@ -156,8 +167,9 @@ class SnapshotLoader:
             if not key.endswith(".json"):
                 continue
             cached = self._cache.get(key)
+            known = self._invalid.get(key) or (cached[0] if cached else None)
             try:
-                blob = self.store.get(key, if_none_match=cached[0] if cached else None)
+                blob = self.store.get(key, if_none_match=known)
             except KeyNotFound:
                 continue  # deleted between list and get
             seen.add(key)
@@ -165,8 +177,10 @@ class SnapshotLoader:
                 try:
                     doc = parse_document(key, blob.body, cls)
                 except InvalidDocument as exc:
+                    self._invalid[key] = blob.etag
                     log.warning("%s; keeping the last good copy", exc)
                 else:
+                    self._invalid.pop(key, None)
                     self.reads += 1
                     self._cache[key] = (blob.etag, doc)
                     cached = self._cache[key]
@@ -176,6 +190,8 @@ class SnapshotLoader:
                 docs.append(cached[1])
         for key in [k for k in self._cache if k.startswith(prefix) and k not in seen]:
             del self._cache[key]
+        for key in [k for k in self._invalid if k.startswith(prefix) and k not in seen]:
+            del self._invalid[key]
         return docs
 
     def load(self) -> Snapshot:
@@ -183,6 +199,7 @@ class SnapshotLoader:
             self._load("models/", ModelVersion),
             self._load("pools/", Pool),
             self._load("policies/", Policy),
+            self._load(keys_prefix(), ApiKey) if self.with_keys else (),
         )
 
     def load_stats(self) -> list[PoolStatsDocument]:

@@ -1,1 +1,2 @@
-"""Observability helpers: OpenTelemetry tracing (off by default)."""
+"""Observability helpers: OpenTelemetry tracing (off by default), Prometheus conventions,
+CloudWatch embedded-metric-format lines and Pushgateway pushes."""

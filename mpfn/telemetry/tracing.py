@@ -9,6 +9,7 @@ is OpenTelemetry's no-op span and costs next to nothing. `inject_traceparent` an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -17,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+log = logging.getLogger("mpfn.telemetry")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _configured: dict[str, Any] = {}
 
@@ -38,16 +40,32 @@ def configure_tracing(service_name: str, endpoint: str | None = None) -> bool:
         return False
     if _configured.get("endpoint") == endpoint:
         return True
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:  # tracing must never stop a process from serving
+        log.warning("tracing to %s is off: %s (install mpfn[tracing])", endpoint, exc)
+        return False
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     _configured.update(endpoint=endpoint, provider=provider)
     return True
+
+
+def tracing_enabled() -> bool:
+    """Whether `configure_tracing` installed an exporter in this process."""
+    return "provider" in _configured
+
+
+def flush_tracing(timeout_ms: int = 5000) -> None:
+    """Export finished spans now (hosts frozen between requests, such as Lambda)."""
+    provider = _configured.get("provider")
+    if provider is not None:
+        provider.force_flush(timeout_ms)
 
 
 def shutdown_tracing() -> None:
