@@ -3,13 +3,16 @@
 Inference goes over the Open Inference Protocol v2 REST API with binary tensors both ways
 (`Inference-Header-Content-Length`), so no tensor is ever turned into JSON numbers.
 Load/unload/loaded use the model-repository extension (`/v2/repository/...`), which the
-router never exposes; stats come from the worker's `x-mpfn-*` answer headers and its
-Prometheus `/metrics`. The worker reads model documents from the shared store itself: this
-adapter never uploads models and holds no state beyond its own measurements.
+router never exposes; when the worker requires an admin token, these calls send it as
+`Authorization: Bearer` (`credentials["admin_token"]`, else `$MPFN_WORKER_ADMIN_TOKEN`).
+Stats come from the worker's `x-mpfn-*` answer headers and its Prometheus `/metrics`. The
+worker reads model documents from the shared store itself: this adapter never uploads
+models and holds no state beyond its own measurements.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, ClassVar
 
@@ -37,6 +40,8 @@ from mpfn.protocol import (
 )
 
 LOAD_MS = "x-mpfn-load-ms"
+ADMIN_TOKEN = "admin_token"  # credentials key of the worker's management token
+ADMIN_TOKEN_ENV = "MPFN_WORKER_ADMIN_TOKEN"
 
 
 def encode_binary_request(request: InferRequest) -> tuple[bytes, int]:
@@ -78,6 +83,9 @@ class OrtAdapter:
         self._owns_client = client is None
         self.client = client or httpx.AsyncClient(timeout=config.timeout_s)
         self.headers = bearer_headers(config.credentials)
+        admin = config.credentials.get(ADMIN_TOKEN) or os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+        # Management calls (repository API, /metrics) carry the admin token when there is one.
+        self.admin_headers = {"authorization": f"Bearer {admin}"} if admin else self.headers
         self.measured = Measured()
         self.reported: dict[str, int] = {}  # last x-mpfn-inflight / x-mpfn-queued seen
 
@@ -128,7 +136,9 @@ class OrtAdapter:
     async def _repository(self, model: ModelVersion, action: str) -> httpx.Response:
         url = f"{self.management}/v2/repository/models/{model.name}/{action}"
         body = {"parameters": {"version": model.version}}
-        response = await send(self.client, self.kind, "POST", url, json=body, headers=self.headers)
+        response = await send(
+            self.client, self.kind, "POST", url, json=body, headers=self.admin_headers
+        )
         if response.status_code != 200:
             raise backend_error(self.kind, response)
         return response
@@ -147,7 +157,7 @@ class OrtAdapter:
     async def loaded(self) -> list[str]:
         url = f"{self.management}/v2/repository/index"
         response = await send(
-            self.client, self.kind, "POST", url, json={"ready": True}, headers=self.headers
+            self.client, self.kind, "POST", url, json={"ready": True}, headers=self.admin_headers
         )
         if response.status_code != 200:
             raise backend_error(self.kind, response)
@@ -165,7 +175,7 @@ class OrtAdapter:
     async def stats(self) -> AdapterStats:
         """The worker's gauges and counters from `/metrics`, plus this adapter's measurements."""
         response = await send(
-            self.client, self.kind, "GET", f"{self.management}/metrics", headers=self.headers
+            self.client, self.kind, "GET", f"{self.management}/metrics", headers=self.admin_headers
         )
         if response.status_code != 200:
             raise backend_error(self.kind, response)

@@ -11,6 +11,7 @@ from types import FrameType
 import uvicorn
 
 from mpfn.adapters.ort_worker.config import build_app, parse_args
+from mpfn.adapters.ort_worker.guard import exposure_warning
 from mpfn.adapters.ort_worker.providers import NoProvider
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    warning = exposure_warning(config.host, config.admin_token is not None)
+    if warning:
+        logging.getLogger("mpfn.worker").warning("%s", warning)
     try:
         app = build_app(config)
     except (NoProvider, ValueError) as exc:

@@ -2,9 +2,10 @@
 
 Routes: health, server/model metadata, model ready, infer (versioned and version-less; JSON
 and binary tensors, no Content-Type needed), the model-repository extension (index, load,
-unload) and `/metrics`. A plain ASGI callable: the infer hot path does no store I/O and
-costs one routing split, one body read, the codec and one hop to the inference threads.
-Errors become JSON `{"error": ...}` responses in one place (`_failure`).
+unload; behind the admin token when one is configured) and `/metrics`. A plain ASGI
+callable: the infer hot path does no store I/O and costs one routing split, one body read,
+the codec and one hop to the inference threads. Errors become JSON `{"error": ...}`
+responses in one place (`_failure`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mpfn.adapters.ort_worker.errors import (
     ModelNotFound,
     WorkerError,
 )
+from mpfn.adapters.ort_worker.guard import CHALLENGE, AdminGuard, Unauthorized
 from mpfn.adapters.ort_worker.http import (
     JSON,
     OCTETS,
@@ -77,6 +79,7 @@ class Faults:
 
 
 NO_FAULTS = Faults()
+OPEN = AdminGuard(None)
 
 
 def _version() -> str:
@@ -98,9 +101,11 @@ class WorkerApp:
         max_body_bytes: int = 64 * 1024 * 1024,
         preload: Sequence[tuple[str, str | None]] = (),
         faults: Faults = NO_FAULTS,
+        admin: AdminGuard = OPEN,
     ) -> None:
         self.repository = repository
         self.faults = faults
+        self.admin = admin
         self.metrics: WorkerMetrics = repository.metrics
         self.admission = Admission(max_concurrency, max_queue)
         self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
@@ -138,6 +143,7 @@ class WorkerApp:
             if path.startswith(_MODELS):
                 await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
             elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
+                self.admin.check(header(scope, b"authorization"))
                 _require(method, "POST")
                 await self._repository_route(scope, receive, send, path)
             elif path in ("/v2/health/live", "/v2/health/ready"):
@@ -363,6 +369,8 @@ def _failure(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:
         return 503, "queue full", [(b"retry-after", b"1")]
     if isinstance(exc, ModelNotFound):
         return 404, exc.message, []
+    if isinstance(exc, Unauthorized):
+        return 401, exc.message, [CHALLENGE]
     if isinstance(exc, WorkerError):
         extra = [(b"retry-after", b"1")] if exc.status == 503 else []
         return exc.status, exc.message, extra

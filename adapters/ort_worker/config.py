@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpfn.adapters.ort_worker.app import Faults, WorkerApp
+from mpfn.adapters.ort_worker.guard import ADMIN_TOKEN_ENV, AdminGuard, read_token_file
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import (
     DEFAULT_PREFERENCE,
@@ -40,6 +41,8 @@ class WorkerConfig:
     inject_delay_ms: float = 0.0
     inject_error_rate: float = 0.0
     inject_seed: int | None = None
+    # Required on management requests (`/v2/repository/...`) when set; never shown in reprs.
+    admin_token: str | None = field(default=None, repr=False)
 
 
 def default_cache_dir() -> Path:
@@ -69,7 +72,11 @@ def _providers(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
+def parse_args(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> WorkerConfig:
+    """Flags -> config; the admin token comes from `--admin-token-file`, else from
+    `MPFN_WORKER_ADMIN_TOKEN` in `env` (default: the process environment)."""
     parser = argparse.ArgumentParser(
         prog="python -m mpfn.adapters.ort_worker",
         description="Serve ONNX models from an mpfn state store over the Open Inference "
@@ -101,6 +108,14 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
     )
     parser.add_argument("--insecure", action="store_true", help="allow plain-HTTP registries")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="file holding the token the management API (/v2/repository/...) requires as "
+        f"'Authorization: Bearer <token>'; default: ${ADMIN_TOKEN_ENV}, else no token",
+    )
     debug = parser.add_argument_group(
         "test and benchmark aids", "deliberately degrade this worker; never use in production"
     )
@@ -119,6 +134,13 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         parser.error("--max-queue must be 0 or more")
     if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
         parser.error("--inject-delay-ms must be >= 0 and --inject-error-rate in [0, 1]")
+    env = os.environ if env is None else env
+    admin_token = env.get(ADMIN_TOKEN_ENV, "").strip() or None
+    if args.admin_token_file is not None:
+        try:
+            admin_token = read_token_file(args.admin_token_file)
+        except ValueError as exc:
+            parser.error(str(exc))
     return WorkerConfig(
         state=args.state,
         host=args.host,
@@ -136,6 +158,7 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerConfig:
         inject_delay_ms=args.inject_delay_ms,
         inject_error_rate=args.inject_error_rate,
         inject_seed=args.inject_seed,
+        admin_token=admin_token,
     )
 
 
@@ -159,4 +182,5 @@ def build_app(config: WorkerConfig) -> WorkerApp:
         max_body_bytes=int(config.max_body_mb * _MIB),
         preload=config.preload,
         faults=Faults(config.inject_delay_ms, config.inject_error_rate, config.inject_seed),
+        admin=AdminGuard(config.admin_token),
     )
