@@ -23,10 +23,12 @@ def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, A
     started = time.perf_counter()
     try:
         from mpfn.warm import run_once
+        from mpfn.warm.metrics import export
 
         config = load_config(state)
         plan = run_once(open_store(config.state, config.options), apply=apply)
-        return {"ok": True, "state": config.state, **plan.summary()}
+        metrics = export(plan)
+        return {"ok": True, "state": config.state, "metrics": metrics, **plan.summary()}
     except Exception as exc:  # report, never raise: the scheduler retries on its cadence
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
         log.error("warmer run failed: %s", message)
