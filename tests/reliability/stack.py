@@ -27,6 +27,7 @@ from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.state import Documents
 from mpfn.store import LocalStore, Store
 from mpfn.store.s3 import S3Store
+from tests.router.procs_router import start_worker as start_worker  # shared with the router tests
 
 REGION = "us-east-1"
 DEMO_BODY: dict[str, Any] = {
@@ -53,30 +54,6 @@ def upsert(store: Store, docs: Iterable[ModelVersion | Pool | Policy]) -> None:
     documents = Documents(store)
     for doc in docs:
         documents.upsert(doc.key, doc)
-
-
-def start_worker(
-    state: LocalStore, log_dir: Path, name: str, *extra: str, env: dict[str, str] | None = None
-) -> Proc:
-    """An ORT worker with the demo model preloaded; `extra` are more flags."""
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "mpfn.adapters.ort_worker",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--state", state.url,
-        "--cache-dir", str(log_dir / f"cache-{name}"),
-        "--preload", "demo",
-        "--intra-op-threads", "1",
-        *extra,
-    ]  # fmt: skip
-    return start(
-        argv,
-        port=port,
-        log_dir=log_dir,
-        name=name,
-        env=env,
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
-    )
 
 
 def start_router(

@@ -24,10 +24,15 @@ def publish_demo(store: LocalStore, workdir: Path) -> bytes:
 
 
 def start_worker(
-    store: LocalStore, log_dir: Path, name: str, *extra: str, port: int | None = None
+    store: LocalStore,
+    log_dir: Path,
+    name: str,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Proc:
     """An ORT worker with the demo model preloaded; `extra` flags such as
-    `--inject-delay-ms 30`; `port` to restart one where it was."""
+    `--inject-delay-ms 30`; `port` to restart one where it was; `env` more variables."""
     port = port or free_port()
     argv = [
         PYTHON, "-m", "mpfn.adapters.ort_worker",
@@ -43,6 +48,7 @@ def start_worker(
         port=port,
         log_dir=log_dir,
         name=name,
+        env=env,
         ready_url=f"http://127.0.0.1:{port}/v2/models/demo/ready",
     )
 
