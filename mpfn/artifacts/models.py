@@ -24,7 +24,6 @@ from mpfn.artifacts.media import (
     parse_manifest,
     sha256_digest,
 )
-from mpfn.artifacts.remote import RegistryClient
 from mpfn.artifacts.streams import Progress, describe_file, write_verified
 from mpfn.documents import ArtifactRef
 from mpfn.store.base import Store
@@ -64,6 +63,8 @@ def push_model(
         layout.tag(manifest_digest, len(manifest), tag)
         reference = layout.reference
     else:
+        from mpfn.artifacts.remote import RegistryClient  # oras: the `oci` extra
+
         client = RegistryClient(registry, insecure=insecure)
         client.upload_blob(digest, size, path, progress)
         client.upload_blob(EMPTY_DIGEST, len(EMPTY_CONFIG), EMPTY_CONFIG)
@@ -97,6 +98,8 @@ def pull_model(
         layer = _verified_layer(manifest, ref)
         chunks: Iterator[bytes] = layout.chunks(layer.digest, "model blob")
     else:
+        from mpfn.artifacts.remote import RegistryClient  # oras: the `oci` extra
+
         client = RegistryClient(ref.reference, insecure=insecure)
         manifest = client.get_manifest(ref.digest)
         layer = _verified_layer(manifest, ref)

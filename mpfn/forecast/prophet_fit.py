@@ -18,7 +18,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 HOUR = 3600.0
 
@@ -60,6 +59,8 @@ class ProphetFit:
     def predict(self, start: float, hours: int) -> HourlyForecast:
         """Hourly forecast for `hours` hours from `start` (floored to the hour)."""
         start = float(np.floor(start / HOUR) * HOUR)
+        import pandas as pd  # with Prophet: an optional dependency
+
         ds = pd.to_datetime(start + HOUR * np.arange(hours), unit="s")
         out = self.model.predict(pd.DataFrame({"ds": ds}))
         yhat = np.clip(out["yhat"].to_numpy(dtype=float), 0.0, None)
@@ -71,6 +72,7 @@ class ProphetFit:
 def fit_prophet(start: float, counts: np.ndarray, interval_width: float = 0.8) -> ProphetFit:
     """Fit hourly `counts` (hour i covers `start + i*3600`) with daily+weekly seasonality."""
     _quiet()
+    import pandas as pd
     from prophet import Prophet
 
     _quiet()
