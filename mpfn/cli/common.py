@@ -74,21 +74,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [
-        CliError,
-        StoreError,
-        ConfigError,
-        ValueError,
-        LookupError,
-        OSError,
-    ]
-    try:
-        from mpfn.artifacts import ArtifactError
+    from mpfn.artifacts import ArtifactError
 
-        errors.append(ArtifactError)
-    except ImportError:  # pragma: no cover - artifacts are part of the core package
-        pass
-    return tuple(errors)
+    return (CliError, StoreError, ConfigError, ValueError, LookupError, OSError, ArtifactError)
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:

