@@ -31,7 +31,7 @@ from mpfn.router.guard import Guard, authorization
 from mpfn.router.metrics import LiveState, RouterMetrics
 from mpfn.router.settings import RouterSettings
 from mpfn.router.snapshot import Snapshot, SnapshotLoader
-from mpfn.router.usage import UsageCounter, new_instance_id, write_usage
+from mpfn.router.usage import UsageCounter, write_usage, writer_id
 from mpfn.routing import Decision, PoolStatsDocument, RoutingState, Strategy
 from mpfn.store.base import Store, StoreError
 from mpfn.telemetry.emf import EmfExporter
@@ -62,7 +62,7 @@ class RouterRuntime:
         self.snapshot = Snapshot()
         self._refreshed_at: float | None = None
         self.loader = SnapshotLoader(store, with_keys=settings.needs_keys)
-        self.usage = UsageCounter(settings.instance_id or new_instance_id())
+        self.usage = UsageCounter(writer_id(settings.instance_id))
         # API keys: None when no route needs one (auth=none and metrics_auth=none)
         self.guard = Guard() if settings.needs_keys else None
         self.tracer = tracer
@@ -99,7 +99,7 @@ class RouterRuntime:
                 self.metrics.registry,
                 settings.pushgateway_url,
                 job="mpfn-router",
-                grouping_key={"instance": self.usage.instance},
+                grouping_key={"instance": settings.instance_id or self.usage.instance},
             )
             if settings.pushgateway_url
             else None

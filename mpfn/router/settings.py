@@ -24,7 +24,8 @@ class RouterSettings:
     `max_body_bytes`: largest request body accepted (413 above it).
     `connect_timeout_s`: per-attempt connect timeout towards a backend.
     `request_timeout_s`: whole-request deadline when no policy sets `timeout_ms`.
-    `instance_id`: names this router in usage keys; random per process when empty.
+    `instance_id`: names this router in pushed metrics and usage keys (usage keys add a
+      random part per process); random per process when empty.
     `strategy`: `mpfn` (filter -> score -> pick), or a baseline for comparisons:
     `round-robin`, `random`, `least-loaded`.
     `max_attempts`: most pools one request is sent to (failover included).

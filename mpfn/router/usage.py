@@ -1,9 +1,11 @@
 """Per-model, per-minute request counts, kept in memory and flushed to the store.
 
-Each router instance owns its documents, one per (model, minute):
-`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<instance>.json`, holding the absolute count
-for that minute. A flush rewrites the whole count, so repeating a flush (or a flush that
-failed half-way) can never double count. Minutes that are over and flushed are dropped.
+Each router process owns its documents, one per (model, minute):
+`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json`, holding the absolute count
+for that minute. The writer id is the configured instance id (if any) plus a random part,
+so a restarted process never overwrites the counts of the one before it. A flush rewrites
+the whole count, so repeating a flush (or a flush that failed half-way) can never double
+count. Minutes that are over and flushed are dropped.
 Only the caller decides which names are models; this module counts what it is given.
 """
 
@@ -28,13 +30,23 @@ def new_instance_id() -> str:
     return secrets.token_hex(6)
 
 
+def writer_id(instance: str | None = None) -> str:
+    """This process's name in usage keys: `<instance>-<random>`, or random alone.
+
+    Two processes with the same configured instance id (a restart within a minute, or a
+    copy-pasted setting) must not write the same document: absolute counts would overwrite
+    each other and requests would be lost from the usage history.
+    """
+    return f"{instance}-{new_instance_id()}" if instance else new_instance_id()
+
+
 def minute_of(epoch_s: float) -> int:
     """Whole minutes since the epoch."""
     return int(epoch_s // 60)
 
 
 def usage_key(model: str, minute: int, instance: str) -> str:
-    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<instance>.json` (UTC)."""
+    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json` (UTC)."""
     t = datetime.fromtimestamp(minute * 60, tz=UTC)
     return f"{USAGE_PREFIX}{model}/{t:%Y/%m/%d/%H}/{t:%M}-{instance}.json"
 

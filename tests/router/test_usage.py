@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from mpfn.router import UsageCounter, usage_key
+from mpfn.router.usage import writer_id
 from mpfn.store import LocalStore
+from mpfn.warm.usage import UsageReader
 
 
 class Clock:
@@ -66,3 +68,31 @@ def test_failed_flush_is_retried(tmp_path: Path) -> None:
     (root / "usage").unlink()
     assert counter.flush(store) == 1
     assert counter.pending() == 0
+
+
+def test_a_restart_with_a_fixed_instance_id_keeps_both_processes_counts(tmp_path: Path) -> None:
+    """Two processes configured with the same instance id, counting in the same minute (a
+    restart within the minute): neither overwrites the other, and the warmer sums both."""
+    store = LocalStore(tmp_path)
+    clock = Clock(1709622540.0)
+    before = UsageCounter(writer_id("router-1"), clock=clock)
+    for _ in range(4):
+        before.add("demo")
+    assert before.flush(store) == 1
+    clock.t += 20
+    after = UsageCounter(writer_id("router-1"), clock=clock)
+    for _ in range(3):
+        after.add("demo")
+    assert after.flush(store) == 1
+    assert before.instance != after.instance
+    assert all(c.instance.startswith("router-1-") for c in (before, after))
+    keys = list(store.list("usage/demo/"))
+    assert len(keys) == 2
+    history = UsageReader(store).history("demo", clock.t + 30, days=1, recent_s=300)
+    assert history.recent == 7
+
+
+def test_writer_id_is_random_without_an_instance_id() -> None:
+    ids = {writer_id() for _ in range(20)} | {writer_id("") for _ in range(20)}
+    assert len(ids) == 40
+    assert all("-" not in i for i in ids)
