@@ -72,4 +72,5 @@ async def test_background_mode_flushes_on_stop(store: LocalStore) -> None:
     runtime.usage.add("demo")
     await runtime.stop()
     keys = store.list("usage/demo/")
-    assert len(keys) == 1 and keys[0].endswith("-bg.json")
+    assert runtime.usage.instance.startswith("bg-")
+    assert len(keys) == 1 and keys[0].endswith(f"-{runtime.usage.instance}.json")
