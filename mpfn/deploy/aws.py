@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class AwsTarget:
         project: Project,
         *,
         api: AwsApi | None = None,
-        build: Callable[[Path], packaging.RouterPackage] = packaging.build,
+        build: Callable[[Path], packaging.RouterPackage] | None = None,
     ) -> None:
         self.config = config
         self.project = project
@@ -82,7 +83,7 @@ class AwsTarget:
             secret_access_key=config.aws.secret_access_key,
         )
         self.api = api or AwsApi(self.settings)
-        self._build = build
+        self._build = build or partial(packaging.build, architecture=config.router.architecture)
         self.package: packaging.RouterPackage | None = None
         stem = config.prefix()
         self.router = f"{stem}-router"
@@ -139,6 +140,7 @@ class AwsTarget:
                 role=self.router_role,
                 handler=packaging.HANDLER,
                 runtime=self.package.runtime,
+                architecture=self.package.architecture,
                 memory_mb=router.memory_mb,
                 timeout_s=router.timeout_s,
                 environment=self.environment(),
@@ -277,6 +279,7 @@ class AwsTarget:
             role=self._role_name(config["Role"]),
             handler=str(config.get("Handler", "")),
             runtime=str(config.get("Runtime", "")),
+            architecture=str((config.get("Architectures") or ["x86_64"])[0]),
             memory_mb=int(config.get("MemorySize", 0)),
             timeout_s=int(config.get("Timeout", 0)),
             environment=self._env(config),
@@ -372,6 +375,7 @@ class AwsTarget:
         self.api.create_function(
             FunctionName=fn.name,
             Code={"ZipFile": code},
+            Architectures=[fn.architecture],
             Description="mpfn router",
             **self._function_config(fn),
         )
@@ -381,9 +385,10 @@ class AwsTarget:
         fn = change.desired
         assert isinstance(fn, ZipFunction)
         changed = {fc.field for fc in change.fields}
-        if "code_sha256" in changed:
-            self.api.update_function_code(fn.name, ZipFile=Path(fn.code_path).read_bytes())
-        if changed - {"code_sha256"}:
+        if changed & {"code_sha256", "architecture"}:
+            code = Path(fn.code_path).read_bytes()
+            self.api.update_function_code(fn.name, ZipFile=code, Architectures=[fn.architecture])
+        if changed - {"code_sha256", "architecture"}:
             self.api.update_function_configuration(fn.name, **self._function_config(fn))
 
     def _create_ImageFunction(self, change: Change) -> dict[str, str]:

@@ -58,6 +58,7 @@ class ZipFunction(Resource):
     role: str = ""
     handler: str = ""
     runtime: str = ""
+    architecture: str = "x86_64"
     memory_mb: int = 512
     timeout_s: int = 30
     environment: tuple[tuple[str, str], ...] = ()

@@ -34,6 +34,9 @@ class _Section(BaseModel):
 
 class RouterConfig(_Section):
     memory_mb: int = Field(default=512, ge=128, le=10240)
+    architecture: Literal["x86_64", "arm64"] = Field(
+        default="x86_64", description="Lambda architecture of the router function (aws)"
+    )
     timeout_s: int = Field(default=30, ge=1, le=900)
     image: str | None = Field(default=None, description="Router container image (k8s, gcp)")
     min_instances: int = Field(default=1, ge=0, le=1000)

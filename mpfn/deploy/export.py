@@ -62,7 +62,7 @@ def render_text(config: DeployConfig, project: Project, runtime: str) -> dict[st
 
 def export_all(config: DeployConfig, project: Project, out: Path) -> list[Path]:
     """Write every file under `out` (and build the router zip there); return the paths."""
-    package = packaging.build(out)
+    package = packaging.build(out, config.router.architecture)
     written = [package.path]
     for rel, text in sorted(render_text(config, project, package.runtime).items()):
         path = out / rel

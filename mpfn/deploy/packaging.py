@@ -10,9 +10,12 @@ scripts. Entries are sorted with fixed timestamps, so
 the same inputs give the same bytes and the same `CodeSha256`: redeploying unchanged
 code is a no-op.
 
-The binary wheels are taken from this environment, so the package matches the Lambda
-runtime only when built on Linux x86_64 with the runtime's Python version; `build` says so
-when it does not.
+The function's architecture (`x86_64` or `arm64`) decides where binary code comes from:
+built on Linux on that architecture, everything is copied from this environment; anywhere
+else (macOS, Windows, the other architecture), distributions with extension modules come
+from their manylinux wheels for the target, fetched once with `pip download` into
+`<out_dir>/wheels/` (`mpfn.deploy.wheels`). The Lambda runtime is this interpreter's
+Python version either way.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mpfn.deploy import wheels
 from mpfn.deploy.errors import DeployFailure
 
 HANDLER = "mpfn.functions.router.lambda_handler.handler"
@@ -70,11 +74,12 @@ class RouterPackage:
     files: int
     distributions: tuple[str, ...]
     runtime: str  # e.g. python3.11
+    architecture: str = "x86_64"  # Lambda's name: x86_64 or arm64
 
     def describe(self) -> str:
         return (
             f"router package {self.path.name}: {self.size / 1e6:.1f} MB, {self.files} files, "
-            f"{len(self.distributions)} distributions, {self.runtime}"
+            f"{len(self.distributions)} distributions, {self.runtime} {self.architecture}"
         )
 
 
@@ -150,11 +155,23 @@ def module_closure(roots: Iterable[str] = ROOT_MODULES) -> dict[str, Path]:
     return found
 
 
+def target_environment(architecture: str) -> dict[str, str]:
+    """Marker environment of the Lambda runtime: Linux on `architecture`, this Python."""
+    env = {k: str(v) for k, v in default_environment().items()}
+    return env | {
+        "extra": "",
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": wheels.MACHINES[architecture],
+    }
+
+
 def distribution_closure(
-    roots: Iterable[str] = ROOT_DISTRIBUTIONS,
+    roots: Iterable[str] = ROOT_DISTRIBUTIONS, architecture: str = "x86_64"
 ) -> list[metadata.Distribution]:
-    """Installed distributions the roots need (markers evaluated here, no extras)."""
-    env = {k: str(v) for k, v in default_environment().items()} | {"extra": ""}
+    """Installed distributions the roots need on the target (no extras)."""
+    env = target_environment(architecture)
     todo = [canonicalize_name(r) for r in roots]
     seen: dict[str, metadata.Distribution] = {}
     while todo:
@@ -175,29 +192,81 @@ def distribution_closure(
     return [seen[n] for n in sorted(seen)]
 
 
+def _archive_name(parts: tuple[str, ...]) -> str | None:
+    """Where an installed or wheel file goes in the package; None to leave it out."""
+    if parts and parts[0].endswith(".data"):  # a wheel's purelib/platlib data directories
+        if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
+            return None
+        parts = parts[2:]
+    if not parts or parts[0] in ("..", "bin") or _SKIP_PARTS.intersection(parts):
+        return None
+    if parts[0].endswith(".dist-info"):
+        return "/".join(parts) if len(parts) == 2 and parts[1] in _KEEP_METADATA else None
+    if parts[-1].endswith((".py", ".so")) or parts[-1] == "py.typed":
+        return "/".join(parts)
+    return None
+
+
 def _dist_files(dist: metadata.Distribution) -> Iterable[tuple[str, Path]]:
     for entry in dist.files or ():
-        parts = entry.parts
-        if not parts or parts[0] in ("..", "bin") or _SKIP_PARTS.intersection(parts):
-            continue
-        if parts[0].endswith(".dist-info"):
-            if len(parts) == 2 and parts[1] in _KEEP_METADATA:
-                yield str(entry), Path(str(dist.locate_file(entry)))
-            continue
-        if parts[-1].endswith((".py", ".so")) or parts[-1] == "py.typed":
-            yield str(entry), Path(str(dist.locate_file(entry)))
+        arcname = _archive_name(entry.parts)
+        if arcname is not None:
+            yield arcname, Path(str(dist.locate_file(entry)))
 
 
-def package_entries() -> tuple[dict[str, Path], list[str]]:
-    """Archive name -> source file for the whole package, and the distribution names."""
-    entries: dict[str, Path] = {}
+def _wheel_entries(path: Path) -> Iterable[tuple[str, bytes]]:
+    for name, data in wheels.wheel_files(path).items():
+        arcname = _archive_name(tuple(name.split("/")))
+        if arcname is not None:
+            yield arcname, data
+
+
+def is_native(architecture: str) -> bool:
+    """Whether this machine is Linux on `architecture` (binary code can be copied)."""
+    machine = platform.machine().lower()
+    names = {architecture, wheels.MACHINES[architecture]} | (
+        {"amd64"} if architecture == "x86_64" else set()
+    )
+    return sys.platform.startswith("linux") and machine in names
+
+
+def has_binary_code(dist: metadata.Distribution) -> bool:
+    wheel = dist.read_text("WHEEL") or ""
+    return "Root-Is-Purelib: false" in wheel or any(
+        str(f).endswith((".so", ".pyd", ".dylib")) for f in dist.files or ()
+    )
+
+
+Entries = dict[str, Path | bytes]
+
+
+def package_entries(
+    architecture: str = "x86_64",
+    wheel_cache: Path | None = None,
+    run: wheels.Runner | None = None,
+    wheels_only: bool = False,
+) -> tuple[Entries, list[str]]:
+    """Archive name -> source file (or bytes, from a target wheel) for the whole package,
+    and the distribution names. Off-target machines (or `wheels_only`) need `wheel_cache`."""
+    entries: Entries = {}
     for name, path in module_closure().items():
         arcname = name.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
         entries[arcname] = path
-    dists = distribution_closure()
+    dists = distribution_closure(architecture=architecture)
+    native = is_native(architecture) and not wheels_only
+    python = (sys.version_info.major, sys.version_info.minor)
     for dist in dists:
-        for arcname, path in _dist_files(dist):
-            entries.setdefault(arcname, path)
+        if native or not has_binary_code(dist):
+            for arcname, path in _dist_files(dist):
+                entries.setdefault(arcname, path)
+            continue
+        if wheel_cache is None:
+            raise PackagingError(f"{dist.metadata['Name']}: a {architecture} wheel is needed")
+        found = wheels.fetch(
+            dist.metadata["Name"], dist.version, architecture, python, wheel_cache, run=run
+        )
+        for arcname, data in _wheel_entries(found):
+            entries.setdefault(arcname, data)
     return entries, [f"{dist.metadata['Name']}=={dist.version}" for dist in dists]
 
 
@@ -205,25 +274,37 @@ def lambda_runtime() -> str:
     return f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def zip_bytes(entries: dict[str, Path]) -> bytes:
+def zip_bytes(entries: Entries) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for arcname in sorted(entries):
             info = zipfile.ZipInfo(arcname, FIXED_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, entries[arcname].read_bytes())
+            source = entries[arcname]
+            zf.writestr(info, source.read_bytes() if isinstance(source, Path) else source)
     return buf.getvalue()
 
 
-def build(out_dir: Path) -> RouterPackage:
-    """Build (or reuse the identical) router zip in `out_dir`."""
-    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+def build(
+    out_dir: Path,
+    architecture: str = "x86_64",
+    *,
+    wheels_only: bool = False,
+    run: wheels.Runner | None = None,
+) -> RouterPackage:
+    """Build (or reuse the identical) router zip for `architecture` in `out_dir`.
+
+    `wheels_only` takes binary distributions from their target wheels even on a matching
+    machine: the package then does not depend on how this environment was installed."""
+    if architecture not in wheels.MACHINES:
         raise PackagingError(
-            f"the router package bundles this machine's binary wheels; build it on Linux "
-            f"x86_64 (this is {sys.platform} {platform.machine()})"
+            f"unknown architecture {architecture!r} (expected one of {sorted(wheels.MACHINES)})"
         )
-    entries, dists = package_entries()
+    try:
+        entries, dists = package_entries(architecture, out_dir / "wheels", run, wheels_only)
+    except wheels.WheelError as exc:
+        raise PackagingError(f"router package: {exc}") from exc
     data = zip_bytes(entries)
     digest = hashlib.sha256(data).digest()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,4 +320,5 @@ def build(out_dir: Path) -> RouterPackage:
         files=len(entries),
         distributions=tuple(dists),
         runtime=lambda_runtime(),
+        architecture=architecture,
     )

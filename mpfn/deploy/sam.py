@@ -128,7 +128,7 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                     "CodeUri": "router.zip",
                     "Handler": HANDLER,
                     "Runtime": runtime,
-                    "Architectures": ["x86_64"],
+                    "Architectures": [config.router.architecture],
                     "MemorySize": {"Ref": "RouterMemorySize"},
                     "Timeout": config.router.timeout_s,
                     "Role": {"Fn::GetAtt": ["RouterRole", "Arn"]},

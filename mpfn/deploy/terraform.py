@@ -138,7 +138,7 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                     "source_code_hash": "${filebase64sha256(local.router_zip)}",
                     "handler": HANDLER,
                     "runtime": runtime,
-                    "architectures": ["x86_64"],
+                    "architectures": [config.router.architecture],
                     "memory_size": "${var.router_memory_mb}",
                     "timeout": config.router.timeout_s,
                     "role": "${aws_iam_role.router.arn}",

@@ -115,6 +115,13 @@ def router_package(tmp_path_factory: pytest.TempPathFactory) -> RouterPackage:
     return build(tmp_path_factory.mktemp("router-build"))
 
 
+@pytest.fixture(scope="session")
+def wheel_router_package(tmp_path_factory: pytest.TempPathFactory) -> RouterPackage:
+    """The router zip with its binary code from the x86_64 manylinux wheels (fetched by pip,
+    as a build on another platform does) instead of this installation."""
+    return build(tmp_path_factory.mktemp("router-wheels"), "x86_64", wheels_only=True)
+
+
 def aws_target(project: AwsProject, package: RouterPackage, **kwargs: Any) -> AwsTarget:
     config, proj = project.config(**kwargs)
     return AwsTarget(config, proj, build=lambda _dir: package)

@@ -56,6 +56,7 @@ def _set(project: AwsProject, path: str, value: Any) -> None:
         ((), ("deploy.pools", [{"id": "a"}, {"id": "a"}]), "duplicate pool id(s): a"),
         ((), ("deploy.router", {"memroy_mb": 1}), "router.memroy_mb: Extra inputs"),
         (("--set", "aws.log_retention_days=8"), None, "log_retention_days must be one of"),
+        (("--set", "router.architecture=sparc"), None, "router.architecture: Input should be"),
         ((), ("state", "./local-state"), "--target aws needs an s3:// state"),
     ],
 )

@@ -85,3 +85,14 @@ def test_infra_directory_is_the_export_of_its_example_config() -> None:
         if p.is_file() and p.parent != INFRA and ".terraform" not in p.parts
     }
     assert on_disk == set(files)
+
+
+def test_exported_templates_carry_the_router_architecture() -> None:
+    loaded = load_config(cwd=INFRA)
+    config = load_deploy_config(loaded.options, assignments=("router.architecture=arm64",))
+    project = Project(INFRA, loaded.state, dict(loaded.options))
+    files = render_text(config, project, lambda_runtime())
+    sam = yaml.safe_load(files["sam/template.yaml"])
+    assert sam["Resources"]["RouterFunction"]["Properties"]["Architectures"] == ["arm64"]
+    tf = json.loads(files["terraform/main.tf.json"])
+    assert tf["resource"]["aws_lambda_function"]["router"]["architectures"] == ["arm64"]

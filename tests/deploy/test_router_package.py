@@ -103,12 +103,18 @@ def test_package_is_small_and_has_only_what_the_router_needs(
     assert not any(n.endswith((".pyc", ".pyi")) or "/__pycache__/" in n for n in names)
 
 
+@pytest.mark.parametrize("source", ["installed", "wheels"])
 def test_zip_handler_serves_function_url_events_on_the_deployed_state(
     aws_project: AwsProject,
-    router_package: RouterPackage,
+    source: str,
     backend: Proc,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """`installed`: binary code copied from this environment; `wheels`: from the target's
+    manylinux wheels, as a package built on macOS or Windows has it."""
+    fixture = "router_package" if source == "installed" else "wheel_router_package"
+    router_package: RouterPackage = request.getfixturevalue(fixture)
     target = aws_target(aws_project, router_package)
     deploy(target, lambda _line: None)
     docs = Documents(state_store(aws_project))
