@@ -214,7 +214,9 @@ class RouterRuntime:
         if not batch:
             self.usage.forget_past()
             return 0
-        failed = await asyncio.to_thread(write_usage, self.store, self.usage.instance, batch)
+        failed = await asyncio.to_thread(
+            write_usage, self.store, self.usage.instance, batch, self.usage.etags
+        )
         self.usage.settle(failed)
         return len(batch) - len(failed)
 
