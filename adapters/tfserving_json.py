@@ -87,7 +87,7 @@ def _string_value(item: Any, b64: bool) -> Any:
         try:
             return data.decode()
         except UnicodeDecodeError:
-            pass
+            pass  # not text: sent base64-encoded, as TF Serving takes binary strings
     return {"b64": base64.b64encode(data).decode()}
 
 

@@ -97,7 +97,7 @@ class RegistryClient:
             errors = response.json().get("errors") or []
             detail = "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict))
         except ValueError:
-            pass
+            detail = ""  # not a JSON error body: the status says enough
         return ArtifactError(
             f"{what} on {self.reference}: HTTP {response.status_code}"
             + (f" ({detail})" if detail else "")

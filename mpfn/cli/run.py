@@ -135,7 +135,7 @@ def invoke(
             doc = Registry(c.store).model(name, version)
             datatypes = {t.name: t.datatype for t in doc.inputs}
         except NotRegistered:
-            pass
+            datatypes = {}  # not registered here: datatypes come from the values
     url = (
         router
         or os.environ.get("MPFN_ROUTER")

@@ -12,6 +12,7 @@ POLICY_HELP = "none | keepalive:SECONDS | histogram | forecast:budget=HOURS"
 
 def parse_policy(spec: str, use_prophet: bool = True) -> Policy:
     kind, _, arg = spec.strip().partition(":")
+    unknown = ValueError(f"unknown policy {spec!r}; expected {POLICY_HELP}")
     try:
         if kind == "none" and not arg:
             return NoWarm()
@@ -25,6 +26,6 @@ def parse_policy(spec: str, use_prophet: bool = True) -> Policy:
             key, _, value = arg.partition("=")
             if key == "budget" and float(value) >= 0:
                 return BudgetedForecast(float(value), use_prophet=use_prophet)
-    except ValueError:
-        pass
-    raise ValueError(f"unknown policy {spec!r}; expected {POLICY_HELP}")
+    except ValueError as exc:  # a number that is not one
+        raise unknown from exc
+    raise unknown

@@ -64,10 +64,10 @@ def count_of(key: str, body: bytes) -> int:
     """The `count` of one usage document; 0 (logged) when the document is malformed."""
     try:
         count = json.loads(body)["count"]
-        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-            return count
     except (ValueError, KeyError, TypeError):
-        pass
+        count = None
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+        return count
     log.warning("%s: not a usage document; ignored", key)
     return 0
 

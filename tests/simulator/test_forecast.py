@@ -16,7 +16,6 @@ def _daily(days: int) -> np.ndarray:
 
 
 def test_prophet_roundtrip_and_cache() -> None:
-    pytest.importorskip("prophet")
     counts = _daily(8)
     cache = FitCache(refit_every_s=86400)
     fc = forecast_counts("m", START, counts, 24, now=START + 8 * 86400, cache=cache)
