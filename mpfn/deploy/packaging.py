@@ -241,13 +241,13 @@ Entries = dict[str, Path | bytes]
 
 
 def package_entries(
-    architecture: str = "x86_64",
-    wheel_cache: Path | None = None,
+    architecture: str,
+    wheel_cache: Path,
     run: wheels.Runner | None = None,
     wheels_only: bool = False,
 ) -> tuple[Entries, list[str]]:
-    """Archive name -> source file (or bytes, from a target wheel) for the whole package,
-    and the distribution names. Off-target machines (or `wheels_only`) need `wheel_cache`."""
+    """Archive name -> source file (or bytes, from a target wheel in `wheel_cache`) for the
+    whole package, and the distribution names."""
     entries: Entries = {}
     for name, path in module_closure().items():
         arcname = name.replace(".", "/") + ("/__init__.py" if path.name == "__init__.py" else ".py")
@@ -260,8 +260,6 @@ def package_entries(
             for arcname, path in _dist_files(dist):
                 entries.setdefault(arcname, path)
             continue
-        if wheel_cache is None:
-            raise PackagingError(f"{dist.metadata['Name']}: a {architecture} wheel is needed")
         found = wheels.fetch(
             dist.metadata["Name"], dist.version, architecture, python, wheel_cache, run=run
         )

@@ -28,11 +28,6 @@ log = logging.getLogger("mpfn.router")
 USAGE_PREFIX = "usage/"
 
 
-def new_instance_id() -> str:
-    """A random id naming this router process in usage keys."""
-    return secrets.token_hex(6)
-
-
 def writer_id(instance: str | None = None) -> str:
     """This process's name in usage keys: `<instance>-<random>`, or random alone.
 
@@ -40,7 +35,8 @@ def writer_id(instance: str | None = None) -> str:
     copy-pasted setting) must not write the same document: absolute counts would overwrite
     each other and requests would be lost from the usage history.
     """
-    return f"{instance}-{new_instance_id()}" if instance else new_instance_id()
+    token = secrets.token_hex(6)
+    return f"{instance}-{token}" if instance else token
 
 
 def minute_of(epoch_s: float) -> int:
