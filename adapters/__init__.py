@@ -23,16 +23,16 @@ from mpfn.adapters.base import (
 if TYPE_CHECKING:
     from mpfn.adapters.openai import OpenAIAdapter
     from mpfn.adapters.ort import OrtAdapter
-    from mpfn.adapters.tfserving import TFServingAdapter
-    from mpfn.adapters.torchserve import TorchServeAdapter
-    from mpfn.adapters.triton import TritonAdapter
+    from mpfn.adapters.tfserving.adapter import TFServingAdapter
+    from mpfn.adapters.torchserve.adapter import TorchServeAdapter
+    from mpfn.adapters.triton.adapter import TritonAdapter
 
 _LAZY = {
     "OrtAdapter": "mpfn.adapters.ort",
     "OpenAIAdapter": "mpfn.adapters.openai",
-    "TFServingAdapter": "mpfn.adapters.tfserving",
-    "TorchServeAdapter": "mpfn.adapters.torchserve",
-    "TritonAdapter": "mpfn.adapters.triton",
+    "TFServingAdapter": "mpfn.adapters.tfserving.adapter",
+    "TorchServeAdapter": "mpfn.adapters.torchserve.adapter",
+    "TritonAdapter": "mpfn.adapters.triton.adapter",
 }
 
 __all__ = [

@@ -123,7 +123,7 @@ def start_tfserving(workdir: Path) -> Iterator[Target]:
     (base / "demo" / "1" / "model.onnx").write_bytes(build_demo_model())
     rest, grpc = free_port(), free_port()
     argv = [
-        PYTHON, "-m", "mpfn.adapters.tfserving_standin", "--host", "127.0.0.1",
+        PYTHON, "-m", "tests.servers.tfserving_standin", "--host", "127.0.0.1",
         "--port", str(grpc), "--rest_api_port", str(rest),
     ]  # fmt: skip
     url = f"http://127.0.0.1:{rest}"

@@ -43,8 +43,8 @@ import numpy as np
 
 from mpfn.documents import Pool
 from mpfn.registry import Registry
-from mpfn.router.usage import usage_document, usage_key
 from mpfn.store import LocalStore
+from mpfn.usage import usage_document, usage_key
 from mpfn.warm import run_once
 
 MODEL = "minilm"

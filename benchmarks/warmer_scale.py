@@ -25,8 +25,8 @@ import numpy as np
 
 from mpfn.documents import ModelVersion
 from mpfn.registry import Registry
-from mpfn.router.usage import usage_document, usage_key
 from mpfn.store import LocalStore
+from mpfn.usage import usage_document, usage_key
 from mpfn.warm import WarmSettings, run_once
 
 

@@ -7,7 +7,7 @@ load, evicts idle ones under a memory budget and bounds concurrent inference. Ru
 """
 
 from mpfn.adapters.ort_worker.app import WorkerApp
-from mpfn.adapters.ort_worker.config import WorkerConfig, build_app, parse_args
+from mpfn.adapters.ort_worker.options import WorkerConfig, build_app, parse_args
 from mpfn.adapters.ort_worker.providers import DEFAULT_PREFERENCE, choose_providers
 from mpfn.adapters.ort_worker.repository import ModelRepository, RepositoryConfig
 

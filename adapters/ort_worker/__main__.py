@@ -10,8 +10,8 @@ from types import FrameType
 
 import uvicorn
 
-from mpfn.adapters.ort_worker.config import build_app, parse_args
 from mpfn.adapters.ort_worker.guard import exposure_warning
+from mpfn.adapters.ort_worker.options import build_app, parse_args
 from mpfn.adapters.ort_worker.providers import NoProvider
 
 

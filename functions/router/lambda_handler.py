@@ -18,7 +18,7 @@ from typing import Any
 
 from mangum import Mangum
 
-from mpfn.router import RouterApp, create_app
+from mpfn.functions.router.asgi import RouterApp, create_app
 
 log = logging.getLogger("mpfn.router")
 

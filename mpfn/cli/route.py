@@ -1,7 +1,7 @@
 """`mpfn route explain MODEL`: what the router would do with a request, and why.
 
 Loads the registry and the `stats/` snapshots from the store, then runs the router's own
-decision (`mpfn.router.decide.explain_request`) with the given headers: candidates with
+decision (`mpfn.routing.decide.explain_request`) with the given headers: candidates with
 their expected latency (base, queue, load), cost, SLO verdict, error rate and weight;
 excluded pools with the reason; the choice and the failover plan. Routing knobs come
 from the same `MPFN_ROUTER_*` variables the router reads. A live router also knows its
@@ -83,11 +83,11 @@ def explain(
 ) -> None:
     """Show candidates, exclusions with reasons, scores and the choice for MODEL."""
     # imported here: the router pulls in its web stack, which other commands do not need
-    from mpfn.router.decide import RouteRequest, default_policy, explain_request
-    from mpfn.router.errors import RouteError
-    from mpfn.router.settings import RouterSettings
-    from mpfn.router.snapshot import SnapshotLoader
+    from mpfn.functions.router.settings import RouterSettings
     from mpfn.routing import RoutingState, Strategy, parse_hints
+    from mpfn.routing.decide import RouteRequest, default_policy, explain_request
+    from mpfn.routing.errors import RouteError
+    from mpfn.routing.snapshot import SnapshotLoader
 
     if protocol not in ("v2", "openai"):
         raise CliError(f"--protocol must be v2 or openai, not {protocol!r}")

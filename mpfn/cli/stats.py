@@ -2,7 +2,7 @@
 
 `refresh` probes every pool (health, loaded models, a few timed requests) and writes
 `stats/<pool>.json`; `show` prints what is stored. The probing itself lives in
-`mpfn.router.probe`; this module only parses options and prints.
+`mpfn.cli.probe`; this module only parses options and prints.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def refresh(
 ) -> None:
     """Probe pools and write their stats/<pool>.json snapshots."""
     # imported here: the router pulls in its web stack, which other commands do not need
-    from mpfn.router.probe import refresh_stats
-    from mpfn.router.snapshot import SnapshotLoader
+    from mpfn.cli.probe import refresh_stats
+    from mpfn.routing.snapshot import SnapshotLoader
 
     store = get_ctx(ctx).store
     snapshot = SnapshotLoader(store).load()

@@ -6,12 +6,12 @@ loader, the target registry, the plan/apply functions and the plan model.
 
 from __future__ import annotations
 
-from mpfn.deploy.config import DeployConfig, DeployConfigError, load_deploy_config
 from mpfn.deploy.deployer import Outcome, deploy, destroy, plan_deploy, plan_destroy
 from mpfn.deploy.executor import DeployError, DisplayExecutor, Executor
 from mpfn.deploy.models import Action, Change, FieldChange, Plan, Resource
 from mpfn.deploy.planner import PlanError, Planner, PlanOptions
 from mpfn.deploy.record import DeploymentRecord, RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, load_deploy_config
 from mpfn.deploy.targets import Project, Target, open_target, target_names
 
 __all__ = [

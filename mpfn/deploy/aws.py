@@ -34,10 +34,10 @@ from mpfn.deploy.aws_resources import (
     trust,
     warmer_policy,
 )
-from mpfn.deploy.config import DeployConfig, DeployConfigError, require
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
 from mpfn.deploy.targets import Project
 from mpfn.store import split_bucket_url
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpfn.deploy import grafana, k8s_manifests, packaging, sam, terraform
-from mpfn.deploy.config import DeployConfig
+from mpfn.deploy.spec import DeployConfig
 from mpfn.deploy.targets import Project
 from mpfn.store import split_bucket_url
 

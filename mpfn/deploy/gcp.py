@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mpfn.deploy.config import DeployConfig, DeployConfigError, require
 from mpfn.deploy.gcp_api import GcpApi, GcpSettings, sdk
 from mpfn.deploy.gcp_resources import (
     GcsBucket,
@@ -30,6 +29,7 @@ from mpfn.deploy.k8s_manifests import cron_every
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
 from mpfn.deploy.targets import Project
 from mpfn.store import split_bucket_url
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mpfn.deploy.config import DeployConfig, DeployConfigError, require
 from mpfn.deploy.k8s_manifests import Images, pool_endpoint, render
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
 from mpfn.deploy.targets import Project
 from mpfn.store import Store
 

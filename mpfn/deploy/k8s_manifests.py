@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mpfn.deploy.config import DeployConfig, PoolConfig
+from mpfn.deploy.spec import DeployConfig, PoolConfig
 
 Manifest = dict[str, Any]
 ROUTER_PORT = 8080

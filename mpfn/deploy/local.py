@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import httpx
 
-from mpfn.deploy.config import DeployConfig, DeployConfigError
 from mpfn.deploy.k8s import project_records
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError
 from mpfn.deploy.targets import Project
 from mpfn.up import RUNTIME_FILE, read_router_url
 

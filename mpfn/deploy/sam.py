@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
-from mpfn.deploy.config import RETENTION_DAYS, DeployConfig
 from mpfn.deploy.packaging import HANDLER
+from mpfn.deploy.spec import RETENTION_DAYS, DeployConfig
 
 ACCOUNT, REGION = "${AWS::AccountId}", "${AWS::Region}"
 

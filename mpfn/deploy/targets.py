@@ -16,10 +16,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
-from mpfn.deploy.config import DeployConfig, DeployConfigError
 from mpfn.deploy.models import Change, Resource, ResourceKey
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
+from mpfn.deploy.spec import DeployConfig, DeployConfigError
 
 ENTRY_POINT_GROUP = "mpfn.deploy_targets"
 BUILTIN = {

@@ -14,8 +14,8 @@ import json
 from typing import Any
 
 from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
-from mpfn.deploy.config import DeployConfig
 from mpfn.deploy.packaging import HANDLER
+from mpfn.deploy.spec import DeployConfig
 
 ACCOUNT = "${data.aws_caller_identity.current.account_id}"
 REGION = "${var.region}"

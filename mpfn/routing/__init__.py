@@ -16,7 +16,6 @@ from mpfn.routing.compat import (
     speaks,
     with_formats,
 )
-from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.explain import REASON_HEADER, Explanation
 from mpfn.routing.failover import deadline_for, is_failure, remaining_budget, retryable
 from mpfn.routing.filter import Exclusion, filter_pools
@@ -36,6 +35,7 @@ from mpfn.routing.stats import (
 )
 from mpfn.routing.statsdoc import PoolStatsDocument, stats_key
 from mpfn.routing.strategies import STRATEGIES, Strategy, route_baseline
+from mpfn.routing.tuning import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.versions import choose_version, fallback_chain, policy_for, resolve_version
 
 __all__ = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mpfn.routing.config import RoutingConfig
 from mpfn.routing.score import Score
+from mpfn.routing.tuning import RoutingConfig
 
 
 def weights_for(near: Sequence[Score], cfg: RoutingConfig) -> list[float]:

@@ -18,13 +18,13 @@ from typing import NamedTuple
 from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.routing.breaker import DEFAULT_BREAKER, BreakerConfig
 from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable
-from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.explain import Explanation, route_reason
 from mpfn.routing.filter import Exclusion, filter_pools, policy_reason
 from mpfn.routing.hints import NO_HINTS, PIN, HintError, Limits, RequestHints, tighten
 from mpfn.routing.pick import swrr, weights_for
 from mpfn.routing.score import Score, rank, score_pools
 from mpfn.routing.stats import Feedback
+from mpfn.routing.tuning import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.versions import policy_for
 
 

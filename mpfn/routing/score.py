@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from mpfn.documents import ModelVersion, Pool
-from mpfn.routing.config import RoutingConfig
 from mpfn.routing.filter import Exclusion
 from mpfn.routing.hints import Limits
 from mpfn.routing.stats import (
@@ -34,6 +33,7 @@ from mpfn.routing.stats import (
     is_loaded,
     model_ref,
 )
+from mpfn.routing.tuning import RoutingConfig
 
 
 class Score(NamedTuple):

@@ -23,7 +23,6 @@ from mpfn.routing.breaker import (
     on_failure,
     on_success,
 )
-from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.route import Decision
 from mpfn.routing.stats import (
     EMPTY_STATS,
@@ -38,6 +37,7 @@ from mpfn.routing.stats import (
     read_load_ms,
 )
 from mpfn.routing.statsdoc import PoolStatsDocument, from_document, to_document
+from mpfn.routing.tuning import DEFAULT_CONFIG, RoutingConfig
 
 
 class RoutingState:

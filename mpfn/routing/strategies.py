@@ -17,12 +17,12 @@ from typing import Literal, get_args
 
 from mpfn.routing.breaker import DEFAULT_BREAKER
 from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable
-from mpfn.routing.config import DEFAULT_CONFIG, RoutingConfig
 from mpfn.routing.filter import filter_pools
 from mpfn.routing.hints import NO_HINTS, RequestHints, tighten
 from mpfn.routing.route import Attempt, Decision, Target, check_pin
 from mpfn.routing.score import Score, score_pools
 from mpfn.routing.stats import Feedback
+from mpfn.routing.tuning import DEFAULT_CONFIG, RoutingConfig
 
 Strategy = Literal["mpfn", "round-robin", "random", "least-loaded"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

@@ -1,7 +1,7 @@
 """Read a model's usage from the store: hourly counts for forecasting, minutes for recency.
 
 Routers flush one document per (model, minute, router instance) with the absolute count
-for that minute (`mpfn.router.usage`): `usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<mm>-<inst>.json`.
+for that minute, in the format `mpfn.usage` defines.
 Reading weeks of those on every run would cost one GET per minute and instance, so the
 reader keeps hourly totals of finished hours in one rollup document per model and UTC day
 (`rollups/usage/<model>/<yyyy>/<mm>/<dd>.json`). An hour is rolled up (sealed) once it
@@ -14,7 +14,6 @@ This module only reads usage and writes rollups; it decides nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,13 +22,13 @@ import numpy as np
 
 from mpfn.state import Documents, InvalidDocument
 from mpfn.store import KeyNotFound, Store
+from mpfn.usage import USAGE_PREFIX, count_of, minute_of_key
 from mpfn.warm.plan import UsageDay, rollup_key
 
 log = logging.getLogger("mpfn.warm")
 
 HOUR = 3600
 MINUTE = 60
-USAGE_PREFIX = "usage/"  # where `mpfn.router.usage` writes (not imported: it loads the router)
 
 
 @dataclass(frozen=True)
@@ -46,30 +45,6 @@ class UsageHistory:
     @property
     def hours(self) -> int:
         return len(self.counts)
-
-
-def minute_of_key(key: str) -> int | None:
-    """`usage/m/2026/11/29/08/53-abc.json` -> minutes since the epoch (UTC), else None."""
-    parts = key.split("/")
-    try:
-        yyyy, mm, dd, hh = (int(p) for p in parts[-5:-1])
-        minute = int(parts[-1].split("-", 1)[0])
-        stamp = datetime(yyyy, mm, dd, hh, minute, tzinfo=UTC)
-    except (ValueError, IndexError):
-        return None
-    return int(stamp.timestamp()) // MINUTE
-
-
-def count_of(key: str, body: bytes) -> int:
-    """The `count` of one usage document; 0 (logged) when the document is malformed."""
-    try:
-        count = json.loads(body)["count"]
-    except (ValueError, KeyError, TypeError):
-        count = None
-    if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-        return count
-    log.warning("%s: not a usage document; ignored", key)
-    return 0
 
 
 def _day(epoch_s: float) -> date:

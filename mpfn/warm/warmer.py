@@ -6,7 +6,7 @@ The run is stateless; it reads everything from the store and the pools and write
 2. per model, read usage (`UsageReader`) and forecast it (`FitStore`: cached Prophet fit,
    refit on a cadence; the profile estimator for short histories);
 3. ask every pool's adapter what it holds (concurrently);
-4. decide (`mpfn.warm.decide`, pure): warm or not, replicas per pool, actions;
+4. decide (`mpfn.warm.desired`, pure): warm or not, replicas per pool, actions;
 5. apply the actions through the adapters, one pool at a time each, pools concurrently;
 6. write the forecast reports and `plans/warm.json`.
 
@@ -37,7 +37,7 @@ from mpfn.routing.filter import exclusion_reason
 from mpfn.state import Documents
 from mpfn.store import Store, StoreError
 from mpfn.warm.apply import AdapterSource, adapter_source, apply_actions, held, one_line
-from mpfn.warm.decide import (
+from mpfn.warm.desired import (
     ModelSignal,
     PoolView,
     desired_state,

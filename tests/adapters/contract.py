@@ -3,7 +3,7 @@
 A backend joins the suite by providing a session fixture named `<kind>_case` (in its own
 `servers_<kind>.py`, imported by conftest.py) and adding `<kind>` to `BACKENDS` in
 test_contract.py. Servers are real processes on loopback; the TF Serving one is the
-stand-in (`mpfn.adapters.tfserving_standin`), which is not TensorFlow Serving.
+stand-in (`tests.servers.tfserving_standin`), which is not TensorFlow Serving.
 """
 
 from __future__ import annotations

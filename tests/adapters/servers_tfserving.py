@@ -1,7 +1,7 @@
 """The TF Serving stand-in for the adapter tests — NOT TensorFlow Serving.
 
 No TF Serving binary can be installed here, so the `tfserving` adapter is tested against
-`mpfn.adapters.tfserving_standin`: a server that follows TF Serving's documented REST API
+`tests.servers.tfserving_standin`: a server that follows TF Serving's documented REST API
 (`api_rest.md`) and its gRPC `ModelService.HandleReloadConfigRequest`, serving the demo
 ONNX model through onnxruntime from `<base_path>/<version>/model.onnx`.
 """
@@ -55,7 +55,7 @@ def tfserving_server(
     broken.write_bytes(b"this is not an ONNX model")
     rest_port, grpc_port = free_port(), free_port()
     argv = [
-        PYTHON, "-m", "mpfn.adapters.tfserving_standin",
+        PYTHON, "-m", "tests.servers.tfserving_standin",
         "--host", "127.0.0.1", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
     ]  # fmt: skip
     with running(

@@ -1,7 +1,7 @@
 """The adapter contract, run against every built-in adapter with a real backend server.
 
 Backends: mpfn's ONNX Runtime worker, llama.cpp's OpenAI-compatible server, and for TF
-Serving a stand-in server (`mpfn.adapters.tfserving_standin`, not TensorFlow Serving) that
+Serving a stand-in server (`tests.servers.tfserving_standin`, not TensorFlow Serving) that
 follows TF Serving's documented REST API and gRPC reload call. Adding a backend: a
 `<kind>_case` fixture (see contract.py) and one entry in BACKENDS.
 """

@@ -1,6 +1,6 @@
 """`tfserving` adapter details against the TF Serving stand-in — NOT TensorFlow Serving.
 
-The stand-in (`mpfn.adapters.tfserving_standin`) follows TF Serving's documented REST API
+The stand-in (`tests.servers.tfserving_standin`) follows TF Serving's documented REST API
 (`api_rest.md`) and answers `ModelService.HandleReloadConfigRequest` over gRPC with the
 same wire messages; it serves ONNX files through onnxruntime. These tests check the
 adapter's use of both, and that the stand-in keeps to the documented REST shapes.
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from mpfn.adapters.base import AdapterError
-from mpfn.adapters.tfserving import TFServingAdapter
-from mpfn.adapters.tfserving_reload import GrpcReload
+from mpfn.adapters.tfserving.adapter import TFServingAdapter
+from mpfn.adapters.tfserving.reload import GrpcReload
 from mpfn.demo import demo_model_version
 
 from .contract import ContractCase, fp32_request

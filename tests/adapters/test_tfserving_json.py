@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpfn.adapters.tfserving_json import (
+from mpfn.adapters.tfserving.codec import (
     TensorJSONError,
     loads,
     predict_body,
@@ -17,7 +17,7 @@ from mpfn.adapters.tfserving_json import (
     tensor_array,
     tensor_value,
 )
-from mpfn.adapters.tfserving_reload import (
+from mpfn.adapters.tfserving.reload import (
     ModelConfigSpec,
     config_specs,
     http_status,

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from mpfn.adapters.base import AdapterError
-from mpfn.adapters.torchserve import TorchServeAdapter, torchserve_metrics
-from mpfn.adapters.torchserve_archive import UnsupportedModel, build_mar, mar_name, model_spec
+from mpfn.adapters.torchserve.adapter import TorchServeAdapter, torchserve_metrics
+from mpfn.adapters.torchserve.archive import UnsupportedModel, build_mar, mar_name, model_spec
 from mpfn.artifacts import push_model
 from mpfn.demo import demo_model_version, demo_weights
 from mpfn.documents import ModelVersion

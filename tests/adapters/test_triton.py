@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mpfn.adapters.base import AdapterError
-from mpfn.adapters.triton import TritonAdapter, triton_metrics
-from mpfn.adapters.triton_repo import (
+from mpfn.adapters.triton.adapter import TritonAdapter, triton_metrics
+from mpfn.adapters.triton.repository import (
     TritonRepoError,
     build_triton_model,
     config_pbtxt,

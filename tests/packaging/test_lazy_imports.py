@@ -18,8 +18,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 sys.meta_path.insert(0, Block())
-import mpfn.cli.main, mpfn.up, mpfn.artifacts, mpfn.warm.loop, mpfn.router
-import mpfn.functions.router.app, mpfn.adapters.ort_worker.config
+import mpfn.cli.main, mpfn.up, mpfn.artifacts, mpfn.warm.loop, mpfn.functions.router.asgi
+import mpfn.functions.router.app, mpfn.adapters.ort_worker.options
 from mpfn.forecast import profile_forecast
 print("ok")
 """

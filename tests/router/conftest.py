@@ -10,7 +10,8 @@ import pytest
 from pydantic import HttpUrl
 
 from mpfn.documents import ModelVersion, Policy, Pool
-from mpfn.router import RouterApp, RouterSettings, create_app
+from mpfn.functions.router.asgi import RouterApp, create_app
+from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 

@@ -8,7 +8,7 @@ import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
-from mpfn.router import RouterApp
+from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
 
 from .conftest import make_pool, seed
@@ -135,7 +135,7 @@ async def test_openapi_documents_forwarding_routes(client: httpx.AsyncClient) ->
 
 
 async def test_registry_unavailable_before_first_load(tmp_path) -> None:
-    from mpfn.router import create_app
+    from mpfn.functions.router.asgi import create_app
 
     from .conftest import settings
 

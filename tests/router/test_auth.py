@@ -18,7 +18,8 @@ from procs import PYTHON, free_port, start
 from mpfn.auth import ApiKey, issue_key
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
-from mpfn.router import RouterApp, RouterSettings, create_app
+from mpfn.functions.router.asgi import RouterApp, create_app
+from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 

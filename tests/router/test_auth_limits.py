@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from mpfn.demo import demo_model_version
-from mpfn.router import RouterApp, create_app
-from mpfn.router.limits import SMALL_BODY, count_elements
+from mpfn.functions.router.asgi import RouterApp, create_app
+from mpfn.functions.router.limits import SMALL_BODY, count_elements
 from mpfn.store import LocalStore
 
 from .backend import Backend, serve

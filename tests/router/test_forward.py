@@ -10,7 +10,7 @@ import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
-from mpfn.router import RouterApp
+from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
 
 from .backend import Backend, serve

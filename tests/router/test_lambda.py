@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
+from mpfn.functions.router.asgi import create_app
 from mpfn.functions.router.lambda_handler import Handler, event_loop, make_handler
-from mpfn.router import create_app
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mpfn.auth import issue_key
 from mpfn.demo import demo_model_version
-from mpfn.router import create_app
+from mpfn.functions.router.asgi import create_app
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 

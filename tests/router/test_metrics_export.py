@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from mpfn.demo import demo_model_version
+from mpfn.functions.router.asgi import create_app
 from mpfn.functions.router.lambda_handler import event_loop, make_handler
-from mpfn.router import RouterSettings, create_app
+from mpfn.functions.router.settings import RouterSettings
 from mpfn.store import LocalStore
 from mpfn.telemetry.emf import EmfExporter, histogram_values
 from mpfn.telemetry.push import Pusher

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from mpfn.cli.probe import ProbeResult, probe_body, snapshot_document
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion, TensorSpec
-from mpfn.router.probe import ProbeResult, probe_body, snapshot_document
 from mpfn.routing import RoutingState
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion, Policy, Pool
-from mpfn.router import RouterApp, create_app
+from mpfn.functions.router.asgi import RouterApp, create_app
 from mpfn.routing import PoolStatsDocument
 from mpfn.routing.statsdoc import LatencyAverage
 from mpfn.state import Documents

@@ -9,11 +9,12 @@ import pytest
 from pydantic import HttpUrl
 
 from mpfn.documents import ModelVersion, Policy, Pool
-from mpfn.router import RouteRequest, build_snapshot, candidates, decide, default_policy
-from mpfn.router.errors import RouteError
-from mpfn.router.hotpath import match_route, model_in_body, with_model
-from mpfn.router.routing import backend_url, infer_path, pool_serves
+from mpfn.functions.router.hotpath import match_route, model_in_body, with_model
 from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState
+from mpfn.routing.decide import RouteRequest, decide, default_policy
+from mpfn.routing.errors import RouteError
+from mpfn.routing.serving import backend_url, candidates, infer_path, pool_serves
+from mpfn.routing.snapshot import build_snapshot
 
 FALLBACK = default_policy(30.0)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from mpfn.demo import demo_model_version
-from mpfn.router import RouterSettings, SnapshotLoader
-from mpfn.router.runtime import RouterRuntime
+from mpfn.functions.router.runtime import RouterRuntime
+from mpfn.functions.router.settings import RouterSettings
+from mpfn.routing.snapshot import SnapshotLoader
 from mpfn.store import LocalStore, StoreUnavailable
 
 from .conftest import make_pool, seed

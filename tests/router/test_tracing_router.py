@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mpfn.demo import demo_model_version
-from mpfn.router import RouterApp
+from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
 
 from .backend import Backend, serve

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mpfn.router import UsageCounter, usage_key
-from mpfn.router.usage import writer_id
+from mpfn.functions.router.usage import UsageCounter
 from mpfn.store import LocalStore
+from mpfn.usage import usage_key, writer_id
 from mpfn.warm.usage import UsageReader
 
 

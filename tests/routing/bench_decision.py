@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 import time
 
-from mpfn.router import RouteRequest, build_snapshot, decide, default_policy
-from mpfn.router.forward import split_headers
+from mpfn.functions.router.forward import split_headers
 from mpfn.routing import NO_HINTS, RoutingState, Target, parse_hints, route
+from mpfn.routing.decide import RouteRequest, decide, default_policy
+from mpfn.routing.snapshot import build_snapshot
 
 from .factories import model, policy, pool
 

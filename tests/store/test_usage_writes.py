@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from mpfn.router.usage import UsageCounter, usage_key
+from mpfn.functions.router.usage import UsageCounter
 from mpfn.store.base import Blob, PreconditionFailed, Store, StoreUnavailable
+from mpfn.usage import usage_key
 
 MINUTE_T = 1709622540.0
 

@@ -12,8 +12,8 @@ from procs import Proc
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.registry import Registry
-from mpfn.router.usage import usage_document, usage_key
 from mpfn.store import LocalStore, Store
+from mpfn.usage import usage_document, usage_key
 
 #: A Monday, 10:30 UTC: the synthetic "now" of most tests.
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC).timestamp()

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from mpfn.documents import Pool
 from mpfn.forecast import HourlyForecast
-from mpfn.warm.decide import (
+from mpfn.warm.desired import (
     ModelSignal,
     PoolView,
     desired_state,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mpfn.router.usage import usage_key
 from mpfn.store import LocalStore
+from mpfn.usage import usage_key
 from mpfn.warm.plan import rollup_key
 from mpfn.warm.usage import UsageReader
 

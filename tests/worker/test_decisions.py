@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
-from mpfn.adapters.ort_worker.config import parse_args
 from mpfn.adapters.ort_worker.lru import (
     Resident,
     choose_evictions,
@@ -15,6 +14,7 @@ from mpfn.adapters.ort_worker.lru import (
     latest_version,
     version_sort_key,
 )
+from mpfn.adapters.ort_worker.options import parse_args
 from mpfn.adapters.ort_worker.providers import (
     CPU,
     DEFAULT_PREFERENCE,

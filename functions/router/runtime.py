@@ -24,19 +24,20 @@ from typing import cast
 from opentelemetry.trace import Tracer
 
 from mpfn.auth import ApiKey
-from mpfn.router.decide import RouteRequest, decide, default_policy
-from mpfn.router.errors import RouteError
-from mpfn.router.forward import Forwarder, SessionFactory
-from mpfn.router.guard import Guard, authorization
-from mpfn.router.metrics import LiveState, RouterMetrics
-from mpfn.router.settings import RouterSettings
-from mpfn.router.snapshot import Snapshot, SnapshotLoader
-from mpfn.router.usage import UsageCounter, write_usage, writer_id
+from mpfn.functions.router.errors import RouteError
+from mpfn.functions.router.forward import Forwarder, SessionFactory
+from mpfn.functions.router.guard import Guard, authorization
+from mpfn.functions.router.metrics import LiveState, RouterMetrics
+from mpfn.functions.router.settings import RouterSettings
+from mpfn.functions.router.usage import UsageCounter, write_usage
 from mpfn.routing import Decision, PoolStatsDocument, RoutingState, Strategy
+from mpfn.routing.decide import RouteRequest, decide, default_policy
+from mpfn.routing.snapshot import Snapshot, SnapshotLoader
 from mpfn.store.base import Store, StoreError
 from mpfn.telemetry.emf import EmfExporter
 from mpfn.telemetry.push import Pusher
 from mpfn.telemetry.tracing import flush_tracing, shutdown_tracing
+from mpfn.usage import writer_id
 
 log = logging.getLogger("mpfn.router")
 

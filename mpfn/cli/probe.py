@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from mpfn.documents import ModelVersion, Pool
-from mpfn.router.routing import Protocol, backend_url, infer_path, pool_serves
-from mpfn.router.snapshot import Snapshot
 from mpfn.routing import PoolStatsDocument, read_load, speaks
+from mpfn.routing.serving import Protocol, backend_url, infer_path, pool_serves
+from mpfn.routing.snapshot import Snapshot
 from mpfn.routing.statsdoc import LatencyAverage
 from mpfn.state import Documents
 from mpfn.store.base import Store

@@ -36,7 +36,7 @@ VERSION_DIR = "1"
 MODEL_PARAM = "mpfn.model"
 VERSION_PARAM = "mpfn.version"
 FILE_PARAM = "mpfn.model_file"
-PYTHON_TEMPLATE = Path(__file__).with_name("triton_python_model.py")
+PYTHON_TEMPLATE = Path(__file__).with_name("python_model.py")
 
 #: mpfn (v2 protocol) datatype -> Triton model-config data type.
 TRITON_DTYPES: dict[str, str] = {

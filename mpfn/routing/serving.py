@@ -3,7 +3,7 @@
 The serving index of a snapshot is built from these pure functions; the format table
 they use is the routing core's (`mpfn.routing.compat`), so the index and the routing
 filter always agree. The routing decision itself (filter -> score -> pick) is
-`mpfn.router.decide`; nothing here does I/O or keeps state.
+`mpfn.routing.decide`; nothing here does I/O or keeps state.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mpfn.documents import NAME_PATTERN, Pool
 from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable, Protocol, adapter_serves, speaks
 
 if TYPE_CHECKING:
-    from mpfn.router.snapshot import Snapshot
+    from mpfn.routing.snapshot import Snapshot
 
 __all__ = [
     "Protocol",

@@ -1,4 +1,4 @@
-"""`python -m mpfn.adapters.tfserving_standin`: REST and gRPC on one event loop.
+"""`python -m tests.servers.tfserving_standin`: REST and gRPC on one event loop.
 
 Flags follow `tensorflow_model_server` (`--port` is gRPC, `--rest_api_port` REST,
 `--model_name`/`--model_base_path` serve one model at start); `--host` is the stand-in's
@@ -15,15 +15,15 @@ import sys
 import grpc.aio
 from aiohttp import web
 
-from mpfn.adapters.tfserving_reload import ModelConfigSpec
-from mpfn.adapters.tfserving_standin.grpc_service import add_model_service
-from mpfn.adapters.tfserving_standin.rest import create_app
-from mpfn.adapters.tfserving_standin.servables import ServableManager, ServingError
+from mpfn.adapters.tfserving.reload import ModelConfigSpec
+from tests.servers.tfserving_standin.grpc_service import add_model_service
+from tests.servers.tfserving_standin.rest import create_app
+from tests.servers.tfserving_standin.servables import ServableManager, ServingError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mpfn.adapters.tfserving_standin",
+        prog="python -m tests.servers.tfserving_standin",
         description="TF Serving stand-in (REST + gRPC ModelService) serving ONNX files",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -27,7 +27,7 @@ from mpfn.auth import (
     parse_bearer,
     take,
 )
-from mpfn.router.errors import RouteError
+from mpfn.functions.router.errors import RouteError
 from mpfn.routing import Attempt
 
 CHALLENGE = (b"www-authenticate", b'Bearer realm="mpfn"')

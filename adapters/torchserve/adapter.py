@@ -41,7 +41,7 @@ from mpfn.adapters.httpbackend import (
     send,
 )
 from mpfn.adapters.ort import encode_binary_request
-from mpfn.adapters.torchserve_archive import ArchiveError, UnsupportedModel, build_mar, mar_name
+from mpfn.adapters.torchserve.archive import ArchiveError, UnsupportedModel, build_mar, mar_name
 from mpfn.artifacts import ArtifactError
 from mpfn.documents import ModelVersion
 from mpfn.protocol import (

@@ -39,7 +39,7 @@ from mpfn.adapters.httpbackend import (
     send,
 )
 from mpfn.adapters.ort import encode_binary_request
-from mpfn.adapters.triton_repo import (
+from mpfn.adapters.triton.repository import (
     MODEL_PARAM,
     VERSION_DIR,
     VERSION_PARAM,

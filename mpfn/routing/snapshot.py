@@ -21,8 +21,8 @@ from pydantic import BaseModel
 
 from mpfn.auth import ApiKey, keys_prefix
 from mpfn.documents import Hardware, ModelVersion, Policy, Pool
-from mpfn.router.routing import Protocol, serving_pools
 from mpfn.routing import PoolStatsDocument, fallback_chain, policy_for, speaks
+from mpfn.routing.serving import Protocol, serving_pools
 from mpfn.routing.versions import latest_version
 from mpfn.state import InvalidDocument, parse_document
 from mpfn.store.base import KeyNotFound, Store

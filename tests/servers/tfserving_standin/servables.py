@@ -18,7 +18,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from mpfn.adapters.tfserving_reload import ModelConfigSpec
+from mpfn.adapters.tfserving.reload import ModelConfigSpec
 
 MODEL_FILE = "model.onnx"
 PLATFORM = "tensorflow"

@@ -21,10 +21,10 @@ from starlette.types import Receive, Scope, Send
 
 from mpfn.auth import AuthError, key_id_of, may_use_model, parse_bearer
 from mpfn.documents import ModelVersion, TensorSpec
-from mpfn.router.errors import RouteError
-from mpfn.router.guard import authorization
-from mpfn.router.routing import candidates
-from mpfn.router.runtime import RouterRuntime
+from mpfn.functions.router.errors import RouteError
+from mpfn.functions.router.guard import authorization
+from mpfn.functions.router.runtime import RouterRuntime
+from mpfn.routing.serving import candidates
 from mpfn.telemetry.metrics import CONTENT_TYPE
 
 SERVER_NAME = "mpfn-router"

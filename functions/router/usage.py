@@ -14,56 +14,14 @@ Only the caller decides which names are models; this module counts what it is gi
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from mpfn.store.base import KeyNotFound, PreconditionFailed, Store, StoreError
+from mpfn.usage import minute_of, usage_document, usage_key
 
 log = logging.getLogger("mpfn.router")
-
-USAGE_PREFIX = "usage/"
-
-
-def writer_id(instance: str | None = None) -> str:
-    """This process's name in usage keys: `<instance>-<random>`, or random alone.
-
-    Two processes with the same configured instance id (a restart within a minute, or a
-    copy-pasted setting) must not write the same document: absolute counts would overwrite
-    each other and requests would be lost from the usage history.
-    """
-    token = secrets.token_hex(6)
-    return f"{instance}-{token}" if instance else token
-
-
-def minute_of(epoch_s: float) -> int:
-    """Whole minutes since the epoch."""
-    return int(epoch_s // 60)
-
-
-def usage_key(model: str, minute: int, instance: str) -> str:
-    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json` (UTC)."""
-    t = datetime.fromtimestamp(minute * 60, tz=UTC)
-    return f"{USAGE_PREFIX}{model}/{t:%Y/%m/%d/%H}/{t:%M}-{instance}.json"
-
-
-def usage_document(model: str, minute: int, instance: str, count: int) -> bytes:
-    start = datetime.fromtimestamp(minute * 60, tz=UTC)
-    return (
-        json.dumps(
-            {
-                "model": model,
-                "minute": start.strftime("%Y-%m-%dT%H:%M:00Z"),
-                "instance": instance,
-                "count": count,
-            },
-            indent=2,
-        ).encode()
-        + b"\n"
-    )
 
 
 class UsageCounter:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from mpfn.router.errors import RouteError
+from mpfn.functions.router.errors import RouteError
 
 # No look-behind for the escaping backslash: it would cost the literal-prefix search.
 _SHAPE = re.compile(rb'"shape"\s*:\s*\[([^\]]*)\]')

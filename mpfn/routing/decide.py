@@ -15,9 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mpfn.documents import ModelVersion, Policy
-from mpfn.router.errors import RouteError
-from mpfn.router.routing import Protocol, candidates
-from mpfn.router.snapshot import Snapshot
 from mpfn.routing import (
     DEFAULT_CONFIG,
     NO_HINTS,
@@ -33,6 +30,9 @@ from mpfn.routing import (
     route_baseline,
 )
 from mpfn.routing.breaker import DEFAULT_BREAKER
+from mpfn.routing.errors import RouteError
+from mpfn.routing.serving import Protocol, candidates
+from mpfn.routing.snapshot import Snapshot
 
 
 @dataclass(frozen=True, slots=True)

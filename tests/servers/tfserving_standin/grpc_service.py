@@ -12,8 +12,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from mpfn.adapters.tfserving_reload import CODE_NAMES, SERVICE, config_specs, messages
-from mpfn.adapters.tfserving_standin.servables import ServableManager, ServingError
+from mpfn.adapters.tfserving.reload import CODE_NAMES, SERVICE, config_specs, messages
+from tests.servers.tfserving_standin.servables import ServableManager, ServingError
 
 
 def add_model_service(server: grpc.aio.Server, manager: ServableManager) -> None:

@@ -10,12 +10,12 @@ import logging
 
 from starlette.types import Message, Receive, Scope, Send
 
-from mpfn.router.api import create_api
-from mpfn.router.errors import send_error
-from mpfn.router.forward import SessionFactory
-from mpfn.router.hotpath import ForwardingRoutes
-from mpfn.router.runtime import RouterRuntime
-from mpfn.router.settings import RouterSettings
+from mpfn.functions.router.api import create_api
+from mpfn.functions.router.errors import send_error
+from mpfn.functions.router.forward import SessionFactory
+from mpfn.functions.router.hotpath import ForwardingRoutes
+from mpfn.functions.router.runtime import RouterRuntime
+from mpfn.functions.router.settings import RouterSettings
 from mpfn.store.base import Store
 from mpfn.telemetry.tracing import configure_tracing
 from mpfn.telemetry.tracing import tracer as tracer_for_router

@@ -34,14 +34,14 @@ from mpfn.adapters.httpbackend import (
     model_id,
     send,
 )
-from mpfn.adapters.tfserving_json import (
+from mpfn.adapters.tfserving.codec import (
     TF_TO_V2,
     TensorJSONError,
     loads,
     predict_body,
     predict_outputs,
 )
-from mpfn.adapters.tfserving_reload import (
+from mpfn.adapters.tfserving.reload import (
     CODE_NAMES,
     GrpcReload,
     ModelConfigSpec,

@@ -22,7 +22,7 @@ from typing import Any
 
 from mpfn.documents import ModelVersion
 
-HANDLER_SOURCE = Path(__file__).with_name("torchserve_handler.py")
+HANDLER_SOURCE = Path(__file__).with_name("handler.py")
 HANDLER_FILE = "mpfn_handler.py"
 SPEC_FILE = "mpfn-model.json"
 SUPPORTED_FORMATS = ("onnx", "torchscript")

@@ -12,30 +12,11 @@ from typing import Any
 
 from starlette.types import Send
 
+from mpfn.routing.errors import RouteError
+
+__all__ = ["RouteError", "error_body", "json_body", "send_error", "send_json"]
+
 JSON_TYPE = b"application/json"
-
-
-class RouteError(Exception):
-    """A request the router must refuse; `status` is the HTTP status to answer with,
-    `reason` the `x-mpfn-route-reason` of the answer, `headers` any extra response
-    headers (`WWW-Authenticate`, `Retry-After`) and `rejection` the
-    `mpfn_router_rejections_total` reason, if it counts as one."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        reason: str = "",
-        *,
-        headers: list[tuple[bytes, bytes]] | None = None,
-        rejection: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason or f"not routed: {message}"[:200]
-        self.headers = headers or []
-        self.rejection = rejection
 
 
 def error_body(message: str) -> bytes:

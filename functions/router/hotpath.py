@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mpfn.router.decide import RouteRequest
-from mpfn.router.errors import RouteError, error_body, send_json
-from mpfn.router.forward import route_headers, split_headers
-from mpfn.router.guard import check_model, model_in_path, protected, scoped_plan
-from mpfn.router.limits import check_elements
-from mpfn.router.routing import Protocol, infer_path, valid_name
-from mpfn.router.runtime import RouterRuntime
-from mpfn.router.snapshot import ANY_VERSION
-from mpfn.router.spans import annotate, request_span
+from mpfn.functions.router.errors import RouteError, error_body, send_json
+from mpfn.functions.router.forward import route_headers, split_headers
+from mpfn.functions.router.guard import check_model, model_in_path, protected, scoped_plan
+from mpfn.functions.router.limits import check_elements
+from mpfn.functions.router.runtime import RouterRuntime
+from mpfn.functions.router.spans import annotate, request_span
 from mpfn.routing import NO_HINTS, Attempt, HintError, parse_hints
+from mpfn.routing.decide import RouteRequest
+from mpfn.routing.serving import Protocol, infer_path, valid_name
+from mpfn.routing.snapshot import ANY_VERSION
 from mpfn.telemetry.metrics import NO_POOL, UNKNOWN
 
 log = logging.getLogger("mpfn.router")

@@ -7,11 +7,11 @@ formats, model status, metadata, `{"error": ...}` errors) and its gRPC
 model.onnx`) through onnxruntime instead of SavedModels. It exists so the `tfserving`
 adapter can be exercised end to end; production pools run the real `tensorflow_model_server`.
 
-    python -m mpfn.adapters.tfserving_standin --port 8500 --rest_api_port 8501 \\
+    python -m tests.servers.tfserving_standin --port 8500 --rest_api_port 8501 \\
         [--model_name NAME --model_base_path DIR]
 """
 
-from mpfn.adapters.tfserving_standin.rest import create_app
-from mpfn.adapters.tfserving_standin.servables import ServableManager, ServingError
+from tests.servers.tfserving_standin.rest import create_app
+from tests.servers.tfserving_standin.servables import ServableManager, ServingError
 
 __all__ = ["ServableManager", "ServingError", "create_app"]

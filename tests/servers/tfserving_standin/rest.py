@@ -19,7 +19,7 @@ import numpy.typing as npt
 from aiohttp import web
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from mpfn.adapters.tfserving_json import (
+from mpfn.adapters.tfserving.codec import (
     TF_TO_V2,
     TensorJSONError,
     all_finite,
@@ -27,8 +27,8 @@ from mpfn.adapters.tfserving_json import (
     tensor_array,
     tensor_value,
 )
-from mpfn.adapters.tfserving_reload import CODE_NAMES, http_status
-from mpfn.adapters.tfserving_standin.servables import (
+from mpfn.adapters.tfserving.reload import CODE_NAMES, http_status
+from tests.servers.tfserving_standin.servables import (
     Servable,
     ServableManager,
     ServingError,

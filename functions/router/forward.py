@@ -7,7 +7,7 @@ fail over to the next attempt of the plan while the request's deadline allows an
 has been sent to the client; after that nothing is retried. Every attempt is reported to
 the routing state (in-flight counts, latency, load headers, breakers). Every answer
 carries `x-mpfn-pool` and `x-mpfn-route-reason`. With tracing on, every attempt runs in
-a client span whose `traceparent` the backend receives (`mpfn.router.spans`). This module
+a client span whose `traceparent` the backend receives (`mpfn.functions.router.spans`). This module
 never picks pools and never touches the store.
 """
 
@@ -25,11 +25,11 @@ from opentelemetry.trace import Tracer
 from starlette.types import Send
 
 from mpfn.documents import ModelVersion
-from mpfn.router.errors import error_body, send_json
-from mpfn.router.routing import backend_url
-from mpfn.router.spans import traced_attempt
+from mpfn.functions.router.errors import error_body, send_json
+from mpfn.functions.router.spans import traced_attempt
 from mpfn.routing import Attempt, RoutingState
 from mpfn.routing.failover import is_failure
+from mpfn.routing.serving import backend_url
 
 log = logging.getLogger("mpfn.router")
 
