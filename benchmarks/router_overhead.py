@@ -138,7 +138,8 @@ async def saturate(url: str, total: int, concurrency: int) -> float:
 
 
 def router_argv(port: int, factory: bool) -> list[str]:
-    app = ["--factory", "mpfn.functions.router.asgi:create_app"] if factory else ["mpfn.functions.router.app:app"]
+    factory_app = ["--factory", "mpfn.functions.router.asgi:create_app"]
+    app = factory_app if factory else ["mpfn.functions.router.app:app"]
     return [
         sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
         "--no-access-log", "--log-level", "warning",

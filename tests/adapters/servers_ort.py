@@ -12,7 +12,6 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 import pytest
-from procs import PYTHON, Proc, free_port, running
 from pydantic import HttpUrl
 
 from mpfn.adapters.base import Adapter, AdapterConfig
@@ -22,8 +21,9 @@ from mpfn.documents import ModelVersion, Pool
 from mpfn.protocol import InferRequest
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .contract import ContractCase, fp32_request
+from tests.adapters.contract import ContractCase, fp32_request
+from tests.servers.mpfn_procs import worker
+from tests.servers.process import Proc
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,7 @@ def ort_server(
     docs = Documents(store)
     for doc in (demo, broken):
         docs.upsert(doc.key, doc)
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "mpfn.adapters.ort_worker",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--state", str(store.root), "--cache-dir", str(root / "cache"),
-        "--intra-op-threads", "1",
-    ]  # fmt: skip
-    with running(
-        argv,
-        port=port,
-        log_dir=root / "logs",
-        name="ort-worker",
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
-    ) as proc:
+    with worker(store, root / "logs", "ort-worker", preload=None, cache_dir=root / "cache") as proc:
         yield OrtServer(proc, demo, broken)
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import PYTHON, Proc, free_port, running
 from pydantic import HttpUrl
 
 from mpfn.adapters.base import Adapter, AdapterConfig
 from mpfn.demo import demo_model_version
 from mpfn.documents import Pool
-
-from .contract import ContractCase, fp32_request
-from .servers_ort import DemoArtifact
+from tests.adapters.contract import ContractCase, fp32_request
+from tests.adapters.servers_ort import DemoArtifact
+from tests.servers.process import Proc
+from tests.servers.tfserving import tfserving_standin
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,8 @@ def tfserving_server(
     broken = models / "broken" / "1" / "model.onnx"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"this is not an ONNX model")
-    rest_port, grpc_port = free_port(), free_port()
-    argv = [
-        PYTHON, "-m", "tests.servers.tfserving_standin",
-        "--host", "127.0.0.1", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-    ]  # fmt: skip
-    with running(
-        argv,
-        port=rest_port,
-        log_dir=root / "logs",
-        name="tfserving-standin",
-        ready_url=f"http://127.0.0.1:{rest_port}/v1/models/none",
-    ) as proc:
-        yield TFServingServer(proc, grpc_port, models)
+    with tfserving_standin(root / "logs") as standin:
+        yield TFServingServer(standin.proc, standin.grpc_port, models)
 
 
 def tfserving_config(server: TFServingServer, **options: object) -> AdapterConfig:

@@ -18,8 +18,7 @@ from pydantic import HttpUrl
 
 from mpfn.adapters import registry
 from mpfn.adapters.base import Adapter, AdapterError, AdapterStats, LoadResult
-
-from .contract import ContractCase
+from tests.adapters.contract import ContractCase
 
 BACKENDS = ["ort", "tfserving", "openai", "triton", "torchserve"]
 

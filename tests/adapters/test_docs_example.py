@@ -15,9 +15,8 @@ from pydantic import HttpUrl
 
 from mpfn.adapters.base import Adapter, AdapterConfig
 from mpfn.documents import Pool
-
-from .contract import ContractCase
-from .servers_ort import OrtServer
+from tests.adapters.contract import ContractCase
+from tests.adapters.servers_ort import OrtServer
 
 DOC = Path(__file__).parents[2] / "docs" / "adapters.md"
 

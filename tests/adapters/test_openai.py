@@ -17,9 +17,8 @@ from mpfn.adapters.base import AdapterConfig, AdapterError
 from mpfn.adapters.openai import OpenAIAdapter
 from mpfn.documents import Pool
 from mpfn.protocol import InferInput, InferRequest, RequestedOutput
-
-from .contract import text_request
-from .servers_openai import DETERMINISTIC, MODEL, LlamaServer, llm_model
+from tests.adapters.contract import text_request
+from tests.adapters.servers_openai import DETERMINISTIC, MODEL, LlamaServer, llm_model
 
 CHAT = {
     "model": MODEL,

@@ -3,8 +3,6 @@ the worker's load headers and /metrics in stats, requested outputs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import numpy as np
 import pytest
@@ -12,20 +10,7 @@ import pytest
 from mpfn.adapters.base import AdapterError
 from mpfn.adapters.ort import OrtAdapter, worker_metrics
 from mpfn.protocol import InferRequest, RequestedOutput
-
-from .contract import ContractCase, fp32_request
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Response]]]:
-    """A client that keeps every response it received (with its request) for inspection."""
-    seen: list[httpx.Response] = []
-
-    async def keep(response: httpx.Response) -> None:
-        seen.append(response)
-
-    async with httpx.AsyncClient(timeout=30, event_hooks={"response": [keep]}) as client:
-        yield client, seen
+from tests.adapters.contract import ContractCase, fp32_request
 
 
 async def test_tensors_travel_as_binary_both_ways(

@@ -19,10 +19,9 @@ from mpfn.adapters.base import AdapterError
 from mpfn.adapters.tfserving.adapter import TFServingAdapter
 from mpfn.adapters.tfserving.reload import GrpcReload
 from mpfn.demo import demo_model_version
-
-from .contract import ContractCase, fp32_request
-from .servers_ort import DemoArtifact
-from .servers_tfserving import TFServingServer, tfserving_config
+from tests.adapters.contract import ContractCase, fp32_request
+from tests.adapters.servers_ort import DemoArtifact
+from tests.adapters.servers_tfserving import TFServingServer, tfserving_config
 
 DEMO1 = demo_model_version(None)
 DEMO2 = demo_model_version(None, version="2")

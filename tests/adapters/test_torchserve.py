@@ -22,34 +22,21 @@ from mpfn.artifacts import push_model
 from mpfn.demo import demo_model_version, demo_weights
 from mpfn.documents import ModelVersion
 from mpfn.protocol import InferInput, InferRequest
-
-from .contract import fp32_request
-from .servers_ort import DemoArtifact
-from .servers_torchserve import (
+from tests.adapters.contract import fp32_request
+from tests.adapters.servers_ort import DemoArtifact
+from tests.adapters.servers_torchserve import (
     TorchServeServer,
     start_torchserve,
     stop_torchserve,
     torchserve_config,
 )
-from .servers_triton import UploadModels
+from tests.adapters.servers_triton import UploadModels
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=120) as made:
         yield made
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Response]]]:
-    """A client that keeps every response it received (with its request) for inspection."""
-    seen: list[httpx.Response] = []
-
-    async def keep(response: httpx.Response) -> None:
-        seen.append(response)
-
-    async with httpx.AsyncClient(timeout=120, event_hooks={"response": [keep]}) as made:
-        yield made, seen
 
 
 # -- archives ---------------------------------------------------------------------------------

@@ -25,10 +25,9 @@ from mpfn.adapters.triton.repository import (
 from mpfn.demo import demo_model_version
 from mpfn.documents import TensorSpec
 from mpfn.protocol import InferRequest, RequestedOutput
-
-from .contract import fp32_request
-from .servers_ort import DemoArtifact
-from .servers_triton import TritonServer, UploadModels, triton_config
+from tests.adapters.contract import fp32_request
+from tests.adapters.servers_ort import DemoArtifact
+from tests.adapters.servers_triton import TritonServer, UploadModels, triton_config
 
 # -- generated model configuration (pure) ----------------------------------------------------
 
@@ -134,18 +133,6 @@ def test_metrics_are_summed_over_models() -> None:
 
 
 # -- against the real server -----------------------------------------------------------------
-
-
-@pytest.fixture
-async def wire() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Response]]]:
-    """A client that keeps every response it received (with its request) for inspection."""
-    seen: list[httpx.Response] = []
-
-    async def keep(response: httpx.Response) -> None:
-        seen.append(response)
-
-    async with httpx.AsyncClient(timeout=60, event_hooks={"response": [keep]}) as client:
-        yield client, seen
 
 
 @pytest.fixture

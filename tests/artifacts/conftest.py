@@ -1,55 +1,30 @@
 """Fixtures for artifact tests: model files, a local store, and a real OCI registry.
 
-The registry is the CNCF distribution server (Debian package `docker-registry`) running
-on a free 127.0.0.1 port with filesystem storage in a temp directory.
+The registry is the CNCF distribution server (Debian package `docker-registry`), started
+by `tests.servers.oci_registry` with filesystem storage in a temp directory.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oci_registry import RegistryServer
-from procs import free_port, running
 
 from mpfn.store.base import Blob
 from mpfn.store.local import LocalStore
-
-REGISTRY_BIN = "docker-registry"
+from tests.servers.oci_registry import RegistryServer, registry_binary, registry_server
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    binary = shutil.which(REGISTRY_BIN, path=f"{os.environ.get('PATH', '')}:/usr/bin")
-    if binary is None:
-        pytest.fail(
-            "the OCI registry binary 'docker-registry' is not installed; "
-            "install it with: sudo apt-get install -y docker-registry",
-            pytrace=False,
-        )
-    base = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = base / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {base / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: mpfn-test-secret\n"
-    )
-    with running(
-        [binary, "serve", str(config)],
-        port=port,
-        log_dir=base,
-        name="docker-registry",
-        ready_url=f"http://127.0.0.1:{port}/v2/",
-        timeout=30.0,
-    ):
-        yield RegistryServer(f"127.0.0.1:{port}", base / "data")
+    try:
+        registry_binary()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    with registry_server(tmp_path_factory.mktemp("registry")) as server:
+        yield server
 
 
 @pytest.fixture

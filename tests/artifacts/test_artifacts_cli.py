@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from oci_registry import RegistryServer
+from tests.servers.oci_registry import RegistryServer
 
 MPFN = [sys.executable, "-m", "mpfn"]
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import oras.provider
 import pytest
-from oci_registry import RegistryServer
-from procs import free_port
 
 from mpfn.artifacts import (
     ARTIFACT_TYPE,
@@ -20,6 +18,8 @@ from mpfn.artifacts import (
     push_model,
 )
 from mpfn.store.local import LocalStore
+from tests.servers.oci_registry import RegistryServer
+from tests.servers.ports import unused_port
 
 
 def test_round_trip(
@@ -139,7 +139,7 @@ def test_unknown_manifest_is_an_artifact_error(
 
 
 def test_unreachable_registry_is_a_one_line_error(store: LocalStore, model_file: Path) -> None:
-    closed = f"127.0.0.1:{free_port()}/models/demo"
+    closed = f"127.0.0.1:{unused_port()}/models/demo"
     with pytest.raises(ArtifactError, match="cannot reach registry") as err:
         push_model(store, model_file, name="demo", version="1", registry=closed, insecure=True)
     assert "\n" not in str(err.value)

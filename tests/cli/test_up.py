@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers.mpfn_procs import start_up
+
 MPFN = [sys.executable, "-m", "mpfn"]
 X = [0.25 * i for i in range(16)]
 
@@ -29,24 +31,8 @@ def _port_closed(url: str) -> bool:
 def test_up_serves_the_demo_and_stops_everything(tmp_path: Path, stop_signal: int) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
     state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [*MPFN, "up", "--port", "0", "--state", str(state)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, router, _ = start_up(tmp_path, state, env)
     try:
-        router = None
-        lines = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("router: "):
-                router = line.split()[1]
-                break
-        assert router, "".join(lines)
         pools = json.loads((state / "up.json").read_text())["pools"]
         assert len(pools) == 2
 

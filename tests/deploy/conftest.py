@@ -1,30 +1,32 @@
 """Servers and project scaffolding for the deploy tests (all on loopback).
 
-A session-scoped moto server stands in for AWS (S3, IAM, Lambda, Scheduler, Logs, STS).
+The session's moto server (`moto_server`, tests/conftest.py) stands in for AWS (S3, IAM,
+Lambda, Scheduler, Logs, STS); fake-gcs-server and the GCP stand-in for Google Cloud.
 `aws_project` writes an mpfn.yaml whose state bucket and resource names are unique per
 test, so tests sharing the server never see each other's resources.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from procs import Proc, free_port, running
-from procs import fake_gcs_server as start_fake_gcs
 
 from mpfn.config import load_config
 from mpfn.deploy import DeployConfig, Project, load_deploy_config
 from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
 from mpfn.deploy.packaging import RouterPackage, build
+from tests.servers.gcp_standin import gcp_standin_server
+from tests.servers.process import Proc
 
 REGION = "us-east-1"
 WARMER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mpfn-warmer:1"
@@ -34,14 +36,6 @@ KEY, SECRET = "mpfn-deploy-key", "mpfn-deploy-secret"
 @pytest.fixture(scope="session")
 def deploy_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("deploy-logs")
-
-
-@pytest.fixture(scope="session")
-def moto_server(deploy_logs: Path) -> Iterator[Proc]:
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with running(argv, port=port, log_dir=deploy_logs, name="moto-deploy") as proc:
-        yield proc
 
 
 @dataclass
@@ -115,11 +109,33 @@ def router_package(tmp_path_factory: pytest.TempPathFactory) -> RouterPackage:
     return build(tmp_path_factory.mktemp("router-build"))
 
 
+#: Where `scripts/install dev` puts the target wheels the router-package tests bundle.
+WHEEL_CACHE = Path(sys.prefix) / "router-build" / "wheels"
+
+
+def no_pip(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    raise AssertionError(f"pip was run (the wheel cache lacks a wheel): {argv}")
+
+
+def with_wheel_cache(build_dir: Path) -> Path:
+    """`build_dir` holding a copy of the installed wheel cache (`<build_dir>/wheels`), so a
+    package built there for another platform takes its wheels without running pip."""
+    if not any(WHEEL_CACHE.glob("*.whl")):
+        pytest.fail(
+            f"no target wheels in {WHEEL_CACHE}: run scripts/install dev (it downloads the "
+            "manylinux wheels the router-package tests bundle)",
+            pytrace=False,
+        )
+    shutil.copytree(WHEEL_CACHE, build_dir / "wheels", dirs_exist_ok=True)
+    return build_dir
+
+
 @pytest.fixture(scope="session")
 def wheel_router_package(tmp_path_factory: pytest.TempPathFactory) -> RouterPackage:
-    """The router zip with its binary code from the x86_64 manylinux wheels (fetched by pip,
-    as a build on another platform does) instead of this installation."""
-    return build(tmp_path_factory.mktemp("router-wheels"), "x86_64", wheels_only=True)
+    """The router zip with its binary code from the x86_64 manylinux wheels (as a build on
+    another platform has it) instead of this installation; the wheels come from the cache."""
+    out = with_wheel_cache(tmp_path_factory.mktemp("router-wheels"))
+    return build(out, "x86_64", wheels_only=True, run=no_pip)
 
 
 def aws_target(project: AwsProject, package: RouterPackage, **kwargs: Any) -> AwsTarget:
@@ -140,20 +156,6 @@ def run_cli(directory: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 
 @pytest.fixture(scope="session")
-def fake_gcs_server(deploy_logs: Path) -> Iterator[Proc]:
-    with start_fake_gcs(deploy_logs, "fake-gcs-deploy") as proc:
-        yield proc
-
-
-@pytest.fixture(scope="session")
 def gcp_standin(deploy_logs: Path) -> Iterator[Proc]:
-    port = free_port()
-    argv = [sys.executable, str(Path(__file__).parent / "gcp_standin.py"), str(port)]
-    with running(
-        argv,
-        port=port,
-        log_dir=deploy_logs,
-        name="gcp-standin",
-        ready_url=f"http://127.0.0.1:{port}/_dump",
-    ) as proc:
+    with gcp_standin_server(deploy_logs) as proc:
         yield proc

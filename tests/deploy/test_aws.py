@@ -8,8 +8,7 @@ from mpfn.deploy import Action, deploy, destroy, plan_deploy
 from mpfn.deploy.packaging import HANDLER, RouterPackage
 from mpfn.deploy.record import RecordStore
 from mpfn.store.s3 import S3Store
-
-from .conftest import KEY, REGION, SECRET, WARMER_IMAGE, AwsProject, aws_target
+from tests.deploy.conftest import KEY, REGION, SECRET, WARMER_IMAGE, AwsProject, aws_target
 
 KINDS = {
     "aws.s3.bucket": 1,

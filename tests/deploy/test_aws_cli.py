@@ -11,8 +11,7 @@ from mpfn.deploy import Action, DeployError, deploy, destroy, plan_deploy
 from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsError
 from mpfn.deploy.packaging import RouterPackage
-
-from .conftest import AwsProject, aws_target, run_cli
+from tests.deploy.conftest import AwsProject, aws_target, run_cli
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(aws_project: AwsProject) -> None:

@@ -16,8 +16,7 @@ from mpfn.config import load_config
 from mpfn.deploy import Project, load_deploy_config
 from mpfn.deploy.export import render_text
 from mpfn.deploy.packaging import HANDLER, lambda_runtime
-
-from .conftest import run_cli
+from tests.deploy.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"

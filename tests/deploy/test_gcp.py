@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from procs import Proc
 
 from mpfn.config import load_config
 from mpfn.deploy import (
@@ -25,6 +24,7 @@ from mpfn.deploy import (
 from mpfn.deploy.gcp import GcpTarget
 from mpfn.deploy.record import RecordStore
 from mpfn.store.gcs import GCSStore
+from tests.servers.process import Proc
 
 PROJECT = "mpfn-test-project"
 REGION = "us-central1"

@@ -14,8 +14,7 @@ from mpfn.deploy import Action, DeployConfigError, Project, deploy, destroy, loa
 from mpfn.deploy.k8s import K8sTarget
 from mpfn.deploy.record import RecordStore
 from mpfn.store import LocalStore
-
-from .conftest import run_cli
+from tests.deploy.conftest import run_cli
 
 K8S_VERSION = kubernetes_validate.latest_version()
 

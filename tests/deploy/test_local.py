@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .conftest import run_cli
+from tests.deploy.conftest import run_cli
 
 
 def _alive(pid: int) -> bool:

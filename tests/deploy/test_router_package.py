@@ -20,26 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, free_port, running
 
 from mpfn.deploy import deploy, destroy
 from mpfn.deploy.packaging import RUNTIME_PROVIDED, RouterPackage, module_closure
 from mpfn.deploy.planner import PlanOptions
 from mpfn.documents import ModelVersion, Pool
 from mpfn.state import Documents
-
-from .conftest import KEY, REGION, SECRET, AwsProject, aws_target
-from .test_aws import state_store
+from tests.deploy.conftest import KEY, REGION, SECRET, AwsProject, aws_target
+from tests.deploy.test_aws import state_store
+from tests.servers.echo_backend import echo_backend_server
+from tests.servers.process import Proc
 
 HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    argv = [sys.executable, str(HERE / "echo_backend.py"), str(port)]
-    logs = tmp_path_factory.mktemp("backend")
-    with running(argv, port=port, log_dir=logs, name="echo-backend") as proc:
+    with echo_backend_server(tmp_path_factory.mktemp("backend")) as proc:
         yield proc
 
 

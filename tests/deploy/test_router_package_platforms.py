@@ -1,6 +1,7 @@
 """The router package for another platform: arm64 functions, and builds whose binary code
-comes from the target's manylinux wheels (fetched by pip, as on macOS or Windows) instead
-of this installation. Deploying with `router.architecture` sets the function's
+comes from the target's manylinux wheels (as on macOS or Windows) instead of this
+installation; the wheels come from the cache `scripts/install dev` fills, pip is never run.
+Deploying with `router.architecture` sets the function's
 architecture; changing it is one update of code and architecture."""
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
 from mpfn.deploy.packaging import PackagingError, RouterPackage, build
 from mpfn.deploy.wheels import platforms
-
-from .conftest import AwsProject
+from tests.deploy.conftest import AwsProject, no_pip, with_wheel_cache
 
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
@@ -48,14 +48,10 @@ class RecordingApi(AwsApi):
         return super().call(service, operation, **kwargs)
 
 
-def no_pip(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    raise AssertionError(f"pip was run: {argv}")
-
-
 def test_arm64_package_bundles_aarch64_wheels_and_rebuilds_from_the_cache(
     tmp_path: Path, router_package: RouterPackage
 ) -> None:
-    arm = build(tmp_path, "arm64")
+    arm = build(with_wheel_cache(tmp_path), "arm64", run=no_pip)
     assert arm.architecture == "arm64" and arm.runtime == router_package.runtime
     machines = binary_machines(arm)
     assert len(machines) >= 8  # pydantic-core, aiohttp, yarl, multidict, ...
@@ -102,7 +98,10 @@ def test_deploy_arm64_then_switch_back_is_one_update(
     api = aws_project.api()
     name = f"{aws_project.stem}-router"
     config, project = aws_project.config(assignments=("router.architecture=arm64",))
-    arm_target = AwsTarget(config, project)  # builds the arm64 package itself
+    build_dir = with_wheel_cache(Path(aws_project.raw["deploy"]["build_dir"]))
+    arm_target = AwsTarget(  # builds the arm64 package itself, from the cached wheels
+        config, project, build=lambda _d: build(build_dir, "arm64", run=no_pip)
+    )
     assert deploy(arm_target, lambda _line: None).applied
     assert arm_target.package is not None and arm_target.package.architecture == "arm64"
     deployed = api.get_function(name)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import KEY, REGION, SECRET, AwsProject, run_cli
+from tests.deploy.conftest import KEY, REGION, SECRET, AwsProject, run_cli
 
 MIRRORS = (
     os.environ.get("MPFN_TF_MIRROR", ""),

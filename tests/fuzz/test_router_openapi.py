@@ -23,8 +23,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
-from procs import Proc
-from reliability.stack import DEMO_BODY, pool, publish_demo, start_router, start_worker, upsert
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -38,6 +36,10 @@ from schemathesis.specs.openapi.checks import (
 
 from mpfn.protocol import encode_infer_request
 from mpfn.store import LocalStore
+from tests.factories import pool
+from tests.reliability.stack import DEMO_BODY, upsert
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc
 
 EXAMPLES = 25  # per operation and generation mode
 CHECKS = [

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc
 
 from mpfn.documents import Policy
 from mpfn.store import LocalStore
-
-from .stack import pool, publish_demo, signal_proc, start_router, start_worker, upsert
+from tests.factories import pool
+from tests.reliability.stack import signal_proc, upsert
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc
 
 
 @dataclass

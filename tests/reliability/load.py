@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .stack import DEMO_BODY, DEMO_PATH
+from tests.reliability.stack import DEMO_BODY, DEMO_PATH
 
 Trigger = Callable[[], object]
 

@@ -1,9 +1,9 @@
 """A real mpfn stack for fault, security and schema tests: state, ORT workers, a router.
 
-Every piece is a real process on 127.0.0.1 (see `procs`): ORT workers serving the demo
-model from a LocalStore, a uvicorn router reading a LocalStore or an S3 state on a moto
-server, and moto itself. Helpers here only start, seed and inspect; tests decide what to
-break and what to assert.
+Every piece is a real process on 127.0.0.1, started by `tests.servers`: ORT workers
+serving the demo model from a LocalStore, a uvicorn router reading a LocalStore or an S3
+state on a moto server, and moto itself. Helpers here only seed and inspect; tests decide
+what to break and what to assert.
 """
 
 from __future__ import annotations
@@ -12,22 +12,18 @@ import json
 import os
 import re
 import signal
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from procs import PYTHON, Proc, free_port, start
-from pydantic import HttpUrl
 
-from mpfn.artifacts.models import push_model
-from mpfn.demo import build_demo_model, demo_model_version
 from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.state import Documents
-from mpfn.store import LocalStore, Store
+from mpfn.store import Store
 from mpfn.store.s3 import S3Store
-from tests.router.procs_router import start_worker as start_worker  # shared with the router tests
+from tests.servers.moto_s3 import start_moto
+from tests.servers.process import Proc
 
 REGION = "us-east-1"
 DEMO_BODY: dict[str, Any] = {
@@ -36,60 +32,10 @@ DEMO_BODY: dict[str, Any] = {
 DEMO_PATH = "/v2/models/demo/infer"
 
 
-def publish_demo(store: LocalStore, workdir: Path) -> ModelVersion:
-    """Push the demo model's artifact into `store` and register its ModelVersion."""
-    path = workdir / "demo.onnx"
-    path.write_bytes(build_demo_model())
-    ref = push_model(store, path, name="demo", version="1")
-    doc = demo_model_version(ref)
-    Documents(store).upsert(doc.key, doc)
-    return doc
-
-
-def pool(pid: str, endpoint: str, **fields: Any) -> Pool:
-    return Pool(id=pid, cloud="local", adapter="ort", endpoint=HttpUrl(endpoint), **fields)
-
-
 def upsert(store: Store, docs: Iterable[ModelVersion | Pool | Policy]) -> None:
     documents = Documents(store)
     for doc in docs:
         documents.upsert(doc.key, doc)
-
-
-def start_router(
-    state_url: str,
-    log_dir: Path,
-    name: str = "router",
-    *,
-    settings: Mapping[str, str] | None = None,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    log_level: str = "warning",
-) -> Proc:
-    """A uvicorn router on `state_url`; `settings` are `MPFN_ROUTER_*` values by field name
-    (`{"refresh_ttl_s": "0.2"}`), `env` more environment variables."""
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "uvicorn", "mpfn.functions.router.app:app",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", log_level,
-    ]  # fmt: skip
-    variables = {
-        "MPFN_STATE": state_url,
-        "MPFN_ROUTER_REFRESH_TTL_S": "0.2",
-        "MPFN_ROUTER_USAGE_FLUSH_S": "0.2",
-        **{f"MPFN_ROUTER_{key.upper()}": value for key, value in (settings or {}).items()},
-        **(env or {}),
-    }
-    return start(
-        argv,
-        port=port,
-        log_dir=log_dir,
-        name=name,
-        env=variables,
-        cwd=cwd,
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
-    )
 
 
 def signal_proc(proc: Proc, sig: signal.Signals) -> None:
@@ -111,9 +57,7 @@ class MotoState:
     def __init__(self, log_dir: Path, access_key: str, secret_key: str) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
-        port = free_port()
-        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        self.proc = start(argv, port=port, log_dir=log_dir, name="moto")
+        self.proc = start_moto(log_dir)
         self.bucket = "mpfn-state"
         self.prefix = "mpfn"
         try:

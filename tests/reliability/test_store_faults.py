@@ -17,24 +17,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import Proc, wait_until
 
 from mpfn.store import LocalStore
-
-from .conftest import MakeCluster
-from .load import load
-from .stack import (
+from tests.factories import pool
+from tests.reliability.conftest import MakeCluster
+from tests.reliability.load import load
+from tests.reliability.stack import (
     MotoState,
     count_lines,
     log_text,
-    pool,
-    publish_demo,
     signal_proc,
-    start_router,
-    start_worker,
     upsert,
     usage_total,
 )
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc, wait_until
 
 REFRESH_FAILED = r"state refresh failed, serving the last snapshot"
 

@@ -11,11 +11,11 @@ and requests for unknown models count nowhere.
 from __future__ import annotations
 
 import httpx
-from procs import Proc
 
-from .conftest import Cluster, MakeCluster
-from .load import LoadReport, load
-from .stack import DEMO_BODY, usage_docs, usage_total
+from tests.reliability.conftest import Cluster, MakeCluster
+from tests.reliability.load import LoadReport, load
+from tests.reliability.stack import DEMO_BODY, usage_docs, usage_total
+from tests.servers.process import Proc
 
 
 def unknown_model_requests(router: Proc, n: int) -> None:

@@ -14,10 +14,9 @@ from collections.abc import Callable
 import httpx
 
 from mpfn.documents import Policy
-
-from .conftest import MakeCluster
-from .load import load
-from .stack import DEMO_BODY, DEMO_PATH, signal_proc
+from tests.reliability.conftest import MakeCluster
+from tests.reliability.load import load
+from tests.reliability.stack import DEMO_BODY, DEMO_PATH, signal_proc
 
 
 def test_killed_worker_fails_over_with_no_failed_request(cluster: MakeCluster) -> None:

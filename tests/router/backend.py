@@ -19,6 +19,7 @@ class Backend:
     headers: dict[str, str] = field(default_factory=dict)
     url: str = ""
     seen: list[dict[str, object]] = field(default_factory=list)
+    answered: int = 0  # infer requests answered (a request its client gave up on is not)
     release_stream: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def infer(self, request: web.Request) -> web.StreamResponse:
@@ -26,6 +27,7 @@ class Backend:
         self.seen.append({"path": request.path, "headers": dict(request.headers), "body": body})
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        self.answered += 1
         if self.status == 307:
             return web.Response(status=307, headers={"Location": "http://127.0.0.1:9/elsewhere"})
         if self.status != 200:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import HttpUrl
 
 from mpfn.documents import ModelVersion, Policy, Pool
+from mpfn.functions.router.api import create_api
 from mpfn.functions.router.asgi import RouterApp, create_app
+from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from tests.factories import pool
+from tests.router.backend import Backend, serve
 
-
-def make_pool(pid: str, endpoint: str, adapter: str = "ort", models: Iterable[str] = ()) -> Pool:
-    return Pool(
-        id=pid, cloud="local", adapter=adapter, endpoint=HttpUrl(endpoint), models=list(models)
-    )
+make_pool = pool  # the name the router tests import
 
 
 def seed(
@@ -44,6 +44,28 @@ def settings(**overrides: object) -> RouterSettings:
     return RouterSettings(**base)  # type: ignore[arg-type]
 
 
+class ManualClock:
+    """A wall clock that moves only when a test says so (starts at the real time)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def app_with_clock(
+    store: LocalStore, router_settings: RouterSettings, clock: ManualClock
+) -> RouterApp:
+    """The router app `create_app` builds, with `clock` as its routing clock (breakers,
+    latency ages): what `create_app` does, over a runtime given that clock."""
+    runtime = RouterRuntime(store, router_settings, routing_clock=clock)
+    return RouterApp(runtime, create_api(runtime))
+
+
 @pytest.fixture
 async def app(store: LocalStore) -> AsyncIterator[RouterApp]:
     router = create_app(store, settings=settings(max_body_bytes=4096))
@@ -56,3 +78,10 @@ async def client(app: RouterApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
         yield c
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[tuple[Backend, Backend]]:
+    """Two real loopback backends, `a` and `b`, recording what reaches them."""
+    async with serve(Backend("a")) as a, serve(Backend("b")) as b:
+        yield a, b

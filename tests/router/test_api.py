@@ -10,8 +10,7 @@ from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
 from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
-
-from .conftest import make_pool, seed
+from tests.router.conftest import make_pool, seed
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens on loopback
 

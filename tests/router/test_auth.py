@@ -13,7 +13,6 @@ from typing import cast
 
 import httpx
 import pytest
-from procs import PYTHON, free_port, start
 
 from mpfn.auth import ApiKey, issue_key
 from mpfn.demo import demo_model_version
@@ -22,9 +21,9 @@ from mpfn.functions.router.asgi import RouterApp, create_app
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed, settings
+from tests.router.backend import Backend
+from tests.router.conftest import make_pool, seed, settings
+from tests.servers.mpfn_procs import start_router
 
 BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'
 
@@ -42,12 +41,6 @@ class Keys:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[tuple[Backend, Backend]]:
-    async with serve(Backend("a")) as a, serve(Backend("b")) as b:
-        yield a, b
 
 
 @pytest.fixture
@@ -268,18 +261,12 @@ def test_key_secrets_never_reach_the_router_log(tmp_path: Path) -> None:
     docs.upsert(revoked.key, revoked.model_copy(update={"revoked_at": datetime.now(UTC)}))
     config = tmp_path / "log.json"
     config.write_text(json.dumps(LOG_CONFIG))
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "uvicorn", "mpfn.functions.router.app:app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-config", str(config),
-    ]  # fmt: skip
-    router = start(
-        argv,
-        port=port,
-        log_dir=tmp_path / "logs",
-        name="router-debug",
-        env={"MPFN_STATE": store.url, "MPFN_ROUTER_AUTH": "keys"},
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
+    router = start_router(
+        store,
+        tmp_path / "logs",
+        "router-debug",
+        settings={"auth": "keys"},
+        log_config=config,
     )
     presented = [plaintext, revoked_text, "mpfn_" + "f" * 12 + "_" + "s" * 43, "not-a-key"]
     statuses = set()

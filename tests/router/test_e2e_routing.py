@@ -13,13 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import Proc
 
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .conftest import make_pool
-from .procs_router import publish_demo, start_router, start_worker
+from tests.router.conftest import make_pool
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
 INFER = "/v2/models/demo/infer"
@@ -132,8 +131,7 @@ def test_a_circuit_opens_and_a_half_open_probe_closes_it(env: Env, procs: list[P
         env.store,
         env.log_dir,
         name="router-breaker",
-        MPFN_ROUTER_BREAKER_FAILURES="2",
-        MPFN_ROUTER_BREAKER_COOLDOWN_S="1",
+        settings={"breaker_failures": "2", "breaker_cooldown_s": "1"},
     )
     procs.append(router)
     c2 = procs[1]

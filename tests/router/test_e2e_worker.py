@@ -19,13 +19,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-from procs import Proc, wait_until
 
+from mpfn.demo import build_demo_model
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .conftest import make_pool
-from .procs_router import publish_demo, start_router, start_worker
+from tests.router.conftest import make_pool
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc, wait_until
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("e2e")
     store = LocalStore(root / "state")
-    model = publish_demo(store, root)
+    publish_demo(store, root)
+    model = build_demo_model()
     workers: list[Proc] = []
     router: Proc | None = None
     try:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import cast
 
 import httpx
-import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
 from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed
-
-
-@pytest.fixture
-async def backends() -> AsyncIterator[tuple[Backend, Backend]]:
-    async with serve(Backend("a")) as a, serve(Backend("b")) as b:
-        yield a, b
+from tests.router.backend import Backend
+from tests.router.conftest import make_pool, seed
 
 
 async def test_raw_bytes_and_headers_pass_through(

@@ -12,13 +12,13 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
+from mpfn.demo import build_demo_model
 from mpfn.functions.router.asgi import create_app
 from mpfn.functions.router.lambda_handler import Handler, event_loop, make_handler
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .conftest import make_pool, settings
-from .procs_router import publish_demo, start_worker
+from tests.router.conftest import make_pool, settings
+from tests.servers.mpfn_procs import publish_demo, start_worker
 
 X = np.arange(32, dtype=np.float32).reshape(2, 16) / 10
 
@@ -29,7 +29,8 @@ def lambda_env(
 ) -> Iterator[tuple[Handler, bytes, LocalStore]]:
     root = tmp_path_factory.mktemp("lambda")
     store = LocalStore(root / "state")
-    model = publish_demo(store, root)
+    publish_demo(store, root)
+    model = build_demo_model()
     worker = start_worker(store, root / "logs", "lw")
     try:
         Documents(store).upsert("pools/lw.json", make_pool("lw", worker.url))

@@ -18,9 +18,8 @@ from mpfn.demo import demo_model_version
 from mpfn.functions.router.asgi import create_app
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed, settings
+from tests.router.backend import Backend, serve
+from tests.router.conftest import make_pool, seed, settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from procs import Proc, free_port, running, wait_until
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.parser import text_string_to_metric_families
 
 from mpfn.demo import demo_model_version
 from mpfn.functions.router.asgi import create_app
@@ -24,10 +19,12 @@ from mpfn.functions.router.settings import RouterSettings
 from mpfn.store import LocalStore
 from mpfn.telemetry.emf import EmfExporter, histogram_values
 from mpfn.telemetry.push import Pusher
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed, settings
-from .procs_router import publish_demo, start_router, start_worker
+from tests.router.backend import Backend, serve
+from tests.router.conftest import make_pool, seed, settings
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.ports import unused_port
+from tests.servers.process import Proc, wait_until
+from tests.servers.pushgateway import gateway_value
 
 BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'
 UNITS = {"Count", "Seconds", "Milliseconds", "None"}
@@ -186,43 +183,6 @@ def test_lambda_keep_warm_ping_flushes_emf_lines(
         worker.stop()
 
 
-@pytest.fixture(scope="module")
-def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    binary = shutil.which("prometheus-pushgateway", path=f"{os.environ.get('PATH', '')}:/usr/bin")
-    if binary is None:
-        pytest.fail(
-            "prometheus-pushgateway is not installed; install it with: "
-            "sudo apt-get install -y prometheus-pushgateway",
-            pytrace=False,
-        )
-    base = tmp_path_factory.mktemp("pushgateway")
-    port = free_port()
-    argv = [
-        binary,
-        f"--web.listen-address=127.0.0.1:{port}",
-        f"--persistence.file={base / 'pushgateway.data'}",
-        "--log.level=warn",
-    ]
-    with running(
-        argv,
-        port=port,
-        log_dir=base,
-        name="pushgateway",
-        ready_url=f"http://127.0.0.1:{port}/-/ready",
-        timeout=30.0,
-    ) as proc:
-        yield proc
-
-
-def gateway_value(url: str, name: str, **labels: str) -> float | None:
-    text = httpx.get(f"{url}/metrics", timeout=5.0).text
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return None
-
-
 async def test_router_pushes_to_the_pushgateway_at_each_flush(
     store: LocalStore, pushgateway: Proc
 ) -> None:
@@ -260,8 +220,7 @@ def test_router_process_pushes_in_the_background(tmp_path: Path, pushgateway: Pr
     router = start_router(
         store,
         tmp_path / "logs",
-        MPFN_PUSHGATEWAY_URL=pushgateway.url,
-        MPFN_ROUTER_INSTANCE_ID="bg-1",
+        env={"MPFN_PUSHGATEWAY_URL": pushgateway.url, "MPFN_ROUTER_INSTANCE_ID": "bg-1"},
     )
     try:
         r = httpx.post(f"{router.url}/v2/models/demo/infer", content=BODY, timeout=10.0)
@@ -280,5 +239,5 @@ def test_router_process_pushes_in_the_background(tmp_path: Path, pushgateway: Pr
 def test_unreachable_pushgateway_never_raises() -> None:
     registry = CollectorRegistry()
     Counter("demo_requests", "r", registry=registry).inc()
-    pusher = Pusher(registry, f"http://127.0.0.1:{free_port()}", job="j", timeout_s=2.0)
+    pusher = Pusher(registry, f"http://127.0.0.1:{unused_port()}", job="j", timeout_s=2.0)
     assert pusher.push() is False and pusher.failed == 1

@@ -6,30 +6,17 @@ import random
 from collections import Counter
 
 import pytest
-from pydantic import HttpUrl
 
-from mpfn.documents import ModelVersion, Policy, Pool
+from mpfn.documents import ModelVersion, Policy
 from mpfn.functions.router.hotpath import match_route, model_in_body, with_model
 from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState
 from mpfn.routing.decide import RouteRequest, decide, default_policy
 from mpfn.routing.errors import RouteError
 from mpfn.routing.serving import backend_url, candidates, infer_path, pool_serves
 from mpfn.routing.snapshot import build_snapshot
+from tests.factories import pool
 
 FALLBACK = default_policy(30.0)
-
-
-def pool(pid: str, adapter: str = "ort", models: list[str] | None = None, **kw: object) -> Pool:
-    return Pool.model_validate(
-        {
-            "id": pid,
-            "cloud": "local",
-            "adapter": adapter,
-            "endpoint": HttpUrl(f"http://127.0.0.1:1/{pid}"),
-            "models": models or [],
-            **kw,
-        }
-    )
 
 
 def mv(name: str, version: str = "1", fmt: str = "onnx") -> ModelVersion:
@@ -40,11 +27,11 @@ def test_pool_serves_by_protocol_format_and_listing() -> None:
     assert pool_serves(pool("a"), "m", "onnx", "v2")
     assert not pool_serves(pool("a"), "m", "gguf", "v2")
     assert not pool_serves(pool("a"), "m", "onnx", "openai")  # ort speaks v2 only
-    assert pool_serves(pool("o", "openai"), "m", "gguf", "openai")
-    assert pool_serves(pool("t", "triton"), "m", "other", "v2")
+    assert pool_serves(pool("o", adapter="openai"), "m", "gguf", "openai")
+    assert pool_serves(pool("t", adapter="triton"), "m", "other", "v2")
     # Unknown (plug-in) adapters serve only what their pool names, whatever the format.
-    assert pool_serves(pool("r", "rocm-x", ["m"]), "m", "onnx", "v2")
-    assert not pool_serves(pool("r", "rocm-x"), "m", "onnx", "v2")
+    assert pool_serves(pool("r", adapter="rocm-x", models=["m"]), "m", "onnx", "v2")
+    assert not pool_serves(pool("r", adapter="rocm-x"), "m", "onnx", "v2")
     # A name no document describes is served only by pools listing it.
     assert pool_serves(pool("a", models=["m"]), "m", None, "v2")
     assert not pool_serves(pool("a"), "m", None, "v2")
@@ -113,7 +100,7 @@ def route_once(snap: object, req: RouteRequest, state: RoutingState, seed: int =
 
 
 def test_decide_spreads_equal_pools_and_explains_exclusions() -> None:
-    snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("t", "tfserving")], [])
+    snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("t", adapter="tfserving")], [])
     state = RoutingState()
     firsts = Counter(route_once(snap, RouteRequest("v2", "demo"), state) for _ in range(10))
     assert firsts == {"a:demo/1": 5, "b:demo/1": 5}
@@ -232,6 +219,9 @@ def test_model_in_body_and_rewrite() -> None:
 
 
 def test_paths_and_urls() -> None:
-    assert backend_url(pool("a"), "/v2/models/m/infer") == "http://127.0.0.1:1/a/v2/models/m/infer"
+    assert (
+        backend_url(pool("a", "http://127.0.0.1:1/a"), "/v2/models/m/infer")
+        == "http://127.0.0.1:1/a/v2/models/m/infer"
+    )
     assert infer_path("m", None) == "/v2/models/m/infer"
     assert infer_path("m", "2") == "/v2/models/m/versions/2/infer"

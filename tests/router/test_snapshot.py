@@ -11,8 +11,7 @@ from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.routing.snapshot import SnapshotLoader
 from mpfn.store import LocalStore, StoreUnavailable
-
-from .conftest import make_pool, seed
+from tests.router.conftest import make_pool, seed
 
 
 def test_conditional_gets_reuse_unchanged_documents(store: LocalStore) -> None:

@@ -5,74 +5,24 @@ OTLP/HTTP receiver, and the backend receiving the attempt span's `traceparent`."
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mpfn.demo import demo_model_version
 from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
-
-from .backend import Backend, serve
-from .conftest import make_pool, seed
-from .procs_router import start_router
+from tests.router.backend import Backend, serve
+from tests.router.conftest import make_pool, seed
+from tests.servers.mpfn_procs import start_router
+from tests.servers.otlp import Receiver
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 INCOMING = f"00-{TRACE_ID}-{PARENT_ID}-01"
 BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'
-
-
-class Receiver:
-    """An OTLP/HTTP traces endpoint on loopback that keeps every export it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                receiver.bodies.append(self.rfile.read(length))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-    def spans(self) -> list[Span]:
-        out: list[Span] = []
-        for body in self.bodies:
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            for rs in request.resource_spans:
-                for ss in rs.scope_spans:
-                    out.extend(ss.spans)
-        return out
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def attrs(span: Span) -> dict[str, Any]:
@@ -88,7 +38,9 @@ def traceparent_of(backend: Backend) -> str:
     return headers["traceparent"]
 
 
-async def test_routed_request_spans_and_propagation(tmp_path: Path, receiver: Receiver) -> None:
+async def test_routed_request_spans_and_propagation(
+    tmp_path: Path, otlp_receiver: Receiver
+) -> None:
     store = LocalStore(tmp_path / "state")
     async with serve(Backend("bad", status=500)) as bad, serve(Backend("good")) as good:
         seed(
@@ -96,9 +48,8 @@ async def test_routed_request_spans_and_propagation(tmp_path: Path, receiver: Re
             models=[demo_model_version()],
             pools=[make_pool("bad", bad.url), make_pool("good", good.url)],
         )
-        router = await asyncio.to_thread(
-            start_router, store, tmp_path / "logs", MPFN_OTLP_ENDPOINT=receiver.url
-        )
+        env = {"MPFN_OTLP_ENDPOINT": otlp_receiver.url}
+        router = await asyncio.to_thread(start_router, store, tmp_path / "logs", env=env)
         try:
             async with httpx.AsyncClient(base_url=router.url, timeout=30) as client:
                 failed_over = None
@@ -118,7 +69,7 @@ async def test_routed_request_spans_and_propagation(tmp_path: Path, receiver: Re
         finally:
             await asyncio.to_thread(router.stop)  # shutdown exports every finished span
 
-    spans = receiver.spans()
+    spans = otlp_receiver.spans()
     (server,) = [
         s for s in spans if s.kind == Span.SPAN_KIND_SERVER and s.trace_id.hex() == TRACE_ID
         and attrs(s)["mpfn.attempts"] == 2

@@ -15,8 +15,8 @@ from mpfn.functions.router.forward import split_headers
 from mpfn.routing import NO_HINTS, RoutingState, Target, parse_hints, route
 from mpfn.routing.decide import RouteRequest, decide, default_policy
 from mpfn.routing.snapshot import build_snapshot
-
-from .factories import model, policy, pool
+from tests.factories import pool
+from tests.routing.factories import model, policy
 
 
 def bench(n_pools: int, rounds: int = 20_000) -> tuple[float, float]:

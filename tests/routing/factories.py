@@ -5,33 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mpfn.documents import ModelVersion, Policy, Pool
-
-
-def pool(
-    pool_id: str,
-    *,
-    cloud: str = "local",
-    region: str = "local",
-    adapter: str = "ort",
-    hardware: Sequence[str] = ("cpu",),
-    cost: float = 0.0,
-    capacity: int = 1,
-    models: Sequence[str] = (),
-) -> Pool:
-    return Pool.model_validate(
-        {
-            "id": pool_id,
-            "cloud": cloud,
-            "region": region,
-            "adapter": adapter,
-            "endpoint": f"http://{pool_id}.invalid:8000",
-            "hardware": list(hardware),
-            "cost_per_hour": cost,
-            "capacity": capacity,
-            "models": list(models),
-        }
-    )
+from mpfn.documents import ModelVersion, Policy
 
 
 def model(

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from mpfn.routing import DEFAULT_FORMATS, Limits, adapter_serves, filter_pools, with_formats
 from mpfn.routing.breaker import Breaker, BreakerConfig
-
-from .factories import model, pool
+from tests.factories import pool
+from tests.routing.factories import model
 
 BREAKERS = BreakerConfig(failure_threshold=1, cooldown_s=10.0)
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mpfn.routing import NO_HINTS, HintError, RequestHints, parse_hints, tighten
-
-from .factories import policy
+from tests.routing.factories import policy
 
 
 def test_no_headers_is_no_hints() -> None:

@@ -22,8 +22,8 @@ from mpfn.routing import (
 from mpfn.routing.breaker import DEFAULT_BREAKER, Breaker
 from mpfn.routing.filter import exclusion_reason
 from mpfn.routing.stats import Ewma
-
-from .factories import model, policy, pool
+from tests.factories import pool
+from tests.routing.factories import model, policy
 
 M = model()
 

@@ -12,8 +12,8 @@ from mpfn.routing import (
     score_pools,
 )
 from mpfn.routing.stats import Ewma
-
-from .factories import model, pool
+from tests.factories import pool
+from tests.routing.factories import model
 
 CFG = DEFAULT_CONFIG
 M = model()

@@ -4,8 +4,8 @@ import pytest
 
 from mpfn.routing import PoolStatsDocument, RoutingState, Target, route, stats_key
 from mpfn.routing.breaker import BreakerConfig
-
-from .factories import model, policy, pool
+from tests.factories import pool
+from tests.routing.factories import model, policy
 
 M = model()
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from mpfn.routing import NO_FEEDBACK, RequestHints, RoutingState, Target, route_baseline
 from mpfn.routing.breaker import Breaker
 from mpfn.routing.stats import Feedback
-
-from .factories import model, policy, pool
+from tests.factories import pool
+from tests.routing.factories import model, policy
 
 M = model()
 

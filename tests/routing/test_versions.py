@@ -6,8 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mpfn.routing import choose_version, fallback_chain, resolve_version
-
-from .factories import policy
+from tests.routing.factories import policy
 
 WEIGHTS = {"1": 0.9, "2": 0.1}
 

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import PYTHON, Proc, free_port, start
-from reliability.stack import pool, publish_demo, start_router, start_worker, upsert
 
 from mpfn.store import LocalStore
+from tests.factories import pool
+from tests.reliability.stack import upsert
+from tests.servers import recorder
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc
 
-RECORDER = Path(__file__).with_name("recorder.py")
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BODY = 256 * 1024
 
@@ -39,11 +41,8 @@ class Recorder:
 
 
 def start_recorder(log_dir: Path, name: str, redirect_url: str = "") -> Recorder:
-    port = free_port()
     log = log_dir / f"{name}-requests.jsonl"
-    argv = [PYTHON, str(RECORDER), str(port), str(log)] + ([redirect_url] if redirect_url else [])
-    proc = start(argv, port=port, log_dir=log_dir, name=name)
-    return Recorder(proc, log)
+    return Recorder(recorder.start_recorder(log_dir, name, log, redirect_url), log)
 
 
 @dataclass

@@ -16,9 +16,9 @@ import http.client
 
 import httpx
 import pytest
-from reliability.stack import DEMO_BODY
 
-from .conftest import MAX_BODY, REDIRECTS, Edge
+from tests.reliability.stack import DEMO_BODY
+from tests.security.conftest import MAX_BODY, REDIRECTS, Edge
 
 ECHO = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
 

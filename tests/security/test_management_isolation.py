@@ -16,7 +16,7 @@ import json
 import httpx
 import pytest
 
-from .conftest import Edge
+from tests.security.conftest import Edge
 
 UNLOAD = "repository/models/demo/unload"
 VARIANTS: list[tuple[str, str]] = [

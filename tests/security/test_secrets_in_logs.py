@@ -16,21 +16,7 @@ import signal
 from pathlib import Path
 
 import httpx
-from procs import Proc, wait_until
 from pydantic import HttpUrl
-from reliability.load import load
-from reliability.stack import (
-    DEMO_BODY,
-    MotoState,
-    count_lines,
-    log_text,
-    pool,
-    publish_demo,
-    signal_proc,
-    start_router,
-    start_worker,
-    upsert,
-)
 
 from mpfn.adapters.base import AdapterConfig
 from mpfn.adapters.ort import OrtAdapter
@@ -38,6 +24,11 @@ from mpfn.auth import issue_key, key_id_of
 from mpfn.documents import ModelVersion, Pool
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from tests.factories import pool
+from tests.reliability.load import load
+from tests.reliability.stack import DEMO_BODY, MotoState, count_lines, log_text, signal_proc, upsert
+from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
+from tests.servers.process import Proc, wait_until
 
 
 async def manage(worker: Proc, token: str, model: ModelVersion) -> None:

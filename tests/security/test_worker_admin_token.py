@@ -19,9 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from procs import PYTHON, Proc
 from pydantic import HttpUrl
-from reliability.stack import DEMO_BODY, publish_demo, start_worker
 
 from mpfn.adapters.base import AdapterConfig, AdapterError
 from mpfn.adapters.ort import OrtAdapter
@@ -29,6 +27,9 @@ from mpfn.adapters.ort_worker.guard import exposure_warning, is_loopback
 from mpfn.documents import ModelVersion, Pool
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from tests.reliability.stack import DEMO_BODY
+from tests.servers.mpfn_procs import publish_demo, start_worker
+from tests.servers.process import PYTHON, Proc
 
 MANAGEMENT = [
     ("/v2/repository/index", {}),

@@ -1,6 +1,6 @@
 """A stand-in for the Cloud Run v2, Cloud Scheduler v1 and IAM v1 REST APIs, on loopback.
 
-Usage: python gcp_standin.py PORT
+Usage: python -m tests.servers.gcp_standin PORT (or `gcp_standin_server` here)
 
 No emulator exists for these APIs, so this small real HTTP server keeps their resources in
 memory with the REST shapes the official client libraries send and parse: Cloud Run
@@ -13,14 +13,20 @@ Google error format. `GET /_dump` returns everything it holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.servers.ports import start_on_free_ports
+from tests.servers.process import PYTHON, ROOT, Proc, start, stopping
 
 RUN_PATH = re.compile(
     r"^/v2/(projects/[^/]+/locations/[^/]+)/(services|jobs)(?:/([^/:]+))?(?::(\w+))?$"
@@ -220,6 +226,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@contextlib.contextmanager
+def gcp_standin_server(log_dir: Path) -> Iterator[Proc]:
+    def launch(ports: list[int]) -> Proc:
+        argv = [PYTHON, "-m", "tests.servers.gcp_standin", str(ports[0])]
+        return start(argv, port=ports[0], log_dir=log_dir, name="gcp-standin", cwd=ROOT,
+                     ready_url=f"http://127.0.0.1:{ports[0]}/_dump")  # fmt: skip
+
+    with stopping(start_on_free_ports(1, launch)) as proc:
+        yield proc
 
 
 if __name__ == "__main__":

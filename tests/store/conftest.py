@@ -1,17 +1,13 @@
 """Real object-store servers on loopback for the store tests.
 
 Session-scoped: a moto S3 server, a SeaweedFS cluster with an S3 gateway that checks
-signatures, and fake-gcs-server, each on free 127.0.0.1 ports with data in a temp dir.
+signatures, and fake-gcs-server (all started by `tests.servers`) on loopback.
 Every test gets a fresh bucket (moto, fake-gcs) or a fresh prefix (SeaweedFS), so tests
 are independent. The `store` fixture runs a test once per backend.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import sysconfig
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import Proc, fake_gcs_server, free_port, running, start, wait_until
 
 from mpfn.store import LocalStore, Store
 from mpfn.store.gcs import GCSStore
 from mpfn.store.s3 import S3Store
+from tests.servers.process import Proc, wait_until
+from tests.servers.seaweedfs import seaweedfs_server
 
 REGION = "us-east-1"
 
@@ -69,63 +66,18 @@ class GCSServer:
         return bucket
 
 
-def _scripts_bin(name: str) -> Path:
-    path = Path(sysconfig.get_path("scripts")) / name
-    if not path.exists():
-        path = Path(sys.executable).parent / name
-    return path
-
-
-def _unique_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 @pytest.fixture(scope="session")
-def store_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("store-logs")
-
-
-@pytest.fixture(scope="session")
-def moto(store_logs: Path) -> Iterator[S3Server]:
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with running(argv, port=port, log_dir=store_logs, name="moto") as proc:
-        yield S3Server("moto", proc, "mpfn-moto-key", "mpfn-moto-secret")
+def moto(moto_server: Proc) -> S3Server:
+    return S3Server("moto", moto_server, "mpfn-moto-key", "mpfn-moto-secret")
 
 
 SEAWEED_KEY, SEAWEED_SECRET = "mpfnseaweedkey", "mpfn-seaweed-secret-0123456789"
 
 
 @pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Iterator[S3Server]:
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory, server_logs: Path) -> Iterator[S3Server]:
     root = tmp_path_factory.mktemp("seaweedfs")
-    identities = root / "s3.json"
-    credentials = {"accessKey": SEAWEED_KEY, "secretKey": SEAWEED_SECRET}
-    identity = {
-        "name": "mpfn",
-        "credentials": [credentials],
-        "actions": ["Admin", "Read", "Write", "List"],
-    }
-    identities.write_text(json.dumps({"identities": [identity]}))
-    (root / "data").mkdir()
-    m, mg, v, vg, f, fg, s, sg = _unique_ports(8)
-    argv = [
-        str(_scripts_bin("weed")), "server",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root / 'data'}",
-        f"-master.port={m}", f"-master.port.grpc={mg}", "-master.telemetry=false",
-        f"-volume.port={v}", f"-volume.port.grpc={vg}", "-volume.max=0",
-        "-volume.preStopSeconds=0",
-        "-filer", f"-filer.port={f}", f"-filer.port.grpc={fg}",
-        "-s3", f"-s3.port={s}", f"-s3.port.grpc={sg}", f"-s3.config={identities}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
-    ]  # fmt: skip
-    proc = start(argv, port=s, log_dir=store_logs, name="seaweedfs", cwd=root)
-    try:
+    with seaweedfs_server(root, server_logs, SEAWEED_KEY, SEAWEED_SECRET) as proc:
         server = S3Server("seaweedfs", proc, SEAWEED_KEY, SEAWEED_SECRET)
         bucket = "mpfn-shared"
 
@@ -141,17 +93,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory, store_logs: Path) -> Ite
 
         wait_until(bucket_ready, 60, "seaweedfs bucket", proc)
         yield server
-    finally:
-        proc.stop(timeout=2)  # its graceful shutdown waits on peers; the data is throwaway
-        for port in (m, mg, v, vg, f, fg, s, sg):  # unix sockets it leaves in /tmp
-            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
-                sock.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
-def fake_gcs(store_logs: Path) -> Iterator[GCSServer]:
-    with fake_gcs_server(store_logs) as proc:
-        yield GCSServer(proc)
+def fake_gcs(fake_gcs_server: Proc) -> GCSServer:
+    return GCSServer(fake_gcs_server)
 
 
 BACKENDS = ["local", "s3-moto", "s3-seaweedfs", "gcs-fake"]

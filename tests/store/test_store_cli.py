@@ -10,8 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from procs import free_port
-
+from tests.servers.ports import unused_port
 from tests.store.conftest import GCSServer, S3Server
 
 MPFN = [sys.executable, "-m", "mpfn"]
@@ -104,7 +103,7 @@ def test_wrong_credentials(tmp_path: Path, seaweedfs: S3Server) -> None:
 
 
 def test_unreachable_store(tmp_path: Path) -> None:
-    port = free_port()
+    port = unused_port()
     (tmp_path / "mpfn.yaml").write_text(
         f"state: s3://b/p\ns3: {{endpoint_url: 'http://127.0.0.1:{port}', region: us-east-1,"
         " access_key_id: a, secret_access_key: b}\n"

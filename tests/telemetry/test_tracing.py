@@ -3,14 +3,6 @@ W3C `traceparent` links router and backend spans."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
-
-import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from mpfn.telemetry.tracing import (
     configure_tracing,
     extract_context,
@@ -19,32 +11,7 @@ from mpfn.telemetry.tracing import (
     shutdown_tracing,
     tracer,
 )
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    bodies: ClassVar[list[bytes]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        type(self).bodies.append(self.rfile.read(length))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.servers.otlp import Receiver
 
 
 def test_endpoint_resolution() -> None:
@@ -55,8 +22,8 @@ def test_endpoint_resolution() -> None:
     assert otlp_endpoint({"MPFN_OTLP_ENDPOINT": "http://x/v1/traces"}) == "http://x/v1/traces"
 
 
-def test_spans_are_exported_and_traceparent_propagates(receiver: str) -> None:
-    assert configure_tracing("mpfn-test", receiver)
+def test_spans_are_exported_and_traceparent_propagates(otlp_receiver: Receiver) -> None:
+    assert configure_tracing("mpfn-test", otlp_receiver.url)
     incoming = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
     with tracer().start_as_current_span(
         "route", context=extract_context(incoming), attributes={"mpfn.model": "demo"}
@@ -65,13 +32,7 @@ def test_spans_are_exported_and_traceparent_propagates(receiver: str) -> None:
         inject_traceparent(outgoing)
     shutdown_tracing()
     assert outgoing["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
-    spans = []
-    for body in _Receiver.bodies:
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                spans.extend(ss.spans)
+    spans = otlp_receiver.spans()
     (span,) = [s for s in spans if s.name == "route"]
     assert span.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent_span_id.hex() == "b7ad6b7169203331"

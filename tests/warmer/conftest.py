@@ -8,19 +8,18 @@ are reset (everything unloaded) before each test that uses them.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from procs import PYTHON, Proc, free_port, running
 
 from mpfn.artifacts import push_model
 from mpfn.demo import build_demo_model, demo_model_version
 from mpfn.state import Documents
 from mpfn.store import LocalStore
-
-from .helpers import CATALOG, Catalog, Workers, ready
+from tests.servers.mpfn_procs import worker as running_worker
+from tests.warmer.helpers import CATALOG, Catalog, Workers, ready
 
 
 @pytest.fixture(scope="session")
@@ -41,34 +40,14 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
     return Catalog(root, store, models)
 
 
-def _start_worker(catalog: Catalog) -> Generator[Proc, None, None]:
-    port = free_port()
-    argv = [
-        PYTHON, "-m", "mpfn.adapters.ort_worker",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--state", str(catalog.store.root),
-        "--cache-dir", str(catalog.root / f"cache-{port}"),
-        "--intra-op-threads", "1",
-    ]  # fmt: skip
-    with running(
-        argv,
-        port=port,
-        log_dir=catalog.root / "logs",
-        name="ort-worker",
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
-    ) as proc:
-        yield proc
-
-
 @pytest.fixture(scope="session")
 def _workers(catalog: Catalog) -> Iterator[Workers]:
-    a = _start_worker(catalog)
-    b = _start_worker(catalog)
-    try:
-        yield Workers(next(a), next(b))
-    finally:
-        a.close()
-        b.close()
+    logs = catalog.root / "logs"
+    with (
+        running_worker(catalog.store, logs, "ort-worker-a", preload=None) as a,
+        running_worker(catalog.store, logs, "ort-worker-b", preload=None) as b,
+    ):
+        yield Workers(a, b)
 
 
 @pytest.fixture

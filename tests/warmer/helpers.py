@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from procs import Proc
 
-from mpfn.documents import ModelVersion, Pool
+from mpfn.documents import ModelVersion
 from mpfn.registry import Registry
 from mpfn.store import LocalStore, Store
 from mpfn.usage import usage_document, usage_key
+from tests.factories import pool
+from tests.servers.process import Proc
 
 #: A Monday, 10:30 UTC: the synthetic "now" of most tests.
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC).timestamp()
@@ -54,17 +55,7 @@ def add_models(store: Store, catalog: Catalog, names: Iterable[str]) -> None:
 
 
 def add_pool(store: Store, pool_id: str, endpoint: str, cost: float, adapter: str = "ort") -> None:
-    Registry(store).put_pool(
-        Pool.model_validate(
-            {
-                "id": pool_id,
-                "cloud": "local",
-                "adapter": adapter,
-                "endpoint": endpoint,
-                "cost_per_hour": cost,
-            }
-        )
-    )
+    Registry(store).put_pool(pool(pool_id, endpoint, adapter=adapter, cost=cost))
 
 
 def write_usage(

@@ -10,8 +10,16 @@ from typer.testing import CliRunner
 
 from mpfn.cli.main import app
 from mpfn.store import LocalStore
-
-from .helpers import Catalog, Workers, add_models, add_pool, hourly, load, ready, write_usage
+from tests.warmer.helpers import (
+    Catalog,
+    Workers,
+    add_models,
+    add_pool,
+    hourly,
+    load,
+    ready,
+    write_usage,
+)
 
 
 def _mpfn(store: LocalStore, *args: str) -> tuple[int, str, str]:

@@ -19,20 +19,9 @@ from mpfn.warm.desired import (
     warm_decision,
 )
 from mpfn.warm.plan import WarmSettings
+from tests.factories import pool
 
 S = WarmSettings()
-
-
-def pool(pid: str, cost: float, memory_mb: float = 0.0) -> Pool:
-    return Pool.model_validate(
-        {
-            "id": pid,
-            "cloud": "local",
-            "endpoint": f"http://{pid}.invalid",
-            "cost_per_hour": cost,
-            "memory_mb": memory_mb,
-        }
-    )
 
 
 def view(p: Pool, loaded: dict[str, set[str]] | None, serves: set[str]) -> PoolView:
@@ -66,7 +55,7 @@ def test_warm_decision_has_a_hysteresis_band() -> None:
 
 
 def test_a_warm_model_goes_to_the_cheapest_pool_unless_already_loaded() -> None:
-    cheap, dear = pool("cheap", 0.5), pool("dear", 1.5)
+    cheap, dear = pool("cheap", cost=0.5), pool("dear", cost=1.5)
     s = [signal("m", 5.0)]
     views = [view(cheap, {}, {"m"}), view(dear, {}, {"m"})]
     assert desired_state(s, {"m": True}, views, S) == {("m", "cheap"): 1, ("m", "dear"): 0}
@@ -79,8 +68,8 @@ def test_a_warm_model_goes_to_the_cheapest_pool_unless_already_loaded() -> None:
 
 
 def test_unreadable_pools_get_nothing_and_budgets_keep_the_busiest() -> None:
-    small = pool("small", 0.5, memory_mb=150)
-    gone = pool("gone", 0.1)
+    small = pool("small", cost=0.5, memory_mb=150)
+    gone = pool("gone", cost=0.1)
     s = [signal("hot", 100.0, memory_mb=100), signal("warmish", 2.0, memory_mb=100)]
     views = [view(small, {}, {"hot", "warmish"}), view(gone, None, {"hot", "warmish"})]
     out = desired_state(s, {"hot": True, "warmish": True}, views, S)
@@ -89,7 +78,7 @@ def test_unreadable_pools_get_nothing_and_budgets_keep_the_busiest() -> None:
 
 
 def test_pinned_models_want_every_pool_and_idle_ones_none() -> None:
-    a, b = pool("a", 1.0), pool("b", 2.0)
+    a, b = pool("a", cost=1.0), pool("b", cost=2.0)
     s = [signal("pin", 0.0, pinned=True), signal("idle", 0.0)]
     views = [view(a, {"idle": {"1"}}, {"pin", "idle"}), view(b, {}, {"pin", "idle"})]
     out = desired_state(s, {"pin": True, "idle": False}, views, S)
@@ -97,7 +86,7 @@ def test_pinned_models_want_every_pool_and_idle_ones_none() -> None:
 
 
 def test_actions_unload_every_version_and_never_touch_unknown_models() -> None:
-    a = pool("a", 1.0)
+    a = pool("a", cost=1.0)
     s = [
         ModelSignal("m", "2", expected=5.0, recent_use=False),
         ModelSignal("old", "1", expected=0.0, recent_use=False),

@@ -8,8 +8,7 @@ from mpfn.state import Documents
 from mpfn.store import LocalStore
 from mpfn.warm import WarmSettings, run_once
 from mpfn.warm.plan import ForecastFit, fit_key
-
-from .helpers import NOW, Catalog, add_models, hourly, write_usage
+from tests.warmer.helpers import NOW, Catalog, add_models, hourly, write_usage
 
 SIX_HOURS = 6 * 3600.0
 

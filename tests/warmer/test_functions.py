@@ -12,8 +12,7 @@ from mpfn.functions.warmer.entry import run_from_env
 from mpfn.functions.warmer.lambda_handler import make_handler
 from mpfn.store import LocalStore
 from mpfn.warm.plan import PLAN_KEY, SETTINGS_KEY
-
-from .helpers import NOW, Catalog, add_models, hourly, write_usage
+from tests.warmer.helpers import NOW, Catalog, add_models, hourly, write_usage
 
 SCHEDULED = {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from procs import Proc
 from prometheus_client.parser import text_string_to_metric_families
 
 from mpfn.telemetry.metrics import render
 from mpfn.warm.metrics import elapsed_hour_fraction, export, plan_registry
 from mpfn.warm.plan import ModelWarmth, PoolState, WarmAction, WarmPlan, WarmSettings
-from tests.router.test_metrics_export import gateway_value, pushgateway  # noqa: F401
+from tests.servers.process import Proc
+from tests.servers.pushgateway import gateway_value
 
 NOW = datetime(2026, 11, 29, 10, 30, tzinfo=UTC)
 
@@ -95,7 +95,7 @@ def test_export_off_by_default_and_emf_on_lambda() -> None:
     assert replicas and replicas[0]["pool"] == "gpu-a" and replicas[0]["service"] == "warmer"
 
 
-def test_export_pushes_to_a_real_pushgateway(pushgateway: Proc) -> None:  # noqa: F811
+def test_export_pushes_to_a_real_pushgateway(pushgateway: Proc) -> None:
     assert export(plan(), {"MPFN_PUSHGATEWAY_URL": pushgateway.url}) == "push"
     value = gateway_value(pushgateway.url, "mpfn_warmer_warm_replicas", pool="gpu-a",
                           model="demo", job="mpfn-warmer")  # fmt: skip

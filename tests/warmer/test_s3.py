@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+import uuid
 
 import pytest
-from procs import free_port, running
 
 from mpfn.state import Documents
 from mpfn.store.s3 import S3Store
 from mpfn.warm import WarmPlan, run_once
 from mpfn.warm.plan import PLAN_KEY, fit_key, report_key
-
-from .helpers import NOW, Catalog, add_models, hourly, write_usage
+from tests.servers.process import Proc
+from tests.warmer.helpers import NOW, Catalog, add_models, hourly, write_usage
 
 
 @pytest.fixture(scope="module")
-def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
-    port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    logs: Path = tmp_path_factory.mktemp("moto-logs")
-    with running(argv, port=port, log_dir=logs, name="moto"):
-        store = S3Store(
-            "mpfn-warm",
-            "state",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            region="us-east-1",
-            access_key_id="mpfn-moto-key",
-            secret_access_key="mpfn-moto-secret",
-        )
-        store.client.create_bucket(Bucket="mpfn-warm")
-        yield store
+def s3_store(moto_server: Proc) -> S3Store:
+    bucket = f"mpfn-warm-{uuid.uuid4().hex[:12]}"
+    store = S3Store(
+        bucket,
+        "state",
+        endpoint_url=moto_server.url,
+        region="us-east-1",
+        access_key_id="mpfn-moto-key",
+        secret_access_key="mpfn-moto-secret",
+    )
+    store.client.create_bucket(Bucket=bucket)
+    return store
 
 
 def test_a_run_on_s3_state(s3_store: S3Store, catalog: Catalog) -> None:

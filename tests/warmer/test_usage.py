@@ -8,8 +8,7 @@ from mpfn.store import LocalStore
 from mpfn.usage import usage_key
 from mpfn.warm.plan import rollup_key
 from mpfn.warm.usage import UsageReader
-
-from .helpers import HOUR, NOW, write_usage
+from tests.warmer.helpers import HOUR, NOW, write_usage
 
 NOW_HOUR = NOW // HOUR * HOUR
 

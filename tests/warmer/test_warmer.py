@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from procs import free_port
-
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 from mpfn.warm import WarmPlan, WarmSettings, run_once
 from mpfn.warm.plan import PLAN_KEY, fit_key, report_key
-
-from .helpers import (
+from tests.servers.ports import unused_port
+from tests.warmer.helpers import (
     NOW,
     Catalog,
     Workers,
@@ -89,7 +87,7 @@ def test_a_broken_pool_adapter_or_model_does_not_stop_the_run(
 ) -> None:
     add_models(warm_store, catalog, ["busy", "broken"])
     add_pool(warm_store, "cheap", workers.cheap.url, 0.5)
-    add_pool(warm_store, "gone", f"http://127.0.0.1:{free_port()}", 0.1)  # nothing listens
+    add_pool(warm_store, "gone", f"http://127.0.0.1:{unused_port()}", 0.1)  # nothing listens
     add_pool(warm_store, "alien", workers.dear.url, 0.2, adapter="no-such-kind")
     for model in ("busy", "broken"):
         write_usage(warm_store, model, hourly(NOW, 24, 30))

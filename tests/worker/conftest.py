@@ -1,5 +1,5 @@
 """Fixtures for the ONNX Runtime worker: a LocalStore with models pushed as OCI artifacts
-and real worker processes on free loopback ports."""
+and real worker processes (`tests.servers.mpfn_procs`) on loopback."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from procs import PYTHON, Proc, free_port, running
 
 from mpfn.artifacts import push_model
 from mpfn.demo import build_demo_model, demo_model_version
 from mpfn.documents import ModelVersion, TensorSpec
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from tests.servers.mpfn_procs import worker as running_worker
+from tests.servers.process import Proc
 
 SLOW_WIDTH = 256
 SLOW_DEPTH = 24
@@ -84,25 +85,10 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> StateFixture:
     return StateFixture(root, store, demo_path)
 
 
-def worker_argv(state: StateFixture, port: int, *extra: str) -> list[str]:
-    return [
-        PYTHON, "-m", "mpfn.adapters.ort_worker",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--state", str(state.store.root),
-        "--cache-dir", str(state.root / f"cache-{port}"),
-        "--intra-op-threads", "1",
-        *extra,
-    ]  # fmt: skip
-
-
 def start_worker(state: StateFixture, *extra: str) -> Iterator[Proc]:
-    port = free_port()
-    with running(
-        worker_argv(state, port, *extra),
-        port=port,
-        log_dir=state.root / "logs",
-        name="ort-worker",
-        ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
+    """A worker on `state` (nothing preloaded unless `extra` says so), stopped afterwards."""
+    with running_worker(
+        state.store, state.root / "logs", "ort-worker", *extra, preload=None
     ) as proc:
         yield proc
 

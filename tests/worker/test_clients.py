@@ -10,9 +10,9 @@ import pytest
 import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from kserve.protocol.infer_type import RequestedOutput
-from procs import Proc
 
-from .conftest import StateFixture
+from tests.servers.process import Proc
+from tests.worker.conftest import StateFixture
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from procs import Proc
 
 from mpfn.protocol import encode_infer_request
-
-from .conftest import SLOW_WIDTH, StateFixture, start_worker
+from tests.servers.process import Proc
+from tests.worker.conftest import SLOW_WIDTH, StateFixture, start_worker
 
 
 def infer(
@@ -185,7 +184,7 @@ def busy_worker(state: StateFixture) -> Iterator[Proc]:
 
 
 def test_queue_full_is_503_with_retry_after(busy_worker: Proc) -> None:
-    slow_body, length = encode_infer_request({"x": np.ones((2048, SLOW_WIDTH), np.float32)})
+    slow_body, length = encode_infer_request({"x": np.ones((8192, SLOW_WIDTH), np.float32)})
     headers = {"Inference-Header-Content-Length": str(length)}
     results: list[int] = []
 

@@ -8,9 +8,9 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from procs import Proc
 
-from .conftest import StateFixture, start_worker
+from tests.servers.process import Proc
+from tests.worker.conftest import StateFixture, start_worker
 
 X = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
 

