@@ -27,7 +27,7 @@ def publish_demo(store: Store, workdir: Path) -> ModelVersion:
     """Push the demo model's artifact into `store` and register its ModelVersion."""
     path = workdir / "demo.onnx"
     path.write_bytes(build_demo_model())
-    ref = push_model(store, path, name="demo", version="1")  # type: ignore[arg-type]
+    ref = push_model(store, path, name="demo", version="1")
     doc = demo_model_version(ref)
     Documents(store).upsert(doc.key, doc)
     return doc
@@ -80,10 +80,17 @@ def start_worker(
 
 
 @contextlib.contextmanager
-def worker(state: Store | str, log_dir: Path, name: str = "ort-worker", *extra: str,
-           **kwargs: object) -> Iterator[Proc]:  # fmt: skip
+def worker(
+    state: Store | str,
+    log_dir: Path,
+    name: str = "ort-worker",
+    *extra: str,
+    preload: str | None = "demo",
+    env: Mapping[str, str] | None = None,
+    cache_dir: Path | None = None,
+) -> Iterator[Proc]:
     """`start_worker` as a context: the worker stops afterwards."""
-    proc = start_worker(state, log_dir, name, *extra, **kwargs)  # type: ignore[arg-type]
+    proc = start_worker(state, log_dir, name, *extra, preload=preload, env=env, cache_dir=cache_dir)
     try:
         yield proc
     finally:
