@@ -33,6 +33,7 @@ from mpfn.routing import Attempt
 CHALLENGE = (b"www-authenticate", b'Bearer realm="mpfn"')
 INVALID = (b"www-authenticate", b'Bearer realm="mpfn", error="invalid_token"')
 PROTECTED_PREFIXES = ("/v2/models", "/v1/")
+METRICS_PATH = "/metrics"
 
 
 def protected(path: str) -> bool:

@@ -1,15 +1,14 @@
 """The forwarding routes as a thin raw-ASGI layer: v2 infer and the OpenAI POSTs.
 
-These requests never go through a web framework: the path is matched by hand, the API
-key checked when keys are on (before the body is read), the body read once (bounded by
-`max_body_bytes`), the tensor elements a v2 request declares counted from its JSON
-header (`max_elements`), the routing hints read from the headers, one routing decision
-made (`RouterRuntime.decide`) and the forwarder walks its plan with the body unchanged
-(only a fallback model changes the path, or the `model` of an OpenAI body). Each request
-is counted once in the metrics and, with tracing on, gets a span. Everything else falls
-through to the FastAPI app, behind the same key check on model and OpenAI paths. No
-store I/O happens here unless the host runs no background tasks and the snapshot's TTL
-has expired (Lambda).
+These requests never go through a web framework. `RouterApp` (the request pipeline) has
+normalised the path, matched it here (`match_route`) and refreshed the snapshot when due;
+then the API key is checked when keys are on (`RouterRuntime.admit`, before the body is
+read), the body read once (bounded by `max_body_bytes`), the tensor elements a v2 request
+declares counted from its JSON header (`max_elements`), the routing hints read from the
+headers, one routing decision made (`RouterRuntime.decide`) and the forwarder walks its
+plan with the body unchanged (only a fallback model changes the path, or the `model` of
+an OpenAI body). Each request is counted once in the metrics and, with tracing on, gets a
+span. No store I/O happens here.
 """
 
 from __future__ import annotations
@@ -20,11 +19,11 @@ import time
 from dataclasses import dataclass
 
 from opentelemetry.trace import Span
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mpfn.functions.router.errors import RouteError, error_body, send_json
 from mpfn.functions.router.forward import route_headers, split_headers
-from mpfn.functions.router.guard import check_model, model_in_path, protected, scoped_plan
+from mpfn.functions.router.guard import check_model, scoped_plan
 from mpfn.functions.router.limits import check_elements
 from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.spans import annotate, request_span
@@ -164,39 +163,11 @@ class Exchange:
 
 
 class ForwardingRoutes:
-    """Answers forwarding routes itself, guards the other model and OpenAI routes when
-    API keys are on, and passes every other request to `app`."""
+    """Serves the forwarding routes; `RouterApp` has normalised the path and refreshed
+    the snapshot when due."""
 
-    def __init__(self, runtime: RouterRuntime, app: ASGIApp) -> None:
+    def __init__(self, runtime: RouterRuntime) -> None:
         self.runtime = runtime
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            route = match_route(scope["method"], scope["path"])
-            if route is not None:
-                await self.handle(route, scope, receive, send)
-                return
-            if self.runtime.settings.auth == "keys" and protected(scope["path"]):
-                try:
-                    key = await self.runtime.authenticate(scope["headers"])
-                    model = model_in_path(scope["path"])
-                    if model is not None:
-                        check_model(key, model)
-                except RouteError as exc:
-                    if exc.rejection:
-                        self.runtime.metrics.reject(exc.rejection)
-                    await send_json(send, exc.status, error_body(exc.message), exc.headers)
-                    return
-        await self.app(scope, receive, send)
-
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Entry used by the documented FastAPI routes (same behaviour)."""
-        route = match_route(scope["method"], scope["path"])
-        if route is None:
-            await send_json(send, 404, error_body(f"no route {scope['path']}"))
-            return
-        await self.handle(route, scope, receive, send)
 
     async def handle(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = self.runtime.tracer
@@ -239,18 +210,16 @@ class ForwardingRoutes:
     async def _handle(self, route: Route, scope: Scope, receive: Receive, ex: Exchange) -> None:
         runtime = self.runtime
         settings = runtime.settings
-        key = await runtime.authenticate(scope["headers"]) if settings.auth == "keys" else None
+        key = await runtime.admit(route.path, scope["headers"])
         body = await read_body(scope, receive, settings.max_body_bytes)
         model = route.model if route.model is not None else model_in_body(body)
         ex.requested = model
-        if not runtime.background:
-            await runtime.tick()
         snapshot = runtime.snapshot
         if not snapshot.loaded:
             reason = runtime.store_error or "not loaded yet"
             raise RouteError(503, f"model registry unavailable: {reason}")
-        if key is not None:
-            check_model(key, model)
+        if key is not None and route.model is None:
+            check_model(key, model)  # the model an OpenAI body names
         if not valid_name(model) or (route.version is not None and not valid_name(route.version)):
             raise RouteError(404, f"unknown model {model!r}")
         versions = snapshot.versions_for(model, route.protocol)

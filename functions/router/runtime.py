@@ -26,7 +26,14 @@ from opentelemetry.trace import Tracer
 from mpfn.auth import ApiKey
 from mpfn.functions.router.errors import RouteError
 from mpfn.functions.router.forward import Forwarder, SessionFactory
-from mpfn.functions.router.guard import Guard, authorization
+from mpfn.functions.router.guard import (
+    METRICS_PATH,
+    Guard,
+    authorization,
+    check_model,
+    model_in_path,
+    protected,
+)
 from mpfn.functions.router.metrics import LiveState, RouterMetrics
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.usage import UsageCounter, write_usage
@@ -172,12 +179,27 @@ class RouterRuntime:
 
         RouteError 401/429, or 503 while no snapshot (and so no key) has been read."""
         assert self.guard is not None, "no route needs API keys"
-        if not self.background:
-            await self.tick()
         if not self.snapshot.loaded:
             reason = self.store_error or "not loaded yet"
             raise RouteError(503, f"model registry unavailable: {reason}")
         return self.guard.authenticate(authorization(headers), self.snapshot.keys, self.clock())
+
+    async def admit(self, path: str, headers: Iterable[tuple[bytes, bytes]]) -> ApiKey | None:
+        """The key check of a request on the route path `path`: the verified key when the
+        path needs one, None when keys are off or the path is open.
+
+        Model and OpenAI paths need a key with `auth=keys` (403 when the model the path
+        names is outside the key's scope), `/metrics` with `metrics_auth=keys`."""
+        settings = self.settings
+        if settings.auth == "keys" and protected(path):
+            key = await self.authenticate(headers)
+            model = model_in_path(path)
+            if model is not None:
+                check_model(key, model)
+            return key
+        if settings.metrics_auth == "keys" and path == METRICS_PATH:
+            return await self.authenticate(headers)
+        return None
 
     async def flush_metrics(self) -> int:
         """Write EMF lines and/or push to the Pushgateway, when configured; on hosts

@@ -10,9 +10,7 @@ import httpx
 import pytest
 
 from mpfn.documents import ModelVersion, Policy, Pool
-from mpfn.functions.router.api import create_api
 from mpfn.functions.router.asgi import RouterApp, create_app
-from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
@@ -60,10 +58,8 @@ class ManualClock:
 def app_with_clock(
     store: LocalStore, router_settings: RouterSettings, clock: ManualClock
 ) -> RouterApp:
-    """The router app `create_app` builds, with `clock` as its routing clock (breakers,
-    latency ages): what `create_app` does, over a runtime given that clock."""
-    runtime = RouterRuntime(store, router_settings, routing_clock=clock)
-    return RouterApp(runtime, create_api(runtime))
+    """The router app with `clock` as its routing clock (breakers, latency ages)."""
+    return create_app(store, settings=router_settings, routing_clock=clock)
 
 
 @pytest.fixture
