@@ -1,14 +1,18 @@
 """Shared CLI plumbing: resolving the state store, printing, and turning errors into one line.
 
 Commands receive a `Ctx` from `get_ctx()`; they never open stores themselves. Every error
-mpfn knows about is printed as `error: <one line>` with exit code 1, never a traceback.
+mpfn knows about is printed as `error: <one line>` with exit code 1, never a traceback;
+with `mpfn --debug` (or `MPFN_DEBUG=1`) the full traceback follows it, with every cause,
+including those the one-line message replaced (`raise ... from None`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -68,8 +72,33 @@ def get_ctx(typer_ctx: typer.Context) -> Ctx:
     return root.obj
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+DEBUG_ENV = "MPFN_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """True when `--debug` was given or `MPFN_DEBUG` is set to a true value."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def full_traceback(exc: BaseException) -> str:
+    """The traceback of `exc` and of every exception before it, innermost first, also
+    where a `raise ... from None` hid the cause from Python's own report."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    parts = [
+        "".join(traceback.format_exception(type(e), e, e.__traceback__, chain=False))
+        for e in reversed(chain)
+    ]
+    return "\nThe above exception led to the following one:\n\n".join(parts)
+
+
+def fail(message: str, code: int = 1, exc: BaseException | None = None) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if exc is not None and debug_enabled():
+        sys.stderr.write(full_traceback(exc))
     raise typer.Exit(code)
 
 
@@ -89,13 +118,13 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except typer.Exit:
             raise
         except ValidationError as exc:
-            fail(describe_validation_error(exc.title, exc))
+            fail(describe_validation_error(exc.title, exc), exc=exc)
         except ModuleNotFoundError as exc:
-            fail(f"missing optional dependency {exc.name!r}: {EXTRAS_HINT}")
+            fail(f"missing optional dependency {exc.name!r}: {EXTRAS_HINT}", exc=exc)
         except _known_errors() as exc:
-            fail(str(exc).replace("\n", " ") or type(exc).__name__)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail(str(exc).replace("\n", " ") or type(exc).__name__, exc=exc)
+        except KeyboardInterrupt as exc:
+            fail("interrupted", 130, exc=exc)
 
     return wrapper
 

@@ -7,6 +7,7 @@ only wires them together and implements `init`, `schema` and `status`.
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,15 @@ from typing import Annotated
 import typer
 
 from mpfn.cli import deploy, keys, models, policy, pools, route, run, stats, warm
-from mpfn.cli.common import CliError, Ctx, console, get_ctx, handle_errors, print_json
+from mpfn.cli.common import (
+    DEBUG_ENV,
+    CliError,
+    Ctx,
+    console,
+    get_ctx,
+    handle_errors,
+    print_json,
+)
 from mpfn.config import CONFIG_FILE
 from mpfn.documents import SCHEMAS
 from mpfn.registry import Registry
@@ -49,7 +58,16 @@ def root(
             "(default: $MPFN_STATE, then mpfn.yaml, then ./.mpfn)",
         ),
     ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help=f"On an error, print the full traceback with its causes (also ${DEBUG_ENV}=1)",
+        ),
+    ] = False,
 ) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # also reaches the processes a command starts
     ctx.obj = Ctx(state_flag=state)
 
 

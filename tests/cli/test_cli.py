@@ -130,6 +130,21 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str
     assert message in err
 
 
+@pytest.mark.parametrize("how", ["--debug", "MPFN_DEBUG=1"])
+def test_debug_prints_the_traceback_with_its_causes(tmp_path: Path, how: str) -> None:
+    flag = ["--debug"] if how == "--debug" else []
+    env = {"MPFN_DEBUG": "1"} if how != "--debug" else None
+    proc = run([*flag, "policy", "show", "nope"], cwd=tmp_path, env=env, ok=False)
+    assert proc.returncode == 1
+    first, _, rest = proc.stderr.partition("\n")
+    assert first.startswith("error:") and "policy 'nope' is not set" in first
+    assert "Traceback (most recent call last)" in rest
+    # the causes hidden by `raise ... from None` are shown too, innermost first
+    causes = ["FileNotFoundError", "KeyNotFound", "NotRegistered"]
+    positions = [rest.index(name) for name in causes]
+    assert positions == sorted(positions)
+
+
 def test_duplicate_version_is_refused(tmp_path: Path, model_file: Path) -> None:
     run(["models", "push", str(model_file), "--name", "m", "--version", "1"], cwd=tmp_path)
     proc = run(
