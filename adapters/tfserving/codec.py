@@ -39,7 +39,6 @@ TF_TO_V2: dict[str, str] = {
     "DT_BOOL": "BOOL",
     "DT_STRING": "BYTES",
 }
-V2_TO_TF: dict[str, str] = {v2: tf for tf, v2 in TF_TO_V2.items()}
 
 
 class TensorJSONError(ValueError):

@@ -61,7 +61,6 @@ class RouterRuntime:
         clock: Callable[[], float] = time.monotonic,
         routing_clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
-        emf_write: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -101,7 +100,6 @@ class RouterRuntime:
             if settings.emf
             else None
         )
-        self.emf_write = emf_write or _print_line
         self.pusher = (
             Pusher(
                 self.metrics.registry,
@@ -206,7 +204,7 @@ class RouterRuntime:
         without background tasks also export finished spans. Returns EMF lines written."""
         lines = self.emf.flush() if self.emf is not None else []
         for line in lines:
-            self.emf_write(line)
+            _print_line(line)
         if self.pusher is not None:
             await asyncio.to_thread(self.pusher.push)
         if self.tracer is not None and not self.background:

@@ -10,7 +10,7 @@ deployment records, unless the caller asked to delete the state too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mpfn.deploy.errors import DeployFailure
@@ -91,7 +91,3 @@ def diff_settings(current: Resource, desired: Resource) -> tuple[FieldChange, ..
         for name, value in new.items()
         if old.get(name) != value
     )
-
-
-def keys_of(resources: Iterable[Resource]) -> list[tuple[str, str]]:
-    return [r.key for r in resources]

@@ -81,9 +81,6 @@ class Snapshot:
         """Every pool speaking `protocol` (to explain why the others were left out)."""
         return tuple(p for p in self.pools if speaks(p.adapter, protocol))
 
-    def listed_by_pools(self, model: str, protocol: Protocol) -> bool:
-        return model in self.listed.get(protocol, frozenset())
-
     def policy_for(self, model: str) -> Policy | None:
         return policy_for(self.policies, model)
 

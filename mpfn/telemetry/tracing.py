@@ -1,10 +1,13 @@
 """OpenTelemetry tracing for mpfn processes: off by default, OTLP/HTTP when configured.
 
-`configure_tracing()` installs an SDK tracer provider with a batching OTLP exporter only
+`configure_tracing()` makes an SDK tracer provider with a batching OTLP exporter only
 when an endpoint is configured (`MPFN_OTLP_ENDPOINT`, or the standard
 `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); otherwise every span
-is OpenTelemetry's no-op span and costs next to nothing. `inject_traceparent` and
-`extract_context` carry W3C `traceparent` across the router -> backend hop.
+is OpenTelemetry's no-op span and costs next to nothing. `tracer()` hands out tracers of
+the provider configured now; the process-wide OpenTelemetry provider is left alone (it
+can be set only once), so tracing can be configured again after `shutdown_tracing()`.
+`inject_traceparent` and `extract_context` carry W3C `traceparent` across the router ->
+backend hop.
 """
 
 from __future__ import annotations
@@ -51,14 +54,9 @@ def configure_tracing(service_name: str, endpoint: str | None = None) -> bool:
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    trace.set_tracer_provider(provider)
+    shutdown_tracing()  # a different endpoint: the previous exporter flushes and stops
     _configured.update(endpoint=endpoint, provider=provider)
     return True
-
-
-def tracing_enabled() -> bool:
-    """Whether `configure_tracing` installed an exporter in this process."""
-    return "provider" in _configured
 
 
 def flush_tracing(timeout_ms: int = 5000) -> None:
@@ -77,6 +75,12 @@ def shutdown_tracing() -> None:
 
 
 def tracer(name: str = "mpfn") -> trace.Tracer:
+    """A tracer of the configured provider; OpenTelemetry's global one (no-op unless the
+    application installed its own) when tracing is off."""
+    provider = _configured.get("provider")
+    if provider is not None:
+        tracer_: trace.Tracer = provider.get_tracer(name)
+        return tracer_
     return trace.get_tracer(name)
 
 

@@ -12,6 +12,7 @@ from mpfn.telemetry.tracing import (
     tracer,
 )
 from tests.servers.otlp import Receiver
+from tests.servers.otlp import otlp_receiver as otlp_receiver_at_another_port
 
 
 def test_endpoint_resolution() -> None:
@@ -37,3 +38,17 @@ def test_spans_are_exported_and_traceparent_propagates(otlp_receiver: Receiver) 
     assert span.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent_span_id.hex() == "b7ad6b7169203331"
     assert {a.key: a.value.string_value for a in span.attributes}["mpfn.model"] == "demo"
+
+
+def test_tracing_can_be_configured_again_after_shutdown(otlp_receiver: Receiver) -> None:
+    with otlp_receiver_at_another_port() as second:
+        assert configure_tracing("mpfn-test", otlp_receiver.url)
+        with tracer().start_as_current_span("first"):
+            pass
+        shutdown_tracing()
+        assert configure_tracing("mpfn-test", second.url)
+        with tracer().start_as_current_span("second"):
+            pass
+        shutdown_tracing()
+        assert [s.name for s in otlp_receiver.spans()] == ["first"]
+        assert [s.name for s in second.spans()] == ["second"]
