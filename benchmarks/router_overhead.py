@@ -13,7 +13,7 @@ an older checkout's `mpfn/` extracted into DIR) on the same worker, measured in 
 interleaved rounds, to compare two versions of the router on equal terms.
 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
-        [--baseline-src /tmp/mpfn-before]
+        [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
 """
 
 from __future__ import annotations
@@ -56,9 +56,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(argv: list[str], port: int, ready: str, env: dict[str, str]) -> Iterator[str]:
+def server(
+    argv: list[str], port: int, ready: str, env: dict[str, str], cwd: Path | None = None
+) -> Iterator[str]:
     proc = subprocess.Popen(
         argv,
+        cwd=cwd,  # `python -m` puts the working directory first on sys.path
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -137,9 +140,8 @@ async def saturate(url: str, total: int, concurrency: int) -> float:
         return total / (time.perf_counter() - start)
 
 
-def router_argv(port: int, factory: bool) -> list[str]:
-    factory_app = ["--factory", "mpfn.functions.router.asgi:create_app"]
-    app = factory_app if factory else ["mpfn.functions.router.app:app"]
+def router_argv(port: int, factory: str | None = None) -> list[str]:
+    app = ["--factory", factory] if factory else ["mpfn.functions.router.app:app"]
     return [
         sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
         "--no-access-log", "--log-level", "warning",
@@ -153,6 +155,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-src", type=Path, default=None)
+    parser.add_argument(
+        "--baseline-factory",
+        default="mpfn.functions.router.asgi:create_app",
+        help="the baseline's app factory (before the router moved: mpfn.router:create_app)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -174,14 +181,14 @@ def main() -> int:
         env = {"MPFN_STATE": store.url}
         urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
         rport = free_port()
-        urls["through router"] = stack.enter_context(
-            server(router_argv(rport, False), rport, ready, env)
-        )
+        urls["through router"] = stack.enter_context(server(router_argv(rport), rport, ready, env))
         if args.baseline_src is not None:
             bport = free_port()
             benv = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
             urls["baseline router"] = stack.enter_context(
-                server(router_argv(bport, True), bport, ready, benv)
+                server(
+                    router_argv(bport, args.baseline_factory), bport, ready, benv, args.baseline_src
+                )
             )
         p50s: dict[str, list[float]] = {name: [] for name in urls}
         p99s: dict[str, list[float]] = {name: [] for name in urls}
