@@ -371,9 +371,8 @@ def _failure(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:
         return 404, exc.message, []
     if isinstance(exc, Unauthorized):
         return 401, exc.message, [CHALLENGE]
-    if isinstance(exc, WorkerError):
-        extra = [(b"retry-after", b"1")] if exc.status == 503 else []
-        return exc.status, exc.message, extra
+    if isinstance(exc, WorkerError):  # Retry-After only marks backpressure (queue full)
+        return exc.status, exc.message, []
     if isinstance(exc, InvalidArgument):
         return 400, f"the model rejected the input: {exc}", []
     log.error("unexpected error", exc_info=exc)

@@ -5,10 +5,15 @@ pooled aiohttp session; the response is relayed as bytes, streamed chunk by chun
 backend streams (SSE, chunked). Connection errors, timeouts and 5xx answers (but 501/505)
 fail over to the next attempt of the plan while the request's deadline allows and nothing
 has been sent to the client; after that nothing is retried. Every attempt is reported to
-the routing state (in-flight counts, latency, load headers, breakers). Every answer
-carries `x-mpfn-pool` and `x-mpfn-route-reason`. With tracing on, every attempt runs in
-a client span whose `traceparent` the backend receives (`mpfn.functions.router.spans`). This module
-never picks pools and never touches the store.
+the routing state (in-flight counts, latency, load headers, breakers). A pool's
+backpressure (429, or 503 + Retry-After) is not a failure: the request tries the next
+pool with room and the breaker is not told. With admission on, every attempt holds a
+slot of its pool (`mpfn.functions.router.admission`); a request that finds no slot within
+its wait budget, or whose pools all answered busy, is shed with 503 + Retry-After. Every
+answer carries `x-mpfn-pool` and `x-mpfn-route-reason`. With tracing on, every attempt
+runs in a client span whose `traceparent` the backend receives
+(`mpfn.functions.router.spans`). This module never picks pools and never touches the
+store.
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ import aiohttp
 from opentelemetry.trace import Tracer
 from starlette.types import Send
 
-from mpfn.documents import ModelVersion
+from mpfn.documents import ModelVersion, Pool
+from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import error_body, send_json
 from mpfn.functions.router.spans import traced_attempt
 from mpfn.routing import Attempt, RoutingState
+from mpfn.routing.admission import Outcome as AttemptOutcome
+from mpfn.routing.admission import classify
 from mpfn.routing.failover import is_failure
 from mpfn.routing.serving import backend_url
 
@@ -142,6 +150,19 @@ class Outcome:
     attempts: int
     failed: tuple[str, ...] = ()
     model: ModelVersion | None = None
+    shed: bool = False  # refused for want of capacity: no pool had room
+    queued_s: float = 0.0  # time spent waiting for a slot
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """An attempt the pool refused for want of room (429, 503 + Retry-After)."""
+
+    message: str
+
+
+QueueWait = Callable[[float, float], float]  # (expected ms, seconds left) -> longest wait
+RETRY_AFTER = (b"retry-after", b"1")
 
 
 class Forwarder:
@@ -155,8 +176,12 @@ class Forwarder:
         session_factory: SessionFactory | None = None,
         clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
+        admission: Admission | None = None,
+        queue_wait: QueueWait | None = None,
     ) -> None:
         self.state = state
+        self.admission = admission  # None: no router-side limits
+        self.queue_wait = queue_wait or (lambda expected_ms, left_s: left_s)
         self.connect_timeout_s = connect_timeout_s
         self.clock = clock
         self.tracer = tracer  # None: tracing off, no span is made
@@ -182,19 +207,45 @@ class Forwarder:
         headers: dict[str, str],
         timeout_s: float,
         reason: str,
+        tenant: str = "",
     ) -> Outcome:
-        """Walk `plan` until an attempt answers; relay that answer on `send`."""
+        """Take a slot (waiting briefly, or shedding), then walk `plan` until an attempt
+        answers; relay that answer on `send`. `tenant` shares the waiting line fairly."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        admission = self.admission
+        queued_s = 0.0
+        granted: Pool | None = None
+        if admission is not None and plan:
+            wait_s = self.queue_wait(plan[0].expected_ms, timeout_s)
+            begun = loop.time()
+            granted = await admission.acquire([a.pool for a in plan], tenant, wait_s)
+            queued_s = loop.time() - begun
+            if granted is None:
+                return await self._shed(send, reason, [], queued_s)
+            plan = _granted_first(plan, granted)
         failures: list[str] = []
         failed: list[str] = []
+        busy: list[str] = []
         state, clock = self.state, self.clock
         call = self._attempt if self.tracer is None else self._traced_attempt
         for index, attempt in enumerate(plan):
+            pool = attempt.pool
+            pool_id = pool.id
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if index == 0 and admission is not None:
+                    admission.release(pool, None, 0.0)
                 break
-            pool_id = attempt.pool.id
+            if admission is not None and index > 0:
+                wait = self.queue_wait(attempt.expected_ms, remaining)
+                if await admission.acquire([pool], tenant, wait) is None:
+                    busy.append(f"{pool_id}: at the router's limit")
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    admission.release(pool, None, 0.0)
+                    break
             path, body = rewrite(attempt)
             timeout = aiohttp.ClientTimeout(
                 total=None, sock_connect=min(self.connect_timeout_s, remaining), sock_read=remaining
@@ -203,6 +254,8 @@ class Forwarder:
             state.started(pool_id, clock())
             started = time.perf_counter()
             reported: list[bool] = []  # set once the attempt's outcome was reported
+            outcome: AttemptOutcome | None = None
+            answered: int | str | Busy | None = None
             try:
                 answered = await call(send, attempt, path, body, headers, timeout,
                                                started, failed, reason, reported,
@@ -213,20 +266,49 @@ class Forwarder:
                 error = describe(exc)
                 state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
                 answered = None
+                outcome = "failure"
                 failures.append(f"{pool_id}: {error}")
             except BaseException:
                 if not reported:  # cancelled (client gone) or a bug: count nothing
                     state.abandoned(pool_id)
                 raise
+            finally:
+                if admission is not None:
+                    kind = outcome or _outcome_of(answered if reported else None)
+                    admission.release(pool, kind, _ms(started))
             if answered is None:
                 failed.append(pool_id)
+                continue
+            if isinstance(answered, Busy):  # not a failure: no failover is counted
+                busy.append(f"{pool_id}: {answered.message}")
                 continue
             if isinstance(answered, str):
                 failures.append(f"{pool_id}: {answered}")
                 failed.append(pool_id)
                 continue
-            return Outcome(pool_id, answered, len(failed) + 1, tuple(failed), attempt.model)
+            return Outcome(pool_id, answered, len(failed) + 1, tuple(failed), attempt.model,
+                           queued_s=queued_s)  # fmt: skip
+        if busy and not failures and loop.time() < deadline:
+            return await self._shed(send, reason, busy, queued_s, tuple(failed))
+        failures.extend(busy)
         return await self._give_up(send, failures, failed, reason, timeout_s, deadline)
+
+    async def _shed(
+        self,
+        send: Send,
+        reason: str,
+        busy: list[str],
+        queued_s: float,
+        failed: tuple[str, ...] = (),
+    ) -> Outcome:
+        """Answer 503 + Retry-After: every pool that could serve the request is full."""
+        message = "service at capacity, retry later"
+        if busy:
+            message += ": " + "; ".join(busy)
+        headers = route_headers(f"{reason}; shed: at capacity")
+        headers.append(RETRY_AFTER)
+        await send_json(send, 503, error_body(message), headers)
+        return Outcome(None, 503, len(failed), failed, shed=True, queued_s=queued_s)
 
     async def _traced_attempt(
         self,
@@ -236,7 +318,7 @@ class Forwarder:
         body: bytes,
         headers: dict[str, str],
         *rest: Any,
-    ) -> int | str:
+    ) -> int | str | Busy:
         """`_attempt` inside a client span whose `traceparent` the backend receives."""
         assert self.tracer is not None
         return await traced_attempt(
@@ -260,10 +342,11 @@ class Forwarder:
         reason: str,
         reported: list[bool],
         wait_s: float | None = None,
-    ) -> int | str:
-        """One attempt: the status relayed to the client, or why it failed (a retryable
-        answer). Connection errors and timeouts raise; `reported` gets an entry once the
-        outcome went to the routing state."""
+    ) -> int | str | Busy:
+        """One attempt: the status relayed to the client, why it failed (a retryable
+        answer), or `Busy` when the pool answered that it is full. Connection errors and
+        timeouts raise; `reported` gets an entry once the outcome went to the routing
+        state."""
         pool_id = attempt.pool.id
         state, clock = self.state, self.clock
         async with asyncio.timeout(wait_s):
@@ -275,6 +358,11 @@ class Forwarder:
                 timeout=timeout,
             )
         try:
+            if classify(resp.status, resp.headers) == "busy":
+                await resp.read()
+                state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
+                reported.append(True)
+                return Busy(f"busy (HTTP {resp.status})")
             if is_failure(resp.status):
                 text = (await resp.read())[:200].decode("utf-8", "replace")
                 error = f"HTTP {resp.status} {text}".strip()
@@ -344,6 +432,23 @@ class Forwarder:
             log.warning("stream from pool %s broke off: %s", pool_id, describe(exc))
             resp.close()
         await send({"type": "http.response.body", "body": b""})
+
+
+def _granted_first(plan: Sequence[Attempt], granted: Pool) -> Sequence[Attempt]:
+    """`plan` with the attempt on the pool admission granted first (order otherwise kept)."""
+    if plan[0].pool.id == granted.id:
+        return plan
+    first = next(a for a in plan if a.pool.id == granted.id)
+    return [first, *(a for a in plan if a is not first)]
+
+
+def _outcome_of(answered: int | str | Busy | None) -> AttemptOutcome | None:
+    """What an attempt's result tells the admission limit (None: nothing, abandoned)."""
+    if answered is None:
+        return None
+    if isinstance(answered, Busy):
+        return "busy"
+    return "failure" if isinstance(answered, str) else "ok"
 
 
 def answer_wait_s(attempt: Attempt, timeout_s: float, remaining: float, last: bool) -> float:

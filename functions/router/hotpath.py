@@ -279,7 +279,13 @@ class ForwardingRoutes:
             headers,
             decision.limits.timeout_ms / 1000.0,
             reason,
+            key.id if key is not None else model,  # the tenant of the waiting line
         )
+        if runtime.admission is not None:
+            runtime.metrics.queue_seconds.observe(outcome.queued_s)
+        if outcome.shed:
+            runtime.metrics.reject("at_capacity")
+            ex.reason = f"{reason}; shed: at capacity"
         ex.pool = outcome.pool or NO_POOL
         ex.failed = outcome.failed
         ex.attempts = outcome.attempts

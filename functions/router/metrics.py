@@ -26,12 +26,21 @@ from mpfn.telemetry.metrics import LATENCY_BUCKETS, LOAD_BUCKETS, render, status
 log = logging.getLogger("mpfn.router")
 
 BREAKER_VALUES = {"closed": 0.0, "half-open": 1.0, "open": 2.0}
-REJECTIONS = ("unauthenticated", "forbidden", "rate_limited", "too_large", "too_many_elements")
+REJECTIONS = (
+    "unauthenticated",
+    "forbidden",
+    "rate_limited",
+    "too_large",
+    "too_many_elements",
+    "at_capacity",
+)
+QUEUE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class LiveState(Collector):
-    """Gauges read from the router when scraped: circuit state and in-flight attempts per
-    registered pool, and the age of the state snapshot."""
+    """Gauges read from the router when scraped: circuit state, in-flight attempts and
+    admission limit per registered pool, requests waiting for a slot, and the age of the
+    state snapshot."""
 
     def __init__(
         self,
@@ -39,11 +48,15 @@ class LiveState(Collector):
         breaker: Callable[[str], str],
         inflight: Callable[[str], int],
         state_age_s: Callable[[], float],
+        limit: Callable[[str], float | None] = lambda pool: None,
+        waiting: Callable[[], int] = lambda: 0,
     ) -> None:
         self.pools = pools
         self.breaker = breaker
         self.inflight = inflight
         self.state_age_s = state_age_s
+        self.limit = limit
+        self.waiting = waiting
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         circuit = GaugeMetricFamily(
@@ -56,11 +69,25 @@ class LiveState(Collector):
             "Attempts this router has sent to the pool and not yet seen answered",
             labels=["pool"],
         )
+        limits = GaugeMetricFamily(
+            "mpfn_router_admission_limit",
+            "Requests this router lets a pool have in flight (adaptive; absent: admission off)",
+            labels=["pool"],
+        )
         for pool in self.pools():
             circuit.add_metric([pool], BREAKER_VALUES.get(self.breaker(pool), 0.0))
             inflight.add_metric([pool], float(self.inflight(pool)))
+            limit = self.limit(pool)
+            if limit is not None:
+                limits.add_metric([pool], limit)
         yield circuit
         yield inflight
+        yield limits
+        yield GaugeMetricFamily(
+            "mpfn_router_admission_waiting",
+            "Requests waiting for a pool slot now",
+            value=float(self.waiting()),
+        )
         yield GaugeMetricFamily(
             "mpfn_router_state_age_seconds",
             "Seconds since the registry snapshot was last read successfully",
@@ -149,6 +176,12 @@ class RouterMetrics:
             "mpfn_router_rejections",
             "Requests refused at the edge, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "mpfn_router_admission_queue_seconds",
+            "Time requests waited for a pool slot (admitted or shed after waiting)",
+            buckets=QUEUE_BUCKETS,
             registry=r,
         )
         self.refreshes = Counter(

@@ -24,6 +24,7 @@ from typing import cast
 from opentelemetry.trace import Tracer
 
 from mpfn.auth import ApiKey
+from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import RouteError
 from mpfn.functions.router.forward import Forwarder, SessionFactory
 from mpfn.functions.router.guard import (
@@ -79,12 +80,19 @@ class RouterRuntime:
         self.strategy = cast(Strategy, settings.strategy)
         self.rng = random.Random(None if settings.seed < 0 else settings.seed)
         self.fallback_policy = default_policy(settings.request_timeout_s)
+        self.admission = (
+            Admission(settings.admission_config, max_queue=settings.max_queue, clock=clock)
+            if settings.admission
+            else None
+        )
         self.forwarder = Forwarder(
             self.routing,
             connect_timeout_s=settings.connect_timeout_s,
             session_factory=session_factory,
             clock=routing_clock,
             tracer=tracer,
+            admission=self.admission,
+            queue_wait=settings.queue_wait_s,
         )
         self.metrics = RouterMetrics()
         self.metrics.watch(
@@ -93,6 +101,8 @@ class RouterRuntime:
                 breaker=lambda pool: self.routing.breaker(pool, self.routing_clock()),
                 inflight=lambda pool: self.routing.feedback.inflight.get(pool, 0),
                 state_age_s=self.state_age_s,
+                limit=self._limit_of,
+                waiting=lambda: self.admission.waiting if self.admission else 0,
             )
         )
         self.emf = (
@@ -118,6 +128,13 @@ class RouterRuntime:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._usage_write: asyncio.Future[int] | None = None
+
+    def _limit_of(self, pool_id: str) -> float | None:
+        """The admission limit of a pool (None: admission off or pool not used yet)."""
+        if self.admission is None:
+            return None
+        limit = self.admission.limits.get(pool_id)
+        return None if limit is None else limit.value
 
     def decide(self, request: RouteRequest, *, explain: bool = False) -> Decision:
         """The routing decision for `request` with this router's snapshot and feedback

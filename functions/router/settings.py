@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from mpfn.routing import STRATEGIES, BreakerConfig, RoutingConfig
+from mpfn.routing.admission import AdmissionConfig
 
 AUTH_MODES = ("none", "keys")
 
@@ -46,6 +47,13 @@ class RouterSettings:
     (also read from `MPFN_PUSHGATEWAY_URL`).
     `emf`: write CloudWatch embedded-metric-format lines to stdout at every flush
     (defaults to on under AWS Lambda when no Pushgateway is configured).
+    `admission`: bound each pool's in-flight requests with an adaptive limit, queue the
+    excess briefly and shed the rest with 503 + Retry-After (`off`: send everything).
+    `queue_min_ms` / `queue_factor`: a request waits for a slot at most
+    max(queue_min_ms, queue_factor x its expected latency), never past its deadline.
+    `max_queue`: most requests waiting for a slot at once (each tenant, an API key or
+    else a model, may hold its share). `limit_per_capacity`: a pool's first limit per unit
+    of its declared `capacity`; `max_limit`: the highest a limit may grow.
     """
 
     refresh_ttl_s: float = 5.0
@@ -66,6 +74,12 @@ class RouterSettings:
     max_elements: int = 64 * 1024 * 1024
     pushgateway_url: str = ""
     emf: bool = False
+    admission: bool = True
+    queue_min_ms: float = 20.0
+    queue_factor: float = 4.0
+    max_queue: int = 1024
+    limit_per_capacity: float = 2.0
+    max_limit: float = 256.0
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s"):
@@ -89,6 +103,10 @@ class RouterSettings:
                 raise ValueError(f"{name} must be one of {', '.join(AUTH_MODES)}")
         if self.max_elements < 0:
             raise ValueError("max_elements must be >= 0")
+        if self.queue_min_ms < 0 or self.queue_factor < 0 or self.max_queue < 0:
+            raise ValueError("queue_min_ms, queue_factor and max_queue must be >= 0")
+        if self.limit_per_capacity <= 0 or self.max_limit < 1:
+            raise ValueError("limit_per_capacity must be > 0 and max_limit >= 1")
         if self.pushgateway_url and not self.pushgateway_url.startswith(("http://", "https://")):
             raise ValueError("pushgateway_url must be an http:// or https:// URL")
 
@@ -100,6 +118,15 @@ class RouterSettings:
     @property
     def routing_config(self) -> RoutingConfig:
         return RoutingConfig(max_attempts=self.max_attempts, max_error_rate=self.max_error_rate)
+
+    @property
+    def admission_config(self) -> AdmissionConfig:
+        return AdmissionConfig(per_capacity=self.limit_per_capacity, max_limit=self.max_limit)
+
+    def queue_wait_s(self, expected_ms: float, remaining_s: float) -> float:
+        """How long a request expected to take `expected_ms` may wait for a slot."""
+        wait_ms = max(self.queue_min_ms, self.queue_factor * expected_ms)
+        return min(wait_ms / 1000.0, remaining_s)
 
     @property
     def breaker_config(self) -> BreakerConfig:

@@ -84,7 +84,8 @@ def test_worker_crash_mid_request_fails_over_within_the_deadline(cluster: MakeCl
     """The cheaper worker holds each request for seconds; it dies while holding them."""
     c = cluster(
         {"w1": ["--inject-delay-ms", "5000"], "w2": []},
-        pools={"w1": {"cost_per_hour": 0.0}, "w2": {"cost_per_hour": 50.0}},
+        # capacity 2: the router's admission limit lets all three requests onto w1
+        pools={"w1": {"cost_per_hour": 0.0, "capacity": 2}, "w2": {"cost_per_hour": 50.0}},
         policies=[Policy(name="demo", objective="cheapest", timeout_ms=30_000)],
         router={},
     )

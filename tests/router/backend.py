@@ -17,6 +17,7 @@ class Backend:
     status: int = 200
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    error_headers: dict[str, str] = field(default_factory=dict)  # on non-200 answers
     url: str = ""
     seen: list[dict[str, object]] = field(default_factory=list)
     answered: int = 0  # infer requests answered (a request its client gave up on is not)
@@ -31,7 +32,8 @@ class Backend:
         if self.status == 307:
             return web.Response(status=307, headers={"Location": "http://127.0.0.1:9/elsewhere"})
         if self.status != 200:
-            return web.json_response({"error": f"{self.name} says no"}, status=self.status)
+            error = {"error": f"{self.name} says no"}
+            return web.json_response(error, status=self.status, headers=self.error_headers)
         headers = {"x-backend": self.name, "x-mpfn-inflight": "1", **self.headers}
         if "inference-header-content-length" in request.headers:
             headers["Inference-Header-Content-Length"] = request.headers[

@@ -1,0 +1,74 @@
+"""The adaptive concurrency limit (AIMD on latency and busy answers) and answer classes."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from mpfn.routing.admission import AdmissionConfig, Limit, Outcome, classify, initial, observe
+
+CFG = AdmissionConfig(per_capacity=2.0, min_limit=1.0, max_limit=64.0)
+
+
+def test_initial_limit_follows_capacity() -> None:
+    assert initial(4, CFG).value == 8.0
+    assert initial(0, CFG).value == 2.0  # a pool without declared capacity still gets slots
+    assert initial(1000, CFG).value == 64.0
+
+
+def test_fast_answers_grow_the_limit_about_one_per_window() -> None:
+    limit = initial(2, CFG)  # 4
+    for i in range(4):
+        limit = observe(limit, "ok", 1.0, now=float(i), cfg=CFG)
+    assert 4.9 < limit.value < 5.1
+
+
+def test_slow_answers_and_busy_answers_shrink_it_once_per_interval() -> None:
+    limit = observe(initial(8, CFG), "ok", 1.0, now=0.0, cfg=CFG)
+    before = limit.value
+    limit = observe(limit, "ok", 10.0, now=1.0, cfg=CFG)  # 10x the no-load latency
+    assert limit.value == before * CFG.backoff
+    same = observe(limit, "busy", 1.0, now=1.0 + CFG.decrease_interval_s / 2, cfg=CFG)
+    assert same.value == limit.value  # one burst is one decrease
+    later = observe(limit, "busy", 1.0, now=1.0 + CFG.decrease_interval_s, cfg=CFG)
+    assert later.value == limit.value * CFG.backoff
+
+
+def test_failures_are_left_to_the_breaker() -> None:
+    limit = initial(2, CFG)
+    assert observe(limit, "failure", 5000.0, now=1.0, cfg=CFG) == limit
+
+
+def test_baseline_drifts_up_so_a_slower_pool_gets_a_new_one() -> None:
+    limit = observe(Limit(8.0), "ok", 1.0, now=0.0, cfg=CFG)
+    # 3 ms is slow at t=1 (3x the 1 ms baseline) but fine much later (the minimum aged)
+    assert observe(limit, "ok", 3.0, now=1.0, cfg=CFG).value < limit.value
+    assert observe(limit, "ok", 3.0, now=200.0, cfg=CFG).value > limit.value
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ok", "busy", "failure"]), st.floats(0.0, 1e4)),
+        max_size=200,
+    )
+)
+def test_limit_stays_within_bounds(events: list[tuple[str, float]]) -> None:
+    limit = initial(3, CFG)
+    for i, (outcome, latency) in enumerate(events):
+        limit = observe(limit, cast(Outcome, outcome), latency, now=i * 0.01, cfg=CFG)
+        assert CFG.min_limit <= limit.value <= CFG.max_limit
+        assert limit.slots >= 1
+
+
+def test_classify_backpressure_versus_failure() -> None:
+    retry = CIMultiDict({"Retry-After": "1"})
+    none: CIMultiDict[str] = CIMultiDict()
+    assert classify(429, none) == "busy"
+    assert classify(503, retry) == "busy"
+    assert classify(503, none) == "failure"
+    assert classify(500, retry) == "failure"
+    assert classify(501, none) == "ok" and classify(200, none) == "ok"
+    assert classify(404, none) == "ok"  # the pool answered; the client is wrong
