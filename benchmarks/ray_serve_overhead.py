@@ -133,7 +133,7 @@ def main() -> int:
         ready = "/v2/models/demo/ready"
         urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
         urls["mpfn router"] = stack.enter_context(
-            server(router_argv(rport, False), rport, ready, {"MPFN_STATE": store.url})
+            server(router_argv(rport), rport, ready, {"MPFN_STATE": store.url})
         )
         urls["Ray Serve"] = stack.enter_context(ray_serve(model, sport, args.ray_cpus))
         check_same_answer(urls)

@@ -267,7 +267,7 @@ def main() -> int:
             name, extra = VARIANTS.get(strategy, (strategy, {}))
             env = {"MPFN_STATE": store.url, "MPFN_ROUTER_STRATEGY": name,
                    "MPFN_ROUTER_SEED": "1", **extra}  # fmt: skip
-            with server(router_argv(port, False), port, "/v2/models/demo/ready", env) as url:
+            with server(router_argv(port), port, "/v2/models/demo/ready", env) as url:
                 answers = asyncio.run(replay(f"http://{url}", offsets, 10.0))
             row = summarize(strategy, answers, prices, args.slo_ms)
             rows.append(row)

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from mangum import Mangum
 
@@ -22,10 +22,10 @@ from mpfn.functions.router.asgi import RouterApp, create_app
 
 log = logging.getLogger("mpfn.router")
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Handler = Callable[[object, Any], dict[str, Any]]  # (event: any JSON value, context)
 
 
-def is_http_event(event: object) -> bool:
+def is_http_event(event: object) -> TypeGuard[dict[str, Any]]:
     """True for the HTTP event shapes Mangum serves (URL, API Gateway, ALB, edge)."""
     if not isinstance(event, dict):
         return False
@@ -60,7 +60,7 @@ def make_handler(app: RouterApp) -> Handler:
     """A Lambda handler serving `app`."""
     mangum = Mangum(app, lifespan="off")
 
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def handler(event: object, context: Any) -> dict[str, Any]:
         loop = event_loop()
         if is_http_event(event):
             try:
@@ -85,7 +85,7 @@ def make_handler(app: RouterApp) -> Handler:
 _handler: Handler | None = None
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: object, context: Any) -> dict[str, Any]:
     """The function's configured entry point (`mpfn.functions.router.lambda_handler.handler`)."""
     global _handler
     if _handler is None:

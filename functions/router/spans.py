@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
@@ -19,6 +20,8 @@ from mpfn.routing import Attempt
 from mpfn.telemetry.tracing import extract_context, inject_traceparent
 
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
+
+R = TypeVar("R")
 
 
 @contextmanager
@@ -62,10 +65,11 @@ async def traced_attempt(
     attempt: Attempt,
     url: str,
     headers: dict[str, str],
-    call: Callable[[dict[str, str]], Awaitable[int | str]],
-) -> int | str:
+    call: Callable[[dict[str, str]], Awaitable[R]],
+) -> R:
     """Run one attempt (`call` with the headers to send) inside its own client span;
-    the headers sent carry that span's `traceparent`."""
+    the headers sent carry that span's `traceparent`. `call` returns the HTTP status
+    (recorded), an error message (the span's error) or another outcome (not recorded)."""
     model = attempt.model
     attributes: dict[str, str] = {
         "mpfn.pool": attempt.pool.id,
@@ -83,6 +87,6 @@ async def traced_attempt(
         if isinstance(result, str):
             span.set_attribute("mpfn.error", result[:200])
             span.set_status(Status(StatusCode.ERROR, result[:200]))
-        else:
+        elif isinstance(result, int):
             span.set_attribute("http.response.status_code", result)
         return result

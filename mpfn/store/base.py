@@ -42,7 +42,10 @@ class Store(Protocol):
     Keys are relative, `/`-separated paths such as `models/demo/1.json`.
     """
 
-    url: str
+    @property
+    def url(self) -> str:
+        """Where the state lives (`s3://bucket/prefix`, `file:///dir`, ...)."""
+        ...
 
     def get(self, key: str, *, if_none_match: str | None = None) -> Blob | None:
         """Return the object, or None when `if_none_match` equals its current ETag.

@@ -177,7 +177,7 @@ def _make_client(project: str | None, endpoint: str | None) -> Any:
 
             return storage.Client(
                 project=project or EMULATOR_PROJECT,
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                credentials=AnonymousCredentials(),
                 client_options={"api_endpoint": endpoint},
             )
         return storage.Client(project=project)

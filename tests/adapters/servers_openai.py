@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from pydantic import HttpUrl
 
-from mpfn.adapters.base import Adapter, AdapterConfig
+from mpfn.adapters.base import Adapter, AdapterConfig, ChatAdapter
 from mpfn.documents import ModelVersion, Pool, TensorSpec
 from tests.adapters.contract import ContractCase, text_request
 from tests.servers.llama_cpp import MODEL, gguf_path
@@ -58,13 +58,15 @@ def openai_case(llama_server: LlamaServer) -> ContractCase:
     async def bad_request(adapter: Adapter) -> object:
         # A prompt longer than the 512-token context: llama.cpp answers 400.
         body = {"model": MODEL, "prompt": "word " * 700, "max_tokens": 1}
-        return await adapter.openai("/v1/completions", body)  # type: ignore[attr-defined]
+        assert isinstance(adapter, ChatAdapter)
+        return await adapter.openai("/v1/completions", body)
 
     async def backend_failure(adapter: Adapter) -> object:
         # llama-cpp-python's error handler answers 500 (internal_server_error) for a body
         # that fails its own validation, here a temperature that is not a number.
         body = {"model": MODEL, "prompt": "Hi", "temperature": "hot"}
-        return await adapter.openai("/v1/completions", body)  # type: ignore[attr-defined]
+        assert isinstance(adapter, ChatAdapter)
+        return await adapter.openai("/v1/completions", body)
 
     return ContractCase(
         kind="openai",

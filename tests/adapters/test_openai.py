@@ -178,7 +178,7 @@ async def test_servers_without_a_model_list_fall_back_to_health() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     pool = Pool(
         id="tgi", cloud="local", adapter="openai", endpoint=HttpUrl(f"http://127.0.0.1:{port}")
     )

@@ -190,7 +190,9 @@ def test_concurrent_pushes_all_land_in_index(
     for t in threads:
         t.join()
     assert errors == []
-    index = json.loads(target.get("oci/index.json").body)  # type: ignore[union-attr]
+    index_blob = target.get("oci/index.json")
+    assert index_blob is not None
+    index = json.loads(index_blob.body)
     by_tag = {
         m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
         for m in index["manifests"]

@@ -101,7 +101,8 @@ def test_deploy_from_scratch_redeploy_update_destroy(
     assert changed[0].action is Action.UPDATE and changed[0].name == f"{stem}-router"
     assert [(f.field, f.old, f.new) for f in changed[0].fields] == [("memory_mb", 512, 1024)]
     deploy(bigger, lines.append)
-    assert api.get_function(f"{stem}-router")["Configuration"]["MemorySize"] == 1024  # type: ignore[index]
+    router = api.get_function(f"{stem}-router")
+    assert router is not None and router["Configuration"]["MemorySize"] == 1024
     assert plan_deploy(bigger)[0].is_noop
 
     # Destroy removes everything, the (otherwise empty) state bucket included.

@@ -189,6 +189,7 @@ def test_public_url_gets_the_public_permission(
     changed = [c for c in plan_deploy(public)[0] if c.action is not Action.KEEP]
     assert [(c.kind, c.action) for c in changed] == [("aws.lambda.url", Action.UPDATE)]
     deploy(public, lambda _line: None)
-    assert api.get_function_url(name)["AuthType"] == "NONE"  # type: ignore[index]
+    url = api.get_function_url(name)
+    assert url is not None and url["AuthType"] == "NONE"
     assert api.public_url_permission(name)
     destroy(public, lambda _line: None)

@@ -53,9 +53,9 @@ def test_wheel_layout_and_cli(tmp_path: Path) -> None:
         "templates": "mpfn/templates",
     }
     for src, dest in mapping.items():
-        for init in (ROOT / src).rglob("__init__.py"):
-            rel = init.relative_to(ROOT / src).as_posix()
-            assert f"{dest}/{rel}" in names, f"package {init.parent} missing from the wheel"
+        for init_py in (ROOT / src).rglob("__init__.py"):
+            rel = init_py.relative_to(ROOT / src).as_posix()
+            assert f"{dest}/{rel}" in names, f"package {init_py.parent} missing from the wheel"
 
     target = tmp_path / "site"
     subprocess.run(

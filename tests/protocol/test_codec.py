@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -32,6 +32,9 @@ from mpfn.protocol import (
 NUMERIC = sorted(DATATYPES - {"BYTES"})
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 
+# bits of a float dtype, by its size in bytes
+FLOAT_WIDTHS: dict[int, Literal[16, 32, 64]] = {2: 16, 4: 32, 8: 64}
+
 
 @st.composite
 def tensors(draw: st.DrawFn, datatype: str, finite: bool = False) -> np.ndarray:
@@ -51,7 +54,7 @@ def tensors(draw: st.DrawFn, datatype: str, finite: bool = False) -> np.ndarray:
     elements = None
     if numpy_dtype(datatype).kind == "f":
         elements = st.floats(
-            width=numpy_dtype(datatype).itemsize * 8,  # type: ignore[arg-type]
+            width=FLOAT_WIDTHS[numpy_dtype(datatype).itemsize],
             allow_nan=not finite,
             allow_infinity=not finite,
         )

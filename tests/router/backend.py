@@ -7,8 +7,17 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from aiohttp import web
+
+
+class Seen(TypedDict):
+    """One request as the backend received it."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 @dataclass
@@ -19,13 +28,13 @@ class Backend:
     headers: dict[str, str] = field(default_factory=dict)
     error_headers: dict[str, str] = field(default_factory=dict)  # on non-200 answers
     url: str = ""
-    seen: list[dict[str, object]] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
     answered: int = 0  # infer requests answered (a request its client gave up on is not)
     release_stream: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def infer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        self.seen.append(Seen(path=request.path, headers=dict(request.headers), body=body))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         self.answered += 1
@@ -65,7 +74,7 @@ async def serve(backend: Backend) -> AsyncIterator[Backend]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     backend.url = f"http://127.0.0.1:{port}"
     try:
         yield backend

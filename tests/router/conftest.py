@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,8 +28,9 @@ def seed(
     policies: Iterable[Policy] = (),
 ) -> None:
     docs = Documents(store)
-    for doc in [*models, *pools, *policies]:
-        docs.upsert(doc.key, doc)  # type: ignore[attr-defined]
+    every: list[ModelVersion | Pool | Policy] = [*models, *pools, *policies]
+    for doc in every:
+        docs.upsert(doc.key, doc)
 
 
 @pytest.fixture
@@ -36,10 +38,11 @@ def store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "state")
 
 
-def settings(**overrides: object) -> RouterSettings:
-    base: dict[str, object] = {"instance_id": "test", "refresh_ttl_s": 0.05}
+def settings(**overrides: Any) -> RouterSettings:
+    """Test settings: any RouterSettings field can be overridden by keyword."""
+    base: dict[str, Any] = {"instance_id": "test", "refresh_ttl_s": 0.05}
     base.update(overrides)
-    return RouterSettings(**base)  # type: ignore[arg-type]
+    return RouterSettings(**base)
 
 
 class ManualClock:

@@ -137,10 +137,12 @@ def test_kserve_rest_client_through_router(cluster: Cluster) -> None:
 
 
 def usage_total(store: LocalStore, model: str) -> int:
-    return sum(
-        json.loads(store.get(key).body)["count"]  # type: ignore[union-attr]
-        for key in store.list(f"usage/{model}/")
-    )
+    total = 0
+    for key in store.list(f"usage/{model}/"):
+        blob = store.get(key)
+        assert blob is not None
+        total += json.loads(blob.body)["count"]
+    return total
 
 
 def test_usage_documents_count_exactly(cluster: Cluster) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import httpx
 
 from mpfn.demo import demo_model_version
@@ -41,7 +39,7 @@ async def test_raw_bytes_and_headers_pass_through(
     assert r.headers["content-type"] == "application/octet-stream"
     sent = a.seen[-1]
     assert sent["body"] == body and sent["path"] == "/v2/models/demo/infer"
-    headers = {k.lower() for k in cast(dict[str, str], sent["headers"])}
+    headers = {k.lower() for k in sent["headers"]}
     assert "content-type" not in headers  # none sent, none invented
     assert "authorization" not in headers and "cookie" not in headers
     assert "inference-header-content-length" in headers

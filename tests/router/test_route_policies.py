@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import cast
 
 import httpx
 import pytest
@@ -120,7 +119,7 @@ async def test_version_split_is_sticky_per_route_key(
             "/v2/models/demo/versions/1/infer",
             "/v2/models/demo/versions/2/infer",
         }
-        sent_headers = cast(dict[str, str], a.seen[-1]["headers"])
+        sent_headers = a.seen[-1]["headers"]
         assert "x-mpfn-route-key" not in {k.lower() for k in sent_headers}
     for _ in range(40):
         await client.post(INFER, content=b"{}")
@@ -167,8 +166,8 @@ async def test_openai_fallback_rewrites_the_model_in_the_body(
     )
     r = await client.post("/v1/embeddings", json={"model": "big-llm", "input": "hi"})
     assert r.status_code == 200 and r.headers["x-mpfn-pool"] == "c"
-    assert json.loads(b.seen[-1]["body"]) == {"model": "small-llm", "input": "hi"}  # type: ignore[arg-type]
-    assert json.loads(a.seen[-1]["body"])["model"] == "big-llm"  # type: ignore[arg-type]
+    assert json.loads(b.seen[-1]["body"]) == {"model": "small-llm", "input": "hi"}
+    assert json.loads(a.seen[-1]["body"])["model"] == "big-llm"
 
 
 async def test_policy_deadline_bounds_failover(

@@ -7,20 +7,20 @@ from collections import Counter
 
 import pytest
 
-from mpfn.documents import ModelVersion, Policy
+from mpfn.documents import ModelFormat, ModelVersion, Policy
 from mpfn.functions.router.hotpath import match_route, model_in_body, with_model
-from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState
+from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState, Strategy
 from mpfn.routing.decide import RouteRequest, decide, default_policy
 from mpfn.routing.errors import RouteError
 from mpfn.routing.serving import backend_url, candidates, infer_path, pool_serves
-from mpfn.routing.snapshot import build_snapshot
+from mpfn.routing.snapshot import Snapshot, build_snapshot
 from tests.factories import pool
 
 FALLBACK = default_policy(30.0)
 
 
-def mv(name: str, version: str = "1", fmt: str = "onnx") -> ModelVersion:
-    return ModelVersion(name=name, version=version, format=fmt)  # type: ignore[arg-type]
+def mv(name: str, version: str = "1", fmt: ModelFormat = "onnx") -> ModelVersion:
+    return ModelVersion(name=name, version=version, format=fmt)
 
 
 def test_pool_serves_by_protocol_format_and_listing() -> None:
@@ -86,9 +86,9 @@ def test_openai_pools_listing_unregistered_models() -> None:
     assert [a.pool.id for a in d.plan] == ["o"]
 
 
-def route_once(snap: object, req: RouteRequest, state: RoutingState, seed: int = 0) -> str:
+def route_once(snap: Snapshot, req: RouteRequest, state: RoutingState, seed: int = 0) -> str:
     d = decide(
-        snap,  # type: ignore[arg-type]
+        snap,
         state.feedback,
         req,
         now=1.0,
@@ -166,14 +166,14 @@ def test_decide_unknown_model_and_version() -> None:
 
 
 @pytest.mark.parametrize("strategy", ["round-robin", "random", "least-loaded"])
-def test_baseline_strategies_try_every_pool(strategy: str) -> None:
+def test_baseline_strategies_try_every_pool(strategy: Strategy) -> None:
     snap = build_snapshot([mv("demo")], [pool("a"), pool("b"), pool("c")], [])
     state = RoutingState()
     firsts: Counter[str] = Counter()
     for turn in range(30):
         d = decide(snap, state.feedback, RouteRequest("v2", "demo"), now=0.0,
                    rng=random.Random(turn), fallback_policy=FALLBACK,
-                   strategy=strategy, turn=turn)  # type: ignore[arg-type]  # fmt: skip
+                   strategy=strategy, turn=turn)  # fmt: skip
         assert sorted(a.pool.id for a in d.plan) == ["a", "b", "c"]
         assert d.route_reason.startswith(strategy)
         firsts[d.plan[0].pool.id] += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -34,7 +34,7 @@ def attrs(span: Span) -> dict[str, Any]:
 
 
 def traceparent_of(backend: Backend) -> str:
-    headers = {k.lower(): v for k, v in cast(dict[str, str], backend.seen[-1]["headers"]).items()}
+    headers = {k.lower(): v for k, v in backend.seen[-1]["headers"].items()}
     return headers["traceparent"]
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from mpfn.documents import ModelVersion, Pool
 from mpfn.routing import DEFAULT_FORMATS, Limits, adapter_serves, filter_pools, with_formats
 from mpfn.routing.breaker import Breaker, BreakerConfig
 from tests.factories import pool
@@ -8,7 +9,13 @@ from tests.routing.factories import model
 BREAKERS = BreakerConfig(failure_threshold=1, cooldown_s=10.0)
 
 
-def reasons(pools, m=None, limits=None, breakers=None, now=0.0):  # type: ignore[no-untyped-def]
+def reasons(
+    pools: list[Pool],
+    m: ModelVersion | None = None,
+    limits: Limits | None = None,
+    breakers: dict[str, Breaker] | None = None,
+    now: float = 0.0,
+) -> tuple[list[str], dict[str, str]]:
     kept, excluded = filter_pools(
         m or model(), pools, limits or Limits(), breakers or {}, now, BREAKERS
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from mpfn.documents import Pool
 from mpfn.routing import (
     DEFAULT_CONFIG,
     Feedback,
@@ -30,7 +31,7 @@ def feedback(
     return Feedback(stats, {}, inflight or {}, {}, {})
 
 
-def best(pools, fb, limits):  # type: ignore[no-untyped-def]
+def best(pools: list[Pool], fb: Feedback, limits: Limits) -> list[str]:
     scores, _ = score_pools(M, pools, fb, limits, 0.0, CFG)
     return [s.pool.id for s in rank(scores, limits, CFG)[0]]
 

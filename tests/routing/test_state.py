@@ -90,7 +90,8 @@ def test_load_time_header_is_taken_out_of_the_sample() -> None:
     state.finished("a", M, 2_512.0, True, {"x-mpfn-load-ms": "2500.0"}, 1.0)
     # a cold answer that says how long the load took feeds the average at once
     assert state.feedback.latency[("a", "m/1")].value == 12.0
-    assert state.feedback.stats["a"].latency.value == 12.0  # type: ignore[union-attr]
+    pool_latency = state.feedback.stats["a"].latency
+    assert pool_latency is not None and pool_latency.value == 12.0
     state.finished("a", M, 10.0, True, {"x-mpfn-load-ms": "bogus"}, 2.0)
     assert state.feedback.latency[("a", "m/1")].value == 11.6
 

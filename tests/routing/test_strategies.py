@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpfn.routing import NO_FEEDBACK, RequestHints, RoutingState, Target, route_baseline
+from mpfn.routing import (
+    NO_FEEDBACK,
+    RequestHints,
+    RoutingState,
+    Strategy,
+    Target,
+    route_baseline,
+)
 from mpfn.routing.breaker import Breaker
 from mpfn.routing.stats import Feedback
 from tests.factories import pool
@@ -20,7 +27,7 @@ M = model()
 
 @settings(max_examples=100)
 @given(st.sampled_from(["round-robin", "random", "least-loaded"]), st.integers(0, 100))
-def test_baselines_keep_hard_constraints_but_ignore_breakers(strategy: str, turn: int) -> None:
+def test_baselines_keep_hard_constraints_but_ignore_breakers(strategy: Strategy, turn: int) -> None:
     pools = [
         pool("a"),
         pool("b", cloud="aws"),
@@ -30,7 +37,7 @@ def test_baselines_keep_hard_constraints_but_ignore_breakers(strategy: str, turn
     ]
     target = Target(M, pools, policy(allowed_clouds=["local"]))
     open_a = Feedback({}, {}, {}, {"a": Breaker("open", 5, 0.0, 0)}, {})
-    d = route_baseline(strategy, target, open_a, now=0.0, rng=random.Random(turn), turn=turn)  # type: ignore[arg-type]
+    d = route_baseline(strategy, target, open_a, now=0.0, rng=random.Random(turn), turn=turn)
     assert sorted(a.pool.id for a in d.plan) == ["a", "e"]
     assert {e.pool for e in d.exclusions} == {"b", "c", "d"}
     assert d.route_reason.startswith(strategy)

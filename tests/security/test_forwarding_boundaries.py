@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -133,11 +134,11 @@ def test_body_over_the_router_limit_is_413(edge: Edge) -> None:
     with httpx.Client(base_url=edge.router.url) as client:
         announced = client.post("/v2/models/demo/infer", content=big)
 
-        def chunks() -> object:  # no Content-Length: the limit applies while reading
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
             for i in range(0, len(big), 16384):
                 yield big[i : i + 16384]
 
-        streamed = client.post("/v2/models/demo/infer", content=chunks())  # type: ignore[arg-type]
+        streamed = client.post("/v2/models/demo/infer", content=chunks())
         openai = client.post("/v1/chat/completions", content=big)
         at_limit = client.post("/v2/models/demo/infer", content=b" " * (MAX_BODY - 2) + b"{}")
     for reply in (announced, streamed, openai):

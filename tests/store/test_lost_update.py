@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from pydantic import HttpUrl
+
 from mpfn.documents import Pool
 from mpfn.state import Documents
 from mpfn.store import Store
@@ -15,7 +17,7 @@ INCREMENTS = 25
 
 def test_concurrent_increments_are_all_kept(store: Store, request: object) -> None:
     docs = Documents(store)
-    pool = Pool(id="p1", cloud="local", endpoint="http://127.0.0.1:1", capacity=0)  # type: ignore[arg-type]
+    pool = Pool(id="p1", cloud="local", endpoint=HttpUrl("http://127.0.0.1:1"), capacity=0)
     docs.create(pool.key, pool)
     start = threading.Barrier(WRITERS)
     errors: list[BaseException] = []

@@ -31,7 +31,8 @@ class HeldWrites:
 
     inner: Store
     send: bool = False
-    held: list[tuple[str, bytes, dict[str, object]]] = field(default_factory=list)
+    # key, body, if_match, if_absent of every write held back
+    held: list[tuple[str, bytes, str | None, bool]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -46,12 +47,12 @@ class HeldWrites:
         if self.send:
             self.inner.put(key, body, if_match=if_match, if_absent=if_absent)
         else:
-            self.held.append((key, body, {"if_match": if_match, "if_absent": if_absent}))
+            self.held.append((key, body, if_match, if_absent))
         raise StoreUnavailable("timed out")
 
     def land(self) -> None:
-        for key, body, kwargs in self.held:
-            self.inner.put(key, body, **kwargs)  # type: ignore[arg-type]
+        for key, body, if_match, if_absent in self.held:
+            self.inner.put(key, body, if_match=if_match, if_absent=if_absent)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         self.inner.delete(key, if_match=if_match)

@@ -29,8 +29,17 @@ def view(p: Pool, loaded: dict[str, set[str]] | None, serves: set[str]) -> PoolV
     return PoolView(p, held, frozenset(serves))
 
 
-def signal(model: str, expected: float, **kw: object) -> ModelSignal:
-    return ModelSignal(model=model, version="1", expected=expected, recent_use=False, **kw)  # type: ignore[arg-type]
+def signal(
+    model: str, expected: float, *, pinned: bool = False, memory_mb: float = 0.0
+) -> ModelSignal:
+    return ModelSignal(
+        model=model,
+        version="1",
+        expected=expected,
+        recent_use=False,
+        pinned=pinned,
+        memory_mb=memory_mb,
+    )
 
 
 def test_expected_requests_integrate_the_upper_bound_across_hours() -> None:
