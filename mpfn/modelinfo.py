@@ -7,11 +7,15 @@ rather than an error, because the signature can also be given on the command lin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mpfn.documents import TensorSpec
+from mpfn.documents import Datatype, TensorSpec
+
+if TYPE_CHECKING:
+    from onnx import ValueInfoProto
 
 # ONNX TensorProto element types -> Open Inference Protocol datatypes.
-_ONNX_TO_V2 = {
+_ONNX_TO_V2: dict[int, Datatype] = {
     1: "FP32",
     2: "UINT8",
     3: "INT8",
@@ -45,13 +49,13 @@ def onnx_signature(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         raise SignatureError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
     initializers = {i.name for i in model.graph.initializer}
 
-    def spec(value: object) -> TensorSpec | None:
-        tensor = value.type.tensor_type  # type: ignore[attr-defined]
+    def spec(value: ValueInfoProto) -> TensorSpec | None:
+        tensor = value.type.tensor_type
         datatype = _ONNX_TO_V2.get(tensor.elem_type)
         if datatype is None:
             return None
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
-        return TensorSpec(name=value.name, datatype=datatype, shape=dims)  # type: ignore[attr-defined, arg-type]
+        return TensorSpec(name=value.name, datatype=datatype, shape=dims)
 
     inputs = [s for v in model.graph.input if v.name not in initializers and (s := spec(v))]
     outputs = [s for v in model.graph.output if (s := spec(v))]
@@ -68,4 +72,5 @@ def parse_tensor_arg(text: str) -> TensorSpec:
         shape = [int(d) for d in dims.split(",") if d.strip()]
     except ValueError:
         raise ValueError(f"invalid tensor {text!r}: dimensions must be integers") from None
-    return TensorSpec(name=name, datatype=datatype.upper(), shape=shape)  # type: ignore[arg-type]
+    # the datatype is checked when the spec is validated
+    return TensorSpec.model_validate({"name": name, "datatype": datatype.upper(), "shape": shape})

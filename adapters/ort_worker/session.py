@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from mpfn.documents import ModelVersion, TensorSpec
+from mpfn.documents import Datatype, ModelVersion, TensorSpec
 
 #: onnxruntime element types -> v2 datatypes.
-ORT_DATATYPES = {
+ORT_DATATYPES: dict[str, Datatype] = {
     "tensor(bool)": "BOOL",
     "tensor(uint8)": "UINT8",
     "tensor(uint16)": "UINT16",
@@ -51,7 +51,7 @@ def session_specs(args: Sequence[Any]) -> list[TensorSpec]:
     return [
         TensorSpec(
             name=arg.name,
-            datatype=ORT_DATATYPES.get(arg.type, "BYTES"),  # type: ignore[arg-type]
+            datatype=ORT_DATATYPES.get(arg.type, "BYTES"),
             shape=[d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or [])],
         )
         for arg in args
