@@ -3,9 +3,11 @@
 Every forwarded attempt holds a slot of its pool; a pool has `Limit.slots` of them (the
 adaptive limit of `mpfn.routing.admission`, fed with every answer). A request whose pools
 are all full waits in line for a slot for at most its wait budget (a few times the
-expected latency, never past its deadline); when the line is too long, the request's
-tenant already holds its share of it, or the budget runs out, it is shed: the caller
-answers 503 + `Retry-After` without having touched a pool.
+expected latency, never past its deadline). When more requests already wait for those
+pools than they have slots (`line_per_slot`), when the line is full, or when the
+request's tenant already holds its share of it, the request is shed at once, without
+waiting; it is shed too when its wait budget runs out. The caller answers 503 +
+`Retry-After` without having touched a pool.
 
 Fairness: waiters are queued per tenant (the API key, else the model) and a freed slot
 goes to the tenants in turn, so one key or model flooding the router gets its share of
@@ -48,10 +50,12 @@ class Admission:
         cfg: AdmissionConfig = DEFAULT_ADMISSION,
         *,
         max_queue: int = 1024,
+        line_per_slot: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.max_queue = max_queue
+        self.line_per_slot = line_per_slot
         self.clock = clock
         self.limits: dict[str, Limit] = {}
         self.busy: dict[str, int] = {}  # slots held per pool
@@ -84,7 +88,7 @@ class Admission:
         for pool in pools:
             if self.try_take(pool):
                 return pool
-        if wait_s <= 0 or not self._may_queue(tenant):
+        if wait_s <= 0 or not self._may_queue(tenant, pools):
             return None
         waiter = Waiter(frozenset(p.id for p in pools), tenant)
         self._enqueue(waiter)
@@ -99,12 +103,19 @@ class Admission:
         granted = waiter.granted.result()
         return next(p for p in pools if p.id == granted)
 
-    def release(self, pool: Pool, outcome: Outcome | None, latency_ms: float) -> None:
-        """An attempt on `pool` ended (`outcome` None: abandoned, nothing learned); its
-        slot goes to the next waiter in turn, or is freed."""
+    def release(
+        self,
+        pool: Pool,
+        outcome: Outcome | None,
+        latency_ms: float,
+        queued: int | None = None,
+    ) -> None:
+        """An attempt on `pool` ended (`outcome` None: abandoned, nothing learned; `queued`:
+        the queue the pool reported); its slot goes to the next waiter in turn, or is
+        freed."""
         if outcome is not None:
             self.limits[pool.id] = observe_limit(
-                self.limit(pool), outcome, latency_ms, self.clock(), self.cfg
+                self.limit(pool), outcome, latency_ms, self.clock(), self.cfg, queued
             )
         self._free(pool.id)
 
@@ -131,8 +142,14 @@ class Admission:
                     return waiter
         return None
 
-    def _may_queue(self, tenant: str) -> bool:
+    def _may_queue(self, tenant: str, pools: Sequence[Pool]) -> bool:
+        """Room in line? Not when the line is full, when the tenant holds its share, or
+        when more already wait for these pools than `line_per_slot` x their slots (a
+        newcomer would wait several service times: better shed it at once)."""
         if self.waiting >= self.max_queue:
+            return False
+        slots = sum(self.limit(p).slots for p in pools)
+        if min(self._wanted.get(p.id, 0) for p in pools) >= self.line_per_slot * slots:
             return False
         tenants = len(self._lines) + (tenant not in self._lines)
         share = max(1, self.max_queue // tenants)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from mpfn.routing.admission import Outcome as AttemptOutcome
 from mpfn.routing.admission import classify
 from mpfn.routing.failover import is_failure
 from mpfn.routing.serving import backend_url
+from mpfn.routing.stats import QUEUED
 
 log = logging.getLogger("mpfn.router")
 
@@ -253,7 +254,8 @@ class Forwarder:
             wait_s = answer_wait_s(attempt, timeout_s, remaining, index == len(plan) - 1)
             state.started(pool_id, clock())
             started = time.perf_counter()
-            reported: list[bool] = []  # set once the attempt's outcome was reported
+            # set once the attempt's outcome was reported: the queue the pool reported
+            reported: list[int | None] = []
             outcome: AttemptOutcome | None = None
             answered: int | str | Busy | None = None
             try:
@@ -275,7 +277,7 @@ class Forwarder:
             finally:
                 if admission is not None:
                     kind = outcome or _outcome_of(answered if reported else None)
-                    admission.release(pool, kind, _ms(started))
+                    admission.release(pool, kind, _ms(started), reported[0] if reported else None)
             if answered is None:
                 failed.append(pool_id)
                 continue
@@ -340,7 +342,7 @@ class Forwarder:
         started: float,
         failed: list[str],
         reason: str,
-        reported: list[bool],
+        reported: list[int | None],
         wait_s: float | None = None,
     ) -> int | str | Busy:
         """One attempt: the status relayed to the client, why it failed (a retryable
@@ -361,7 +363,7 @@ class Forwarder:
             if classify(resp.status, resp.headers) == "busy":
                 await resp.read()
                 state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
-                reported.append(True)
+                reported.append(None)
                 return Busy(f"busy (HTTP {resp.status})")
             if is_failure(resp.status):
                 text = (await resp.read())[:200].decode("utf-8", "replace")
@@ -369,17 +371,17 @@ class Forwarder:
                 state.finished(
                     pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
                 )
-                reported.append(True)
+                reported.append(None)
                 return error
             why = with_attempts(reason, failed)
             if streams(resp.content_type, resp.content_length):
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
-                reported.append(True)
+                reported.append(queued_of(resp.headers))
                 await self._relay_stream(send, resp, pool_id, why)
             else:
                 payload = await resp.read()
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
-                reported.append(True)
+                reported.append(queued_of(resp.headers))
                 await self._relay_buffered(send, resp, pool_id, why, payload)
             return resp.status
         finally:
@@ -432,6 +434,17 @@ class Forwarder:
             log.warning("stream from pool %s broke off: %s", pool_id, describe(exc))
             resp.close()
         await send({"type": "http.response.body", "body": b""})
+
+
+def queued_of(headers: Mapping[str, str]) -> int | None:
+    """The queue a pool reported with its answer (`x-mpfn-queued`), if it reports one."""
+    raw = headers.get(QUEUED)
+    if raw is None:
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return None
 
 
 def _granted_first(plan: Sequence[Attempt], granted: Pool) -> Sequence[Attempt]:

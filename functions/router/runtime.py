@@ -81,7 +81,12 @@ class RouterRuntime:
         self.rng = random.Random(None if settings.seed < 0 else settings.seed)
         self.fallback_policy = default_policy(settings.request_timeout_s)
         self.admission = (
-            Admission(settings.admission_config, max_queue=settings.max_queue, clock=clock)
+            Admission(
+                settings.admission_config,
+                max_queue=settings.max_queue,
+                line_per_slot=settings.line_per_slot,
+                clock=clock,
+            )
             if settings.admission
             else None
         )

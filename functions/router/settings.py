@@ -52,8 +52,9 @@ class RouterSettings:
     `queue_min_ms` / `queue_factor`: a request waits for a slot at most
     max(queue_min_ms, queue_factor x its expected latency), never past its deadline.
     `max_queue`: most requests waiting for a slot at once (each tenant, an API key or
-    else a model, may hold its share). `limit_per_capacity`: a pool's first limit per unit
-    of its declared `capacity`; `max_limit`: the highest a limit may grow.
+    else a model, may hold its share); `line_per_slot`: most waiting requests per slot of
+    the pools they wait for (more are shed at once). `limit_per_capacity`: a pool's first
+    limit per unit of its declared `capacity`; `max_limit`: the highest a limit may grow.
     """
 
     refresh_ttl_s: float = 5.0
@@ -78,6 +79,7 @@ class RouterSettings:
     queue_min_ms: float = 20.0
     queue_factor: float = 4.0
     max_queue: int = 1024
+    line_per_slot: float = 1.0
     limit_per_capacity: float = 2.0
     max_limit: float = 256.0
 
@@ -103,8 +105,8 @@ class RouterSettings:
                 raise ValueError(f"{name} must be one of {', '.join(AUTH_MODES)}")
         if self.max_elements < 0:
             raise ValueError("max_elements must be >= 0")
-        if self.queue_min_ms < 0 or self.queue_factor < 0 or self.max_queue < 0:
-            raise ValueError("queue_min_ms, queue_factor and max_queue must be >= 0")
+        if min(self.queue_min_ms, self.queue_factor, self.max_queue, self.line_per_slot) < 0:
+            raise ValueError("queue_min_ms, queue_factor, max_queue, line_per_slot must be >= 0")
         if self.limit_per_capacity <= 0 or self.max_limit < 1:
             raise ValueError("limit_per_capacity must be > 0 and max_limit >= 1")
         if self.pushgateway_url and not self.pushgateway_url.startswith(("http://", "https://")):

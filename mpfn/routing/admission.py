@@ -3,10 +3,14 @@
 A router sends a pool at most `limit` requests at once. The limit starts at
 `initial(pool capacity)` and adapts to what the router observes:
 
-- a success whose latency stays within `tolerance` x the pool's no-load latency raises it
-  by 1/limit (about +1 per limit's worth of answers: additive increase);
-- a slower success, or a busy answer (the pool said 503 + Retry-After or 429: its own
-  queue is full), multiplies it by `backoff` (multiplicative decrease), at most once per
+- when the pool reports its own queue (`x-mpfn-queued`, as mpfn's worker does), that is
+  the signal: an answer with no request waiting behind it raises the limit by 1/limit
+  (about +1 per limit's worth of answers: additive increase), one with more than
+  `queue_target` waiting lowers it;
+- otherwise latency is: a success within `tolerance` x the pool's no-load latency raises
+  it, a slower one lowers it;
+- a busy answer (the pool said 503 + Retry-After or 429: its own queue is full) lowers it;
+- lowering multiplies by `backoff` (multiplicative decrease), at most once per
   `decrease_interval_s`, so one burst of slow answers is one decrease, not a collapse;
 - the no-load latency is the smallest recent latency, forgotten slowly (`drift` per second
   of age), so a pool that really became slower gets a new baseline.
@@ -32,7 +36,8 @@ class AdmissionConfig:
     `min_limit`/`max_limit`: bounds of the limit; `tolerance`: latency above this many
     times the no-load latency counts as queueing; `backoff`: factor of a decrease;
     `decrease_interval_s`: least time between two decreases; `drift`: how fast the
-    no-load latency estimate forgets its minimum (fraction per second)."""
+    no-load latency estimate forgets its minimum (fraction per second); `queue_target`:
+    requests a pool may report waiting before the limit goes down."""
 
     per_capacity: float = 2.0
     min_limit: float = 1.0
@@ -41,6 +46,7 @@ class AdmissionConfig:
     backoff: float = 0.8
     decrease_interval_s: float = 0.05
     drift: float = 0.01
+    queue_target: int = 2
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.min_limit <= self.max_limit:
@@ -87,9 +93,11 @@ def observe(
     latency_ms: float,
     now: float,
     cfg: AdmissionConfig = DEFAULT_ADMISSION,
+    queued: int | None = None,
 ) -> Limit:
-    """The limit after one answer from the pool. Failures (connection errors, timeouts,
-    5xx) are the circuit breaker's business and leave the limit as it is."""
+    """The limit after one answer from the pool; `queued` is the queue the pool reported
+    with it (None: it reports none). Failures (connection errors, timeouts, 5xx) are the
+    circuit breaker's business and leave the limit as it is."""
     if outcome == "failure":
         return limit
     if outcome == "busy":
@@ -98,7 +106,12 @@ def observe(
     if base <= 0.0 or latency_ms <= base:
         limit = Limit(limit.value, max(latency_ms, 1e-3), now, limit.decreased_at)
         base = limit.base_ms
-    if latency_ms > cfg.tolerance * base:
+    if queued is not None:
+        if queued > cfg.queue_target:
+            return _decrease(limit, now, cfg)
+        if queued > 0:
+            return limit
+    elif latency_ms > cfg.tolerance * base:
         return _decrease(limit, now, cfg)
     grown = _clamp(limit.value + 1.0 / limit.value, cfg)
     return Limit(grown, limit.base_ms, limit.base_at, limit.decreased_at)

@@ -18,8 +18,8 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def one_slot_pools() -> tuple[Admission, Pool, Pool]:
-    return Admission(ONE_SLOT, max_queue=4), pool("a"), pool("b")
+def one_slot_pools(line_per_slot: float = 8.0) -> tuple[Admission, Pool, Pool]:
+    return Admission(ONE_SLOT, max_queue=4, line_per_slot=line_per_slot), pool("a"), pool("b")
 
 
 async def test_takes_the_first_pool_with_room_then_the_next() -> None:
@@ -94,3 +94,16 @@ async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
     await asyncio.gather(waiting, return_exceptions=True)
     assert admission.busy.get("a", 0) == 0
     assert await admission.acquire([a], "t", 0.0) is a
+
+
+async def test_a_line_longer_than_the_slots_sheds_at_once() -> None:
+    admission, a, b = one_slot_pools(line_per_slot=1.0)
+    await admission.acquire([a], "t", 0.0)
+    first = asyncio.create_task(admission.acquire([a], "t", 5.0))
+    await asyncio.sleep(0)
+    assert admission.waiting == 1
+    # shed without waiting (sitting out this budget would hit the test timeout instead)
+    assert await admission.acquire([a], "t", 3600.0) is None
+    assert await admission.acquire([b], "t", 0.0) is b  # other pools are not affected
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)

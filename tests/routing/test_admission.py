@@ -72,3 +72,13 @@ def test_classify_backpressure_versus_failure() -> None:
     assert classify(500, retry) == "failure"
     assert classify(501, none) == "ok" and classify(200, none) == "ok"
     assert classify(404, none) == "ok"  # the pool answered; the client is wrong
+
+
+def test_a_reported_queue_steers_the_limit_instead_of_latency() -> None:
+    limit = observe(initial(4, CFG), "ok", 1.0, now=0.0, cfg=CFG, queued=0)
+    grown = observe(limit, "ok", 50.0, now=1.0, cfg=CFG, queued=0)
+    assert grown.value > limit.value  # slow but nothing waits at the pool: room to grow
+    held = observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=CFG.queue_target)
+    assert held.value == limit.value
+    shrunk = observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=CFG.queue_target + 1)
+    assert shrunk.value == limit.value * CFG.backoff

@@ -1,0 +1,231 @@
+"""Overload: goodput, latency and shedding at and past the concurrency that saturates a stack.
+
+Starts the demo stack (`mpfn up`: two ORT worker pools, one router) unless `--url` names
+a running router, then, for each concurrency, runs that many keep-alive aiohttp clients
+posting the demo infer request for `--seconds`, and prints one row per concurrency:
+requests, 200s, 503/429s, goodput (200s per second), p50/p99 of the answered requests,
+p99 of the refused ones as the client saw them, the share of sheds the router itself
+answered within 5 ms of their arrival (from its own latency histogram: the client's figure
+also holds the time a request waits for a busy router process and client to run), and
+whether any circuit breaker of the router opened. After
+each level it checks that the first request once the burst is over is served.
+
+Clients either ignore `Retry-After` and send their next request at once (`--retry-after
+ignore`, a closed loop at full tilt) or wait as it says before their next request
+(`honor`, what the openai and tritonclient SDKs' retries do); `both` runs each.
+Targets are checked against the `--saturation` level of the same run.
+
+    python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
+        [--seconds 10] [--retry-after honor|ignore|both] [--url http://router]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+PATH = "/v2/models/demo/infer"
+BODY = json.dumps(
+    {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
+).encode()
+HEADERS = {"content-type": "application/json"}
+
+
+@dataclass
+class Level:
+    concurrency: int
+    seconds: float
+    ok_ms: list[float] = field(default_factory=list)
+    refused_ms: list[float] = field(default_factory=list)
+    refused_without_retry_after: int = 0
+    other: int = 0
+
+    @property
+    def requests(self) -> int:
+        return len(self.ok_ms) + len(self.refused_ms) + self.other
+
+    @property
+    def goodput(self) -> float:
+        return len(self.ok_ms) / self.seconds
+
+    def p(self, q: float, refused: bool = False) -> float:
+        values = self.refused_ms if refused else self.ok_ms
+        return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def drive(url: str, concurrency: int, seconds: float, honor: bool) -> Level:
+    level = Level(concurrency, seconds)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        stop = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                try:
+                    async with session.post(url + PATH, data=BODY, headers=HEADERS) as resp:
+                        await resp.read()
+                        status, retry_after = resp.status, resp.headers.get("retry-after")
+                except (aiohttp.ClientError, TimeoutError):
+                    level.other += 1
+                    continue
+                ms = (time.perf_counter() - started) * 1000.0
+                if status == 200:
+                    level.ok_ms.append(ms)
+                elif status in (429, 503):
+                    level.refused_ms.append(ms)
+                    if retry_after is None:
+                        level.refused_without_retry_after += 1
+                    elif honor:
+                        wait = min(float(retry_after), stop - time.perf_counter())
+                        await asyncio.sleep(max(0.0, wait))
+                else:
+                    level.other += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return level
+
+
+async def probe(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + PATH, data=BODY, headers=HEADERS) as resp:
+            status = resp.status
+        async with session.get(url + "/metrics") as resp:
+            metrics = await resp.text()
+    return status, metrics
+
+
+SHED_BUCKET = "mpfn_router_request_seconds_bucket{"
+SHED_LABELS = 'model="demo",pool="none",status="5xx"'
+
+
+def shed_buckets(metrics: str) -> dict[str, float]:
+    """The router's own histogram of requests no pool answered (sheds): le -> count."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(SHED_BUCKET) and SHED_LABELS in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def within_5ms(before: dict[str, float], after: dict[str, float]) -> float:
+    """Share of this level's sheds the router answered within 5 ms of their arrival."""
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    fast = after.get("0.005", 0.0) - before.get("0.005", 0.0)
+    return fast / total if total else float("nan")
+
+
+def circuits_opened(metrics: str) -> list[str]:
+    """Pools whose breaker is not closed, from the router's `/metrics`."""
+    out = []
+    for line in metrics.splitlines():
+        if line.startswith("mpfn_router_circuit_state{") and not line.endswith(" 0.0"):
+            out.append(line.split('"')[1])
+    return out
+
+
+@contextmanager
+def demo_stack() -> Iterator[str]:
+    """`mpfn up --port 0` in a throw-away directory; yields the router URL."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mpfn", "up", "--port", "0", "--state", f"{tmp}/state"],
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k != "MPFN_STATE"},
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("router: "):
+                    url = line.split(" ", 1)[1].strip()
+                    break
+            else:
+                raise RuntimeError("mpfn up exited before printing the router URL")
+            yield url
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run(url: str, levels: list[int], seconds: float, honor: bool, saturation: int) -> None:
+    mode = "clients honor Retry-After" if honor else "clients ignore Retry-After"
+    print(f"\n{mode}; {seconds:g} s per level; router {url}")
+    print(
+        f"{'conc':>5} {'requests':>9} {'200':>8} {'503/429':>8} {'goodput/s':>10} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'refused p99':>11} {'shed<=5ms':>9} "
+        f"{'circuits':>9} {'after':>6}"
+    )
+    results: dict[int, Level] = {}
+    _, metrics = asyncio.run(probe(url))
+    for concurrency in levels:
+        before = shed_buckets(metrics)
+        level = asyncio.run(drive(url, concurrency, seconds, honor))
+        status, metrics = asyncio.run(probe(url))
+        opened = circuits_opened(metrics)
+        results[concurrency] = level
+        print(
+            f"{concurrency:>5} {level.requests:>9,} {len(level.ok_ms):>8,} "
+            f"{len(level.refused_ms):>8,} {level.goodput:>10,.0f} {level.p(50):>7.2f} "
+            f"{level.p(99):>7.2f} {level.p(99, refused=True):>11.2f} "
+            f"{within_5ms(before, shed_buckets(metrics)):>9.1%} "
+            f"{(','.join(opened) or 'closed'):>9} {status:>6}",
+            flush=True,
+        )
+        if level.refused_without_retry_after or level.other:
+            print(f"      {level.refused_without_retry_after} refusals without Retry-After, "
+                  f"{level.other} other answers or errors")  # fmt: skip
+        time.sleep(1.0)  # let the routers' limits and the workers settle between levels
+    base = results.get(saturation)
+    if base is None:
+        return
+    print(f"targets against concurrency {saturation} ({base.goodput:,.0f}/s, "
+          f"p99 {base.p(99):.2f} ms):")  # fmt: skip
+    for concurrency, level in results.items():
+        if concurrency <= saturation:
+            continue
+        ratio = level.goodput / base.goodput
+        p99_ratio = level.p(99) / base.p(99)
+        print(f"  {concurrency:>4}: goodput {ratio:6.1%} (>= 90%), p99 {p99_ratio:4.2f}x (<= 2x), "
+              f"refused p99 {level.p(99, refused=True):.2f} ms (< 5 ms)")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", default="32,64,128,256,512")
+    parser.add_argument("--saturation", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--retry-after", choices=["honor", "ignore", "both"], default="both")
+    parser.add_argument("--url", default=None, help="a running router (default: mpfn up)")
+    args = parser.parse_args()
+    levels = [int(v) for v in args.levels.split(",")]
+    modes = {"honor": [True], "ignore": [False], "both": [False, True]}[args.retry_after]
+    with contextmanager(lambda: iter([args.url]))() if args.url else demo_stack() as url:
+        for honor in modes:
+            run(url.rstrip("/"), levels, args.seconds, honor, args.saturation)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
