@@ -174,13 +174,48 @@ def router_panels(y: int) -> list[dict[str, Any]]:
             "reqps",
             PROMETHEUS,
         ),
+        _panel(
+            19,
+            "Shed at capacity (503 + Retry-After) per second",
+            0,
+            y + 17,
+            [
+                _prom(
+                    'sum(rate(mpfn_router_rejections_total{reason="at_capacity"}[5m]))',
+                    "shed",
+                )
+            ],
+            "reqps",
+            PROMETHEUS,
+        ),
+        _panel(
+            20,
+            "Admission limit by pool / requests waiting for a slot",
+            8,
+            y + 17,
+            [
+                _prom("max by (pool) (mpfn_router_admission_limit)", "limit {{pool}}", "A"),
+                _prom("sum(mpfn_router_admission_waiting)", "waiting", "B"),
+            ],
+            "short",
+            PROMETHEUS,
+        ),
+        _panel(
+            21,
+            "Admission queue time p50 / p99",
+            16,
+            y + 17,
+            _quantiles("mpfn_router_admission_queue_seconds"),
+            "s",
+            PROMETHEUS,
+        ),
     ]
 
 
 def dashboard(stem: str, region: str) -> dict[str, Any]:
     router = f"{stem}-router"
     row1 = 1
-    row2 = 27
+    row2 = 35
     panels = [
         _row(100, f"Router function {router}", 0),
         _panel(
