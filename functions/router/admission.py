@@ -3,10 +3,10 @@
 Every forwarded attempt holds a slot of its pool; a pool has `Limit.slots` of them (the
 adaptive limit of `mpfn.routing.admission`, fed with every answer). A request whose pools
 are all full waits in line for a slot for at most its wait budget (a few times the
-expected latency, never past its deadline). When more requests already wait for those
-pools than they have slots (`line_per_slot`), when the line is full, or when the
-request's tenant already holds its share of it, the request is shed at once, without
-waiting; it is shed too when its wait budget runs out. The caller answers 503 +
+expected latency, never past its deadline). When its tenant already has more requests
+waiting than those pools have slots (`line_per_slot`), when the line is full, or when the
+tenant already holds its share of it, the request is shed at once, without waiting; it
+is shed too when its wait budget runs out. The caller answers 503 +
 `Retry-After` without having touched a pool.
 
 Fairness: waiters are queued per tenant (the API key, else the model) and a freed slot
@@ -143,13 +143,14 @@ class Admission:
         return None
 
     def _may_queue(self, tenant: str, pools: Sequence[Pool]) -> bool:
-        """Room in line? Not when the line is full, when the tenant holds its share, or
-        when more already wait for these pools than `line_per_slot` x their slots (a
-        newcomer would wait several service times: better shed it at once)."""
+        """Room in line? Not when the line is full, when the tenant holds its share of
+        it, or when the tenant already has more waiting than `line_per_slot` x the slots
+        of these pools (a newcomer would wait several service times: better shed it at
+        once; other tenants still get in line, and freed slots go to tenants in turn)."""
         if self.waiting >= self.max_queue:
             return False
         slots = sum(self.limit(p).slots for p in pools)
-        if min(self._wanted.get(p.id, 0) for p in pools) >= self.line_per_slot * slots:
+        if len(self._lines.get(tenant, ())) >= self.line_per_slot * slots:
             return False
         tenants = len(self._lines) + (tenant not in self._lines)
         share = max(1, self.max_queue // tenants)

@@ -105,5 +105,9 @@ async def test_a_line_longer_than_the_slots_sheds_at_once() -> None:
     # shed without waiting (sitting out this budget would hit the test timeout instead)
     assert await admission.acquire([a], "t", 3600.0) is None
     assert await admission.acquire([b], "t", 0.0) is b  # other pools are not affected
+    other = asyncio.create_task(admission.acquire([a], "other", 3600.0))
+    await asyncio.sleep(0)
+    assert admission.waiting == 2  # another tenant still gets in line
+    other.cancel()
     first.cancel()
-    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.gather(first, other, return_exceptions=True)
