@@ -41,7 +41,7 @@ def test_demo_path_imports_without_optional_dependencies() -> None:
     assert proc.stdout.strip().endswith("ok")
 
 
-WEB_STACK = ["fastapi", "starlette", "aiohttp", "uvicorn"]
+WEB_STACK = "fastapi starlette aiohttp uvicorn".split()
 
 CLI_WITHOUT_WEB_STACK = f"""
 import importlib.abc, sys
