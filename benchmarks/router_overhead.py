@@ -10,10 +10,12 @@ a shared machine is noisy.
 
 `--baseline-src DIR` also starts a second router from another source tree (for example
 an older checkout's `mpfn/` extracted into DIR) on the same worker, measured in the same
-interleaved rounds, to compare two versions of the router on equal terms.
+interleaved rounds, to compare two versions of the router on equal terms;
+`--baseline-env NAME=VALUE` starts it with other settings instead (or as well).
 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
         [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
+        [--baseline-env MPFN_ROUTER_ADMISSION=off]
 """
 
 from __future__ import annotations
@@ -156,6 +158,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="run the baseline router (this tree's, unless --baseline-src) with this variable",
+    )
+    parser.add_argument(
         "--baseline-factory",
         default="mpfn.functions.router.asgi:create_app",
         help="the baseline's app factory (before the router moved: mpfn.router:create_app)",
@@ -182,9 +191,11 @@ def main() -> int:
         urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
         rport = free_port()
         urls["through router"] = stack.enter_context(server(router_argv(rport), rport, ready, env))
-        if args.baseline_src is not None:
+        if args.baseline_src is not None or args.baseline_env:
             bport = free_port()
-            benv = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            benv = dict(env, **dict(item.split("=", 1) for item in args.baseline_env))
+            if args.baseline_src is not None:
+                benv["PYTHONPATH"] = str(args.baseline_src.resolve())
             urls["baseline router"] = stack.enter_context(
                 server(
                     router_argv(bport, args.baseline_factory), bport, ready, benv, args.baseline_src
