@@ -18,20 +18,31 @@ from tests.servers.mpfn_procs import publish_demo
 OPTIONAL = ["pandas", "prophet", "matplotlib", "requests", "oras", "boto3", "botocore",
             "google", "mangum", "grpc", "torch", "opentelemetry.sdk"]  # fmt: skip
 
-PROGRAM = f"""
+def without(blocked: list[str], body: str) -> str:
+    """A program that runs `body` with the modules `blocked` (and their submodules)
+    impossible to import."""
+    return f"""
 import importlib.abc, sys
-BLOCKED = {OPTIONAL!r}
+BLOCKED = {blocked!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if any(name == b or name.startswith(b + ".") for b in BLOCKED):
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 sys.meta_path.insert(0, Block())
+{body}
+"""
+
+
+PROGRAM = without(
+    OPTIONAL,
+    """
 import mpfn.cli.main, mpfn.up, mpfn.artifacts, mpfn.warm.loop, mpfn.functions.router.asgi
 import mpfn.functions.router.app, mpfn.adapters.ort_worker.options
 from mpfn.forecast import profile_forecast
 print("ok")
-"""
+""",
+)
 
 
 def test_demo_path_imports_without_optional_dependencies() -> None:
@@ -43,19 +54,14 @@ def test_demo_path_imports_without_optional_dependencies() -> None:
 
 WEB_STACK = "fastapi starlette aiohttp uvicorn".split()
 
-CLI_WITHOUT_WEB_STACK = f"""
-import importlib.abc, sys
-BLOCKED = {WEB_STACK!r}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-sys.meta_path.insert(0, Block())
+CLI_WITHOUT_WEB_STACK = without(
+    WEB_STACK,
+    """
 from mpfn.cli.main import main
 sys.argv = ["mpfn", *sys.argv[1:]]
 main()
-"""
+""",
+)
 
 
 @pytest.mark.parametrize(
