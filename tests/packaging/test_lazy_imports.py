@@ -18,6 +18,7 @@ from tests.servers.mpfn_procs import publish_demo
 OPTIONAL = ["pandas", "prophet", "matplotlib", "requests", "oras", "boto3", "botocore",
             "google", "mangum", "grpc", "torch", "opentelemetry.sdk"]  # fmt: skip
 
+
 def without(blocked: list[str], body: str) -> str:
     """A program that runs `body` with the modules `blocked` (and their submodules)
     impossible to import."""
@@ -52,7 +53,7 @@ def test_demo_path_imports_without_optional_dependencies() -> None:
     assert proc.stdout.strip().endswith("ok")
 
 
-WEB_STACK = "fastapi starlette aiohttp uvicorn".split()
+WEB_STACK = ["fastapi", "starlette", "aiohttp", "uvicorn"]
 
 CLI_WITHOUT_WEB_STACK = without(
     WEB_STACK,
