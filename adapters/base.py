@@ -23,13 +23,15 @@ class AdapterError(Exception):
     """A backend call failed. `status` is the HTTP status mpfn answers with.
 
     4xx: the request was bad (passed to the client as a JSON error); 5xx: the backend
-    failed (the router may fail over).
+    failed (the router may fail over). `overloaded` marks a backend that said it is busy
+    (429, or 503 with Retry-After): backpressure, not a failure.
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, overloaded: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.overloaded = overloaded
 
 
 @dataclass(frozen=True)

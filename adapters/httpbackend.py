@@ -81,12 +81,16 @@ def status_for(backend_status: int) -> int:
 
 
 def backend_error(kind: str, response: httpx.Response) -> AdapterError:
-    """An AdapterError for a non-success answer; the response body must have been read."""
+    """An AdapterError for a non-success answer; the response body must have been read.
+    A 429, or a 503 with Retry-After, is marked `overloaded` (the backend's backpressure)."""
     status = status_for(response.status_code)
     text = error_text(response.content)
     if response.status_code in (401, 403):
         text = f"the backend rejected the pool's credentials ({response.status_code}): {text}"
-    return AdapterError(status, one_line(f"{kind} backend: {text}"))
+    busy = response.status_code == 429 or (
+        response.status_code == 503 and "retry-after" in response.headers
+    )
+    return AdapterError(status, one_line(f"{kind} backend: {text}"), overloaded=busy)
 
 
 async def send(
