@@ -37,18 +37,19 @@ from mpfn.adapters.ort_worker.http import (
     error_body,
     header,
     json_body,
+    optional_json,
     read_body,
+    require_method,
     respond,
+    tensor_spec,
 )
 from mpfn.adapters.ort_worker.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.repository import ModelRepository
-from mpfn.documents import TensorSpec
 from mpfn.protocol import (
     OutputTensor,
     ProtocolError,
     encode_infer_response,
-    loads,
     parse_infer_request,
     select_outputs,
     validate_inputs,
@@ -144,20 +145,20 @@ class WorkerApp:
                 await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
             elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
                 self.admin.check(header(scope, b"authorization"))
-                _require(method, "POST")
+                require_method(method, "POST")
                 await self._repository_route(scope, receive, send, path)
             elif path in ("/v2/health/live", "/v2/health/ready"):
-                _require(method, "GET", "HEAD")
+                require_method(method, "GET", "HEAD")
                 if path.endswith("live") or self.ready:
                     key = "live" if path.endswith("live") else "ready"
                     await self._json(send, 200, {key: True})
                 else:
                     await self._json(send, 503, {"ready": False, "error": "worker is starting"})
             elif path in ("/v2", "/v2/"):
-                _require(method, "GET")
+                require_method(method, "GET")
                 await respond(send, 200, self.server_metadata, JSON, self.load_headers())
             elif path == "/metrics":
-                _require(method, "GET")
+                require_method(method, "GET")
                 await respond(send, 200, self.metrics.render(), METRICS_TYPE.encode())
             else:
                 raise WorkerError(f"no route for {method} {path}", 404)
@@ -183,10 +184,10 @@ class WorkerApp:
             tail = parts[1:]
         action = tail[0] if len(tail) == 1 else "" if not tail else None
         if action == "infer":
-            _require(method, "POST")
+            require_method(method, "POST")
             await self._infer(scope, receive, send, name, version)
         elif action in ("", "ready"):
-            _require(method, "GET", "HEAD")
+            require_method(method, "GET", "HEAD")
             if action == "ready":
                 await self._model_ready(send, name, version)
             else:
@@ -273,8 +274,8 @@ class WorkerApp:
                 "name": name,
                 "versions": sorted(versions),
                 "platform": PLATFORM,
-                "inputs": [_spec(s) for s in inputs],
-                "outputs": [_spec(s) for s in outputs],
+                "inputs": [tensor_spec(s) for s in inputs],
+                "outputs": [tensor_spec(s) for s in outputs],
             },
         )
 
@@ -284,7 +285,7 @@ class WorkerApp:
         self, scope: Scope, receive: Receive, send: Send, path: str
     ) -> None:
         body = await read_body(scope, receive, self.max_body_bytes)
-        doc = _optional_json(body)
+        doc = optional_json(body)
         if path == "/v2/repository/index":
             rows = await self.repository.index()
             if doc.get("ready") is True:
@@ -338,27 +339,6 @@ class WorkerApp:
                 await asyncio.to_thread(self.executor.shutdown, wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _require(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise WorkerError(f"method {method} not allowed here (use {', '.join(allowed)})", 405)
-
-
-def _optional_json(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        doc = loads(body)
-    except ValueError as exc:
-        raise WorkerError(f"invalid JSON body: {exc}", 400) from None
-    if not isinstance(doc, dict):
-        raise WorkerError("the request body must be a JSON object", 400)
-    return doc
-
-
-def _spec(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}
 
 
 def _failure(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:

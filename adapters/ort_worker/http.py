@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 
 from mpfn.adapters.ort_worker.errors import BodyTooLarge, ClientDisconnected, WorkerError
+from mpfn.documents import TensorSpec
+from mpfn.protocol import loads
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -103,3 +105,27 @@ def json_body(doc: Any) -> bytes:
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+def require_method(method: str, *allowed: str) -> None:
+    """405 unless `method` is one of `allowed`."""
+    if method not in allowed:
+        raise WorkerError(f"method {method} not allowed here (use {', '.join(allowed)})", 405)
+
+
+def optional_json(body: bytes) -> dict[str, Any]:
+    """An optional JSON object body: {} when empty, 400 when not a JSON object."""
+    if not body.strip():
+        return {}
+    try:
+        doc = loads(body)
+    except ValueError as exc:
+        raise WorkerError(f"invalid JSON body: {exc}", 400) from None
+    if not isinstance(doc, dict):
+        raise WorkerError("the request body must be a JSON object", 400)
+    return doc
+
+
+def tensor_spec(spec: TensorSpec) -> dict[str, Any]:
+    """A tensor's v2 metadata object."""
+    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}

@@ -33,18 +33,20 @@ from mpfn.adapters.ort_worker.http import (
     error_body,
     header,
     json_body,
+    optional_json,
     read_body,
+    require_method,
     respond,
+    tensor_spec,
 )
 from mpfn.adapters.server.catalog import ModelCatalog
 from mpfn.adapters.server.errors import Headers, failure
-from mpfn.documents import ModelVersion, TensorSpec
+from mpfn.documents import ModelVersion
 from mpfn.protocol import (
     InferRequest,
     InferResponse,
     OutputTensor,
     encode_infer_response,
-    loads,
     parse_infer_request,
     select_outputs,
     validate_inputs,
@@ -126,19 +128,19 @@ class AdapterServer:
                 await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
             elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
                 self.admin.check(header(scope, b"authorization"))
-                _require(method, "POST")
+                require_method(method, "POST")
                 await self._repository_route(scope, receive, send, path)
             elif path == "/v2/health/live":
-                _require(method, "GET", "HEAD")
+                require_method(method, "GET", "HEAD")
                 await self._json(send, 200, {"live": True})
             elif path == "/v2/health/ready":
-                _require(method, "GET", "HEAD")
+                require_method(method, "GET", "HEAD")
                 if self.started and await self.adapter.ready():
                     await self._json(send, 200, {"ready": True})
                 else:
                     await self._json(send, 503, {"ready": False, "error": "backend not ready"})
             elif path in ("/v2", "/v2/"):
-                _require(method, "GET")
+                require_method(method, "GET")
                 await respond(send, 200, self.server_metadata, JSON, self.load_headers())
             else:
                 raise WorkerError(f"no route for {method} {path}", 404)
@@ -164,10 +166,10 @@ class AdapterServer:
             tail = parts[1:]
         action = tail[0] if len(tail) == 1 else "" if not tail else None
         if action == "infer":
-            _require(method, "POST")
+            require_method(method, "POST")
             await self._infer(scope, receive, send, name, version)
         elif action in ("", "ready"):
-            _require(method, "GET", "HEAD")
+            require_method(method, "GET", "HEAD")
             doc = await self.catalog.get(name, version)
             if action == "ready":
                 await self._model_ready(send, doc)
@@ -236,8 +238,8 @@ class AdapterServer:
                 "name": doc.name,
                 "versions": sorted(set(versions) | {doc.version}),
                 "platform": self.platform,
-                "inputs": [_spec(s) for s in doc.inputs],
-                "outputs": [_spec(s) for s in doc.outputs],
+                "inputs": [tensor_spec(s) for s in doc.inputs],
+                "outputs": [tensor_spec(s) for s in doc.outputs],
             },
         )
 
@@ -247,7 +249,7 @@ class AdapterServer:
         self, scope: Scope, receive: Receive, send: Send, path: str
     ) -> None:
         body = await read_body(scope, receive, self.max_body_bytes)
-        doc = _optional_json(body)
+        doc = optional_json(body)
         if path == "/v2/repository/index":
             await self._json(send, 200, await self._index(ready_only=doc.get("ready") is True))
             return
@@ -319,24 +321,3 @@ def _outputs(request: InferRequest, response: InferResponse) -> list[OutputTenso
         )
         for name, array in response.outputs.items()
     ]
-
-
-def _require(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise WorkerError(f"method {method} not allowed here (use {', '.join(allowed)})", 405)
-
-
-def _optional_json(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        doc = loads(body)
-    except ValueError as exc:
-        raise WorkerError(f"invalid JSON body: {exc}", 400) from None
-    if not isinstance(doc, dict):
-        raise WorkerError("the request body must be a JSON object", 400)
-    return doc
-
-
-def _spec(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}
