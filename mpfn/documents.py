@@ -110,6 +110,12 @@ class Pool(_Doc):
         default_factory=list,
         description="Models this pool serves; empty means any model whose artifact it can load",
     )
+    adapter_server: bool = Field(
+        default=False,
+        description="The endpoint is an mpfn adapter server in front of the backend "
+        "(python -m mpfn.adapters.<adapter>): it speaks the pool protocol (v2 + repository), "
+        "so the router and the warmer talk to it like to any v2 pool",
+    )
 
     @property
     def key(self) -> str:
