@@ -1,4 +1,9 @@
-"""`mpfn pools add|list|rm`: where backends run."""
+"""`mpfn pools add|list|rm`: where backends run.
+
+`add` warns (and still adds the pool) when the router could not reach it: a pool of a
+kind whose backend does not speak Open Inference Protocol v2 (`tfserving`, `torchserve`)
+must be an adapter server in front of that backend (`--adapter-server`).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mpfn.cli.common import as_json, console, get_ctx, handle_errors, print_json
+from mpfn.cli.common import as_json, console, err_console, get_ctx, handle_errors, print_json
 from mpfn.documents import Pool
 from mpfn.registry import Registry
+from mpfn.routing.compat import missing_adapter_server
 
 app = typer.Typer(
     help="Register the backend pools the router can send requests to.", no_args_is_help=True
@@ -34,6 +40,10 @@ def add(
     capacity: Annotated[int, typer.Option(help="Concurrent requests it serves")] = 1,
     memory_mb: Annotated[float, typer.Option(help="Model memory budget")] = 0.0,
     models: Annotated[str, typer.Option(help="Comma-separated models (empty: any)")] = "",
+    adapter_server: Annotated[
+        bool,
+        typer.Option(help="The endpoint is an mpfn adapter server in front of the backend"),
+    ] = False,
 ) -> None:
     """Add or replace a pool."""
     pool = Pool.model_validate(
@@ -48,10 +58,19 @@ def add(
             "capacity": capacity,
             "memory_mb": memory_mb,
             "models": _csv(models),
+            "adapter_server": adapter_server,
         }
     )
     Registry(get_ctx(ctx).store).put_pool(pool)
     console.print(f"pool [bold]{pool.id}[/] -> {pool.endpoint}")
+    gap = missing_adapter_server(pool.adapter, pool.adapter_server)
+    if gap is not None:
+        err_console.print(
+            f"[yellow]warning:[/] {gap}; the router will not send it requests "
+            f"(run python -m mpfn.adapters.{pool.adapter} and pass --adapter-server)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("list")

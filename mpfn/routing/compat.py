@@ -2,8 +2,9 @@
 
 The one table from model format to adapter kinds (the router's serving index and the
 routing filter both read it), plus the rule for pools that name their models
-explicitly. Third-party adapter plug-ins extend it with `with_formats` instead of
-editing the default; nothing here looks at hardware, policy or load.
+explicitly, and which kinds answer the router's v2 requests only through an adapter
+server. Third-party adapter plug-ins extend the format table with `with_formats` instead
+of editing the default; nothing here looks at hardware, policy or load.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ DEFAULT_FORMATS: FormatTable = MappingProxyType(
 )
 # Adapter kinds that speak the OpenAI-compatible API; every other kind speaks v2.
 OPENAI_ADAPTERS = frozenset({"openai"})
+# Adapter kinds whose backends do not answer Open Inference Protocol v2 requests as the
+# router sends them (TF Serving has only its own REST API; TorchServe's v2 route takes no
+# version): their pools must be an adapter server in front of the backend.
+NEEDS_ADAPTER_SERVER = frozenset({"tfserving", "torchserve"})
 
 
 def with_formats(base: FormatTable, fmt: str, adapters: Iterable[str]) -> FormatTable:
@@ -54,3 +59,11 @@ def adapter_serves(
 def speaks(adapter: str, protocol: Protocol) -> bool:
     """OpenAI routes go to OpenAI-compatible pools only; v2 routes to every other kind."""
     return (adapter in OPENAI_ADAPTERS) == (protocol == "openai")
+
+
+def missing_adapter_server(adapter: str, adapter_server: bool) -> str | None:
+    """Why a pool of kind `adapter` cannot answer the router (its backend does not speak
+    v2 and no adapter server fronts it); None when it can."""
+    if adapter in NEEDS_ADAPTER_SERVER and not adapter_server:
+        return f"{adapter} pool needs an adapter server in front (adapter_server: true)"
+    return None

@@ -1,7 +1,8 @@
 """The filter step: which pools may serve a model version under some limits, and why not.
 
-A pool is kept when its adapter can serve the model's format, it has hardware the model
-runs on, it serves the model at all (a pool naming its models serves only those), the
+A pool is kept when its adapter can serve the model's format, it can answer the router
+(a backend that does not speak v2 needs an adapter server in front), it has hardware the
+model runs on, it serves the model at all (a pool naming its models serves only those), the
 limits allow its cloud and region (and pin it, if a pin was asked for), it has capacity
 and its circuit breaker admits a request. Every other pool gets an `Exclusion` with a
 short reason. The cost budget depends on the estimate, so `score` applies it.
@@ -14,7 +15,12 @@ from typing import NamedTuple
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.routing.breaker import Breaker, BreakerConfig, admits
-from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable, adapter_serves
+from mpfn.routing.compat import (
+    DEFAULT_FORMATS,
+    FormatTable,
+    adapter_serves,
+    missing_adapter_server,
+)
 from mpfn.routing.hints import Limits
 
 
@@ -57,6 +63,9 @@ def exclusion_reason(
         return f"does not serve model {model.name}"
     if not adapter_serves(pool.adapter, model.format, listed=listed, table=table):
         return f"adapter {pool.adapter} cannot serve format {model.format}"
+    reason = missing_adapter_server(pool.adapter, pool.adapter_server)
+    if reason is not None:
+        return reason
     if not _shares_hardware(model.hardware, pool.hardware):
         return f"hardware {'/'.join(pool.hardware)} not in {'/'.join(model.hardware)}"
     reason = policy_reason(limits, pool)

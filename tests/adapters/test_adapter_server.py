@@ -84,6 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 adapter="tfserving",
                 endpoint=HttpUrl(adapter.url),
                 models=["demo"],
+                adapter_server=True,
             )
         )
         router = procs.enter_context(stopping(start_router(store, logs)))
