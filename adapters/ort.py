@@ -1,4 +1,5 @@
-"""The `ort` adapter: mpfn's own ONNX Runtime worker (`python -m mpfn.adapters.ort_worker`).
+"""The `ort` adapter: mpfn's own ONNX Runtime worker (`python -m mpfn.adapters.ort_worker`),
+and the client of every server speaking the same pool protocol (adapter servers).
 
 Inference goes over the Open Inference Protocol v2 REST API with binary tensors both ways
 (`Inference-Header-Content-Length`), so no tensor is ever turned into JSON numbers.
@@ -7,7 +8,8 @@ router never exposes; when the worker requires an admin token, these calls send 
 `Authorization: Bearer` (`credentials["admin_token"]`, else `$MPFN_WORKER_ADMIN_TOKEN`).
 Stats come from the worker's `x-mpfn-*` answer headers and its Prometheus `/metrics`. The
 worker reads model documents from the shared store itself: this adapter never uploads
-models and holds no state beyond its own measurements.
+models and holds no state beyond its own measurements. In front of an adapter server
+(`Pool.adapter_server`) its messages name the backend kind the server fronts.
 """
 
 from __future__ import annotations
@@ -72,12 +74,14 @@ def encode_binary_request(request: InferRequest) -> tuple[bytes, int]:
 
 
 class OrtAdapter:
-    """One ORT worker endpoint (a pool). `management_url` defaults to the endpoint."""
+    """One pool-protocol endpoint: an ORT worker or an adapter server.
+    `management_url` defaults to the endpoint."""
 
     kind: ClassVar[str] = "ort"
 
     def __init__(self, config: AdapterConfig, *, client: httpx.AsyncClient | None = None) -> None:
         self.config = config
+        self.label = config.pool.adapter if config.pool.adapter_server else self.kind
         self.base = str(config.pool.endpoint).rstrip("/")
         self.management = (config.management_url or self.base).rstrip("/")
         self._owns_client = client is None
@@ -98,15 +102,17 @@ class OrtAdapter:
         key = model_id(model)
         with self.measured.track(key):
             response = await send(
-                self.client, self.kind, "POST", url, content=body, headers=headers
+                self.client, self.label, "POST", url, content=body, headers=headers
             )
             self._note(key, response)
             if response.status_code != 200:
-                raise backend_error(self.kind, response)
+                raise backend_error(self.label, response)
             try:
                 return decode_infer_response(response.content, response.headers.get(HEADER_LENGTH))
             except ProtocolError as exc:
-                raise AdapterError(502, f"ort backend sent an invalid response: {exc}") from None
+                raise AdapterError(
+                    502, f"{self.label} backend sent an invalid response: {exc}"
+                ) from None
 
     def _note(self, key: str, response: httpx.Response) -> None:
         """Remember the worker's load report and a cold-start load time, if it sent them."""
@@ -137,10 +143,10 @@ class OrtAdapter:
         url = f"{self.management}/v2/repository/models/{model.name}/{action}"
         body = {"parameters": {"version": model.version}}
         response = await send(
-            self.client, self.kind, "POST", url, json=body, headers=self.admin_headers
+            self.client, self.label, "POST", url, json=body, headers=self.admin_headers
         )
         if response.status_code != 200:
-            raise backend_error(self.kind, response)
+            raise backend_error(self.label, response)
         return response
 
     async def ready(self, model: ModelVersion | None = None) -> bool:
@@ -149,7 +155,7 @@ class OrtAdapter:
         else:
             url = f"{self.base}/v2/models/{model.name}/versions/{model.version}/ready"
         try:
-            response = await send(self.client, self.kind, "GET", url, headers=self.headers)
+            response = await send(self.client, self.label, "GET", url, headers=self.headers)
         except AdapterError:
             return False
         return response.status_code == 200
@@ -157,13 +163,15 @@ class OrtAdapter:
     async def loaded(self) -> list[str]:
         url = f"{self.management}/v2/repository/index"
         response = await send(
-            self.client, self.kind, "POST", url, json={"ready": True}, headers=self.admin_headers
+            self.client, self.label, "POST", url, json={"ready": True}, headers=self.admin_headers
         )
         if response.status_code != 200:
-            raise backend_error(self.kind, response)
-        rows = json_body(self.kind, response)
+            raise backend_error(self.label, response)
+        rows = json_body(self.label, response)
         if not isinstance(rows, list):
-            raise AdapterError(502, "ort backend sent a repository index that is not a list")
+            raise AdapterError(
+                502, f"{self.label} backend sent a repository index that is not a list"
+            )
         return sorted(
             f"{row['name']}:{row['version']}"
             for row in rows
@@ -175,10 +183,10 @@ class OrtAdapter:
     async def stats(self) -> AdapterStats:
         """The worker's gauges and counters from `/metrics`, plus this adapter's measurements."""
         response = await send(
-            self.client, self.kind, "GET", f"{self.management}/metrics", headers=self.admin_headers
+            self.client, self.label, "GET", f"{self.management}/metrics", headers=self.admin_headers
         )
         if response.status_code != 200:
-            raise backend_error(self.kind, response)
+            raise backend_error(self.label, response)
         metrics = worker_metrics(response.text)
         loaded = tuple(await self.loaded())
         return self.measured.stats(

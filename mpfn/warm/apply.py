@@ -2,8 +2,11 @@
 
 Adapters come from `mpfn.adapters.registry` (the `mpfn.adapters` entry points); adapters
 shipped with mpfn are found even when the package's entry points are not installed (a
-source checkout). Callers may inject any `AdapterSource`, and the default one shares one
-injected `httpx.AsyncClient`. Every failure becomes a one-line message on the pool or the
+source checkout). A pool whose endpoint is an adapter server (`adapter_server`) is managed
+through the pool protocol's repository API (the `ort` adapter's client) whatever backend
+it fronts: the adapter server is the one writer of that backend's model config. Callers
+may inject any `AdapterSource`, and the default one shares one injected
+`httpx.AsyncClient`. Every failure becomes a one-line message on the pool or the
 action it concerns: nothing here raises past a pool, so one broken pool cannot stop a run.
 """
 
@@ -15,19 +18,41 @@ from collections.abc import Callable, Mapping, Sequence
 import httpx
 
 from mpfn.adapters.base import Adapter, AdapterConfig, AdapterFactory
-from mpfn.adapters.registry import UnknownAdapter, create
+from mpfn.adapters.registry import UnknownAdapter, load_factory
 from mpfn.documents import ModelVersion, Pool
 from mpfn.warm.plan import WarmAction
 
 AdapterSource = Callable[[Pool], Adapter]
 
+#: The adapter kind that speaks the pool protocol (v2 + model-repository extension +
+#: `x-mpfn-load-ms`): mpfn's ORT worker and every adapter server.
+POOL_PROTOCOL = "ort"
 #: Adapters that ship with mpfn, used when no installed entry point names the kind.
-BUILTIN: Mapping[str, str] = {"ort": "mpfn.adapters.ort:OrtAdapter"}
+BUILTIN: Mapping[str, str] = {POOL_PROTOCOL: "mpfn.adapters.ort:OrtAdapter"}
 
 
 def one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "message", "") or exc).replace("\n", " ").strip()
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def management_kind(pool: Pool) -> str:
+    """The adapter kind the warmer manages `pool` through: the pool protocol's client for
+    an adapter server (whatever it fronts), else the pool's own kind."""
+    return POOL_PROTOCOL if pool.adapter_server else pool.adapter
+
+
+def factory(kind: str) -> AdapterFactory:
+    """The installed adapter of `kind`, else the built-in one; UnknownAdapter otherwise."""
+    try:
+        return load_factory(kind)
+    except UnknownAdapter:
+        target = BUILTIN.get(kind)
+        if target is None:
+            raise
+        module, _, attr = target.partition(":")
+        found: AdapterFactory = getattr(importlib.import_module(module), attr)
+        return found
 
 
 def adapter_source(
@@ -37,15 +62,7 @@ def adapter_source(
 
     def make(pool: Pool) -> Adapter:
         config = AdapterConfig(pool=pool, timeout_s=timeout_s)
-        try:
-            return create(config, client=client)
-        except UnknownAdapter:
-            target = BUILTIN.get(pool.adapter)
-            if target is None:
-                raise
-            module, _, attr = target.partition(":")
-            factory: AdapterFactory = getattr(importlib.import_module(module), attr)
-            return factory(config, client=client)
+        return factory(management_kind(pool))(config, client=client)
 
     return make
 
