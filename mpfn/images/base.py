@@ -85,9 +85,8 @@ def ensure_base(
             )
         echo(f"building the base image from Debian packages ({plan.suite}, {plan.platform.name})")
         tar.parent.mkdir(parents=True, exist_ok=True)
-        partial = tar.with_name(
-            tar.stem + ".partial.tar"
-        )  # mmdebstrap reads the format off the name
+        # mmdebstrap reads the output format off the file name
+        partial = tar.with_name(tar.stem + ".partial.tar")
         done = subprocess.run(
             plan.mmdebstrap_argv(partial),
             capture_output=True,

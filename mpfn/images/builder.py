@@ -30,6 +30,18 @@ def registry_of(destination: str) -> tuple[str, bool]:
     return destination.rstrip("/"), False
 
 
+_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def parse_size(text: str) -> int:
+    """`495 MB` (as buildah prints sizes) -> bytes; 0 when unreadable."""
+    number, _, unit = text.strip().partition(" ")
+    try:
+        return int(float(number) * _UNITS.get(unit.upper() or "B", 1))
+    except ValueError:
+        return 0
+
+
 @dataclass(frozen=True)
 class Builder:
     tool: str
@@ -85,12 +97,7 @@ class Builder:
         """Uncompressed size in bytes (0 when the builder does not say)."""
         if self.tool == "buildah":
             out = self._check(["buildah", "images", "--json", ref], f"size of {ref}")
-            data = json.loads(out)
-            return (
-                int(data[0].get("size", 0))
-                if data and str(data[0].get("size", "")).isdigit()
-                else 0
-            )
+            return parse_size(str(json.loads(out)[0].get("size", "0")))
         out = self._check([self.tool, "image", "inspect", "--format", "{{.Size}}", ref], "size")
         return int(out.strip() or 0)
 
