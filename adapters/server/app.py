@@ -3,8 +3,9 @@
 It speaks what the router expects of a pool endpoint — the same Open Inference Protocol v2
 REST API as mpfn's ORT worker: health, server and model metadata, model ready, infer (JSON
 and binary tensors both ways), the model-repository extension (index, load, unload; behind
-the admin token when one is configured) and the `x-mpfn-inflight`, `x-mpfn-queued` and
-`x-mpfn-load-ms` answer headers — and delegates every call to one adapter instance, which
+the admin token when one is configured), the `x-mpfn-inflight`, `x-mpfn-queued` and
+`x-mpfn-load-ms` answer headers and the worker's Prometheus series at `/metrics`
+(`mpfn.adapters.poolmetrics`) — and delegates every call to one adapter instance, which
 translates it to its backend's native API (TF Serving's REST predict, TorchServe, ...).
 
 A plain ASGI callable, like the worker: the infer path is one body read, the v2 codec, a
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from importlib import metadata
 from typing import Any
 
-from mpfn.adapters.base import Adapter, AdapterError
+from mpfn.adapters.base import Adapter, AdapterError, LoadResult
 from mpfn.adapters.ort_worker.admission import Admission
 from mpfn.adapters.ort_worker.errors import ClientDisconnected, WorkerError
 from mpfn.adapters.ort_worker.guard import AdminGuard
@@ -39,6 +41,8 @@ from mpfn.adapters.ort_worker.http import (
     respond,
     tensor_spec,
 )
+from mpfn.adapters.poolmetrics import CONTENT_TYPE as METRICS_TYPE
+from mpfn.adapters.poolmetrics import PoolMetrics
 from mpfn.adapters.server.catalog import ModelCatalog
 from mpfn.adapters.server.errors import Headers, failure
 from mpfn.documents import ModelVersion
@@ -92,6 +96,8 @@ class AdapterServer:
         self.catalog = catalog
         self.admin = admin or AdminGuard(None)
         self.admission = Admission(max_concurrency, max_queue)
+        self.metrics = PoolMetrics()
+        self.metrics.bind_admission(lambda: self.admission.running, lambda: self.admission.queued)
         self.max_body_bytes = max_body_bytes
         self.load_on_demand = load_on_demand
         self.platform = PLATFORMS.get(adapter.kind, adapter.kind)
@@ -142,13 +148,30 @@ class AdapterServer:
             elif path in ("/v2", "/v2/"):
                 require_method(method, "GET")
                 await respond(send, 200, self.server_metadata, JSON, self.load_headers())
+            elif path == "/metrics":
+                require_method(method, "GET")
+                await self._metrics(send)
             else:
                 raise WorkerError(f"no route for {method} {path}", 404)
         except ClientDisconnected:
             return
         except Exception as exc:
-            status, message, extra = failure(exc)
-            await respond(send, status, error_body(message), JSON, [*self.load_headers(), *extra])
+            await self._error(send, exc)
+
+    async def _error(self, send: Send, exc: Exception) -> int:
+        """Answer `exc` as a JSON error; its status."""
+        status, message, extra = failure(exc)
+        await respond(send, status, error_body(message), JSON, [*self.load_headers(), *extra])
+        return status
+
+    async def _metrics(self, send: Send) -> None:
+        """The Prometheus exposition; the loaded-models gauge is asked of the backend now
+        (it keeps its last value when the backend does not answer)."""
+        try:
+            self.metrics.loaded_models.set(len(await self.adapter.loaded()))
+        except AdapterError as exc:
+            log.debug("loaded models unknown: %s", exc.message)
+        await respond(send, 200, self.metrics.render(), METRICS_TYPE.encode())
 
     async def _json(self, send: Send, status: int, doc: Any, extra: Headers | None = None) -> None:
         await respond(send, status, json_body(doc), JSON, [*self.load_headers(), *(extra or [])])
@@ -181,9 +204,37 @@ class AdapterServer:
     async def _infer(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
-        body = await read_body(scope, receive, self.max_body_bytes)
-        request = parse_infer_request(body, header(scope, b"inference-header-content-length"))
-        doc = await self.catalog.get(name, version)
+        """Answer one inference and count it: under the model's name once the registry or
+        the backend knows the model, else under `model=""`."""
+        started = time.perf_counter()
+        label = ""
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            request = parse_infer_request(body, header(scope, b"inference-header-content-length"))
+            doc = await self.catalog.get(name, version)
+            label = self._known(doc)
+            payload, content_type, headers = await self._answer(doc, request)
+            label = doc.name
+        except ClientDisconnected:
+            self.metrics.observe_request(label, 499, time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            status = await self._error(send, exc)
+            self.metrics.observe_request(label, status, time.perf_counter() - started)
+            return
+        self.metrics.observe_request(label, 200, time.perf_counter() - started)
+        await respond(send, 200, payload, content_type, headers)
+
+    def _known(self, doc: ModelVersion) -> str:
+        """`doc`'s name when the registry holds it, else "" (without a registry any name
+        resolves, and a client must not grow the metrics' label set)."""
+        return doc.name if self.catalog.registry is not None else ""
+
+    async def _answer(
+        self, doc: ModelVersion, request: InferRequest
+    ) -> tuple[bytes, bytes, Headers]:
+        """Run `request` on `doc` (loading it first if the backend does not hold it); the
+        answer's body, content type and headers."""
         if doc.inputs:  # a bad request never reaches the backend
             validate_inputs(request, doc.inputs)
         if doc.outputs:
@@ -203,11 +254,9 @@ class AdapterServer:
         if load_ms is not None:
             headers.append((b"x-mpfn-load-ms", f"{load_ms:.1f}".encode()))
         if header_length is None:
-            content_type = JSON
-        else:
-            content_type = OCTETS
-            headers.append((b"inference-header-content-length", str(header_length).encode()))
-        await respond(send, 200, payload, content_type, headers)
+            return payload, JSON, headers
+        headers.append((b"inference-header-content-length", str(header_length).encode()))
+        return payload, OCTETS, headers
 
     async def _run(self, doc: ModelVersion, request: InferRequest) -> InferResponse:
         async with self.admission.slot():
@@ -219,7 +268,19 @@ class AdapterServer:
         async with lock:
             if await self.adapter.ready(doc):
                 return None
-            return (await self.adapter.load(doc)).load_ms
+            return (await self._load(doc)).load_ms
+
+    async def _load(self, doc: ModelVersion, *, counted: bool = True) -> LoadResult:
+        """`adapter.load`, recorded in the load metrics unless not `counted` (the model
+        was loaded already)."""
+        try:
+            result = await self.adapter.load(doc)
+        except Exception:
+            self.metrics.observe_load(self._known(doc), None)
+            raise
+        if counted:
+            self.metrics.observe_load(doc.name, result.load_ms / 1000)
+        return result
 
     async def _model_ready(self, send: Send, doc: ModelVersion) -> None:
         if await self.adapter.ready(doc):
@@ -263,7 +324,7 @@ class AdapterServer:
         model = await self.catalog.get(name, version)
         before = await self.adapter.ready(model)
         if action == "load":
-            result = await self.adapter.load(model)
+            result = await self._load(model, counted=not before)
             extra = [] if before else [(b"x-mpfn-load-ms", f"{result.load_ms:.1f}".encode())]
             loaded = {"name": name, "version": model.version, "load_ms": round(result.load_ms, 3)}
             await self._json(send, 200, loaded, extra)
