@@ -1,4 +1,8 @@
-"""Worker configuration: command-line flags -> `WorkerConfig` -> a ready `WorkerApp`."""
+"""Worker configuration: command-line flags -> `WorkerConfig` -> a ready `WorkerApp`.
+
+The state URL is `--state`, else `MPFN_STATE`. The worker listens on 127.0.0.1 unless told
+otherwise: a container passes `--host 0.0.0.0` (the image's default command does).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from mpfn.adapters.ort_worker.repository import ModelRepository, RepositoryConfi
 from mpfn.store import open_store
 
 _MIB = 1024 * 1024
+STATE_ENV = "MPFN_STATE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +80,18 @@ def _providers(text: str) -> tuple[str, ...]:
 def parse_args(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> WorkerConfig:
-    """Flags -> config; the admin token comes from `--admin-token-file`, else from
-    `MPFN_WORKER_ADMIN_TOKEN` in `env` (default: the process environment)."""
+    """Flags -> config; the state comes from `--state`, else `MPFN_STATE` in `env`, and the
+    admin token from `--admin-token-file`, else `MPFN_WORKER_ADMIN_TOKEN` in `env`
+    (`env` defaults to the process environment)."""
     parser = argparse.ArgumentParser(
         prog="python -m mpfn.adapters.ort_worker",
         description="Serve ONNX models from an mpfn state store over the Open Inference "
         "Protocol v2 (REST).",
     )
     parser.add_argument(
-        "--state", required=True, help="state store URL (path, file://, s3://, gs://)"
+        "--state",
+        default=None,
+        help=f"state store URL (path, file://, s3://, gs://); default: ${STATE_ENV}",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
@@ -135,6 +143,9 @@ def parse_args(
     if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
         parser.error("--inject-delay-ms must be >= 0 and --inject-error-rate in [0, 1]")
     env = os.environ if env is None else env
+    state = args.state or env.get(STATE_ENV, "").strip()
+    if not state:
+        parser.error(f"no state store: pass --state URL or set {STATE_ENV}")
     admin_token = env.get(ADMIN_TOKEN_ENV, "").strip() or None
     if args.admin_token_file is not None:
         try:
@@ -142,7 +153,7 @@ def parse_args(
         except ValueError as exc:
             parser.error(str(exc))
     return WorkerConfig(
-        state=args.state,
+        state=state,
         host=args.host,
         port=args.port,
         cache_dir=(args.cache_dir or default_cache_dir()).expanduser(),

@@ -137,3 +137,13 @@ def test_cli_flags() -> None:
     assert (config.max_concurrency, config.max_queue, config.memory_mb) == (3, 0, 64.0)
     with pytest.raises(SystemExit):
         parse_args(["--state", "/tmp/s", "--max-concurrency", "0"])
+
+
+def test_state_comes_from_the_flag_else_mpfn_state(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args([], env={"MPFN_STATE": "s3://b/p"}).state == "s3://b/p"
+    assert parse_args(["--state", "/tmp/s"], env={"MPFN_STATE": "s3://b/p"}).state == "/tmp/s"
+    config = parse_args([], env={"MPFN_STATE": "/tmp/s"})
+    assert (config.host, config.port) == ("127.0.0.1", 8081)
+    with pytest.raises(SystemExit):
+        parse_args([], env={"MPFN_STATE": " "})
+    assert "pass --state URL or set MPFN_STATE" in capsys.readouterr().err
