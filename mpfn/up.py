@@ -2,8 +2,9 @@
 
 Creates the local state, pushes the demo model, starts two ONNX Runtime worker pools
 that stand in for two clouds (different cost), the router, and the warm loop; stops every
-process it started on Ctrl-C / SIGTERM. The plan (ports, pools) is computed up front by a
-pure function; this module's other functions are the process shell around it.
+part it started on Ctrl-C / SIGTERM. The plan (ports, pools) and the parts to start are
+computed up front by pure functions; the parts run as processes (the default) or as
+containers of mpfn's images (`--runtime containers`), through the same launcher shell.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
+from mpfn.containers import Container, ContainerSpec
+from mpfn.containers import run as run_container
 from mpfn.documents import Pool
 from mpfn.registry import Registry
 from mpfn.store import LocalStore
@@ -104,35 +108,136 @@ def register_pools(store: LocalStore, plan: UpPlan) -> None:
         )
 
 
-def _spawn(argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
+@dataclass(frozen=True)
+class Component:
+    """One long-running part of the stack: `python -m MODULE ARGS` as a process, or the
+    image of `target` (whose entry point is that module) with the same ARGS."""
+
+    name: str
+    target: str
+    module: str
+    args: tuple[str, ...]
+    ready_url: str
+
+
+def components(plan: UpPlan, store_url: str) -> list[Component]:
+    """The workers, then the router, as started for `plan`. Pure."""
+    out = [
+        Component(
+            f"worker-{spec.id}",
+            "worker",
+            "mpfn.adapters.ort_worker",
+            (
+                "--host", "127.0.0.1", "--port", str(spec.port), "--state", store_url,
+                "--cache-dir", str(plan.state_dir / "cache" / spec.id),
+            ),
+            f"http://127.0.0.1:{spec.port}/v2/health/ready",
         )
+        for spec in plan.pools
+    ]  # fmt: skip
+    out.append(
+        Component(
+            "router",
+            "router",
+            "mpfn.functions.router",
+            ("--host", "127.0.0.1", "--port", str(plan.router_port), "--log-level", "warning"),
+            f"{plan.router_url}/v2/health/ready",
+        )
+    )
+    return out
 
 
-def _wait_ready(
-    url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 60.0
-) -> None:
+class Running(Protocol):
+    """A started component: is it still up, why did it stop, stop it."""
+
+    def alive(self) -> bool: ...
+    def failure(self) -> str: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class _Process:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def failure(self) -> str:
+        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+        return f"exited with code {self.proc.returncode}; log {self.log}:\n{tail}"
+
+    def stop(self) -> None:
+        stop_processes([self.proc])
+
+
+@dataclass
+class _Container:
+    container: Container
+
+    def alive(self) -> bool:
+        return self.container.running()
+
+    def failure(self) -> str:
+        return f"container {self.container.name} stopped:\n{self.container.logs()}"
+
+    def stop(self) -> None:
+        self.container.stop()
+
+
+Launcher = Callable[[Component], Running]
+
+
+def process_launcher(logs: Path, env: dict[str, str]) -> Launcher:
+    def launch(component: Component) -> Running:
+        log = logs / f"{component.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", component.module, *component.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        return _Process(proc, log)
+
+    return launch
+
+
+def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, tool: str) -> Launcher:
+    """Containers on the host network, as this user, with the state directory mounted at
+    the same path, so every URL and path in the plan means the same inside and out."""
+    state = str(plan.state_dir)
+
+    def launch(component: Component) -> Running:
+        spec = ContainerSpec(
+            name=f"mpfn-up-{plan.router_port}-{component.name}",
+            image=images[component.target],
+            args=component.args,
+            env={"MPFN_STATE": store_url, "PYTHONUNBUFFERED": "1"},
+            volumes=((state, state),),
+            user=f"{os.getuid()}:{os.getgid()}",
+        )
+        return _Container(run_container(spec, tool))
+
+    return launch
+
+
+def _wait_ready(url: str, running: Running, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{what} exited with code {proc.returncode}; log {log}:\n{tail}")
+        if not running.alive():
+            raise RuntimeError(f"{what} {running.failure()}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s; see {log}")
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
 
 
-def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
     for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -150,17 +255,25 @@ def stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> Non
 @dataclass
 class Stack:
     plan: UpPlan
-    procs: list[subprocess.Popen[bytes]]
+    parts: list[Running]
     stop_event: threading.Event
     warm_thread: threading.Thread | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
-        stop_all(self.procs)
+        for part in reversed(self.parts):
+            part.stop()
         if self.warm_thread is not None:
             self.warm_thread.join(5)
         with contextlib.suppress(FileNotFoundError):
             (self.plan.state_dir / RUNTIME_FILE).unlink()
+
+    def failed(self) -> str | None:
+        """Why a part stopped, if one did."""
+        for part in self.parts:
+            if not part.alive():
+                return part.failure()
+        return None
 
 
 def start_stack(
@@ -169,8 +282,12 @@ def start_stack(
     keep_alive_s: float = 600.0,
     warm_interval_s: float = 30.0,
     echo: Callable[[str], None] = print,
+    launcher: Callable[[str], Launcher] | None = None,
 ) -> Stack:
-    """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure."""
+    """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure.
+
+    `launcher(store_url)` chooses how parts run (default: processes, logs in the state
+    directory's `logs/`)."""
     from mpfn.warm.loop import run_forever
 
     store = LocalStore(plan.state_dir)
@@ -178,54 +295,21 @@ def start_stack(
     ensure_demo_model(store)
     register_pools(store, plan)
     env = {**os.environ, "MPFN_STATE": store.url, "PYTHONUNBUFFERED": "1"}
-    logs = plan.state_dir / "logs"
+    launch = launcher(store.url) if launcher else process_launcher(plan.state_dir / "logs", env)
     stack = Stack(plan, [], threading.Event())
     try:
-        for spec in plan.pools:
-            log = logs / f"worker-{spec.id}.log"
-            argv = [
-                sys.executable,
-                "-m",
-                "mpfn.adapters.ort_worker",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(spec.port),
-                "--state",
-                store.url,
-                "--cache-dir",
-                str(plan.state_dir / "cache" / spec.id),
-            ]
-            proc = _spawn(argv, log, env)
-            stack.procs.append(proc)
+        parts = components(plan, store.url)
+        workers, router = parts[:-1], parts[-1]
+        for component, spec in zip(workers, plan.pools, strict=True):
+            stack.parts.append(launch(component))
             echo(
                 f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): "
                 f"http://127.0.0.1:{spec.port}"
             )
-        for spec, proc in zip(plan.pools, stack.procs, strict=True):
-            _wait_ready(
-                f"http://127.0.0.1:{spec.port}/v2/health/ready",
-                proc,
-                f"worker {spec.id}",
-                logs / f"worker-{spec.id}.log",
-            )
-        log = logs / "router.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "mpfn.functions.router.app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(plan.router_port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        router = _spawn(argv, log, env)
-        stack.procs.append(router)
-        _wait_ready(f"{plan.router_url}/v2/health/ready", router, "router", log)
+        for component, running in zip(workers, stack.parts, strict=True):
+            _wait_ready(component.ready_url, running, component.name)
+        stack.parts.append(launch(router))
+        _wait_ready(router.ready_url, stack.parts[-1], "router")
         stack.warm_thread = threading.Thread(
             target=run_forever,
             args=(Registry(store), stack.stop_event),

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from mpfn.cli import deploy, keys, models, policy, pools, route, run, stats, warm
+from mpfn.cli import build, deploy, keys, models, policy, pools, route, run, stats, warm
 from mpfn.cli.common import (
     DEBUG_ENV,
     CliError,
@@ -44,6 +44,7 @@ app.add_typer(route.app, name="route")
 app.add_typer(stats.app, name="stats")
 app.command("up")(run.up)
 app.command("invoke")(run.invoke)
+app.command("build")(build.build)
 deploy.register(app)
 
 

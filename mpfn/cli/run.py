@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mpfn.cli.common import CliError, console, get_ctx, handle_errors, print_json
 from mpfn.registry import NotRegistered, Registry, parse_model_ref
+
+if TYPE_CHECKING:
+    from mpfn.up import Launcher, UpPlan
 
 
 def _local_state_dir(url: str) -> Path:
@@ -27,6 +31,13 @@ def up(
     state: Annotated[str | None, typer.Option("--state", help="State directory")] = None,
     port: Annotated[int, typer.Option(help="Router port (0 picks a free port)")] = 8080,
     keep_alive: Annotated[float, typer.Option(help="Keep-alive seconds of the warm loop")] = 600.0,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="processes, or containers: mpfn's images (built first when missing) "
+            "on podman or docker"
+        ),
+    ] = "processes",
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
     from mpfn.up import make_plan, start_stack
@@ -36,7 +47,13 @@ def up(
         c.state_flag = state
     state_dir = _local_state_dir(c.config.state)
     plan = make_plan(state_dir, port)
-    stack = start_stack(plan, keep_alive_s=keep_alive, echo=lambda s: console.print(s))
+    echo = lambda s: console.print(s, highlight=False)  # noqa: E731
+    launcher = None
+    if runtime == "containers":
+        launcher = _container_launcher(plan, echo)
+    elif runtime != "processes":
+        raise CliError(f"unknown runtime {runtime!r}; choose processes or containers")
+    stack = start_stack(plan, keep_alive_s=keep_alive, echo=echo, launcher=launcher)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,14 +79,38 @@ def up(
     console.print("Ctrl-C stops everything.")
     try:
         while not stopping.wait(0.5):
-            for proc in stack.procs:
-                if proc.poll() is not None:
-                    raise CliError(
-                        f"a process exited with code {proc.returncode}; see {state_dir / 'logs'}"
-                    )
+            failure = stack.failed()
+            if failure is not None:
+                raise CliError(failure)
     finally:
         console.print("stopping ...")
         stack.stop()
+
+
+def _container_launcher(plan: UpPlan, echo: Callable[[str], None]) -> Callable[[str], Launcher]:
+    """Build (or find) the router and worker images, then run the parts as containers."""
+    from mpfn.cli.build import default_source
+    from mpfn.containers import find_runtime
+    from mpfn.images.build import BuildOptions, build_images, default_cache_dir
+    from mpfn.images.builder import Builder, BuilderError, detect
+    from mpfn.images.catalog import resolve
+    from mpfn.images.platforms import host_platform
+    from mpfn.up import container_launcher
+
+    tool = find_runtime()
+    source = default_source()
+    if source is None:
+        raise CliError("--runtime containers builds mpfn's images from its source tree")
+    echo("finding or building the router and worker images ...")
+    options = BuildOptions(source, default_cache_dir(), host_platform())
+    try:
+        built = build_images(Builder(detect(tool)), resolve(["router", "worker"]), options, echo)
+    except BuilderError as exc:
+        raise CliError(str(exc)) from exc
+    images = {b.target: b.ref for b in built}
+    for b in built:
+        echo(f"image {b.ref} ({b.size_bytes / 1e6:,.0f} MB)")
+    return lambda store_url: container_launcher(images, plan, store_url, tool)
 
 
 _DTYPES = {"f": "FP32", "i": "INT64", "u": "UINT64", "b": "BOOL"}

@@ -1,4 +1,5 @@
-"""The `local` target: the `mpfn up` stack (workers, router, warm loop) in the background.
+"""The `local` target: the `mpfn up` stack (workers, router, warm loop) in the background,
+as processes or as containers (`deploy.local.runtime`).
 
 Deploy starts `mpfn up` as a detached process on the local state directory and waits until
 its router answers; destroy sends it SIGTERM, and `mpfn up` stops every process it
@@ -44,6 +45,7 @@ class LocalStack(Resource):
     kind: ClassVar[str] = "local.stack"
     port: int = 8080  # as requested; 0 picks a free port
     keep_alive_s: float = 600.0
+    runtime: str = "processes"
     pid: int = observed_only(0)
     url: str = observed_only("")
 
@@ -89,7 +91,11 @@ class LocalTarget:
 
     def desired(self) -> Sequence[Resource]:
         local = self.config.local
-        return [LocalStack(STACK, port=local.port, keep_alive_s=local.keep_alive_s)]
+        return [
+            LocalStack(
+                STACK, port=local.port, keep_alive_s=local.keep_alive_s, runtime=local.runtime
+            )
+        ]
 
     def observe(self, keys: Sequence[ResourceKey]) -> dict[ResourceKey, Resource | None]:
         return {key: self._observe() for key in keys if key[0] == LocalStack.kind}
@@ -106,6 +112,7 @@ class LocalTarget:
             STACK,
             port=int(saved["port"]),
             keep_alive_s=float(saved["keep_alive_s"]),
+            runtime=str(saved.get("runtime", "processes")),
             pid=pid,
             url=read_router_url(self.state_dir) or "",
         )
@@ -127,6 +134,7 @@ class LocalTarget:
         argv = [
             sys.executable, "-m", "mpfn", "--state", str(self.state_dir), "up",
             "--port", str(stack.port), "--keep-alive", str(stack.keep_alive_s),
+            "--runtime", stack.runtime,
         ]  # fmt: skip
         with (self.logs_dir / "up.log").open("ab") as log:
             proc = subprocess.Popen(
@@ -137,9 +145,16 @@ class LocalTarget:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
-        settings = {"pid": proc.pid, "port": stack.port, "keep_alive_s": stack.keep_alive_s}
+        settings = {
+            "pid": proc.pid,
+            "port": stack.port,
+            "keep_alive_s": stack.keep_alive_s,
+            "runtime": stack.runtime,
+        }
         (self.state_dir / SETTINGS_FILE).write_text(json.dumps(settings))
-        deadline = time.monotonic() + self.ready_timeout_s
+        # containers may need their images built first
+        timeout_s = self.ready_timeout_s * (5 if stack.runtime == "containers" else 1)
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise LocalStackError(
@@ -152,7 +167,7 @@ class LocalTarget:
                         return url
             time.sleep(0.2)
         self._stop(proc.pid)
-        raise LocalStackError(f"the local stack was not ready after {self.ready_timeout_s:.0f}s")
+        raise LocalStackError(f"the local stack was not ready after {timeout_s:.0f}s")
 
     def _stop(self, pid: int, timeout_s: float = 30.0) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -127,6 +127,7 @@ class K8sConfig(_Section):
 class LocalConfig(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     keep_alive_s: float = Field(default=600.0, gt=0)
+    runtime: Literal["processes", "containers"] = "processes"
     state: str | None = None
 
 

@@ -53,7 +53,9 @@ class Builder:
     ) -> list[str]:
         argv = [self.tool, "build"]
         if self.tool != "docker":
-            argv.append("--layers")
+            # one commit at the end: with the vfs storage driver every intermediate layer
+            # is a full copy of the tree (the content tag already makes rebuilds no-ops)
+            argv.append("--layers=false")
         argv += ["-f", str(containerfile)]
         for tag in tags:
             argv += ["-t", tag]

@@ -44,12 +44,22 @@ def _pip(args: list[str], what: str) -> None:
         raise BuilderError(f"{what} failed:\n" + "\n".join(lines[-15:]))
 
 
+# Left out of the copy the wheel is built from: nothing of these goes into the wheel.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".mpfn", "tests"
+)
+
+
 def build_wheel(source: Path, out: Path) -> Path:
-    """mpfn's wheel from the source tree at `source`."""
+    """mpfn's wheel from the source tree at `source`, built from a copy in `out` so the
+    tree itself gets no build directories."""
     out.mkdir(parents=True, exist_ok=True)
+    tree = out / "src"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(source, tree, ignore=_NOT_SOURCE)
     for old in out.glob("mpfn-*.whl"):
         old.unlink()
-    args = ["wheel", "-q", "--no-deps", "-w", str(out), str(source)]
+    args = ["wheel", "-q", "--no-deps", "-w", str(out), str(tree)]
     try:
         _pip([*args[:2], "--no-build-isolation", *args[2:]], "building the mpfn wheel")
     except BuilderError:
