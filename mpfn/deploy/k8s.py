@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mpfn.deploy.k8s_manifests import Images, pool_endpoint, render
+from mpfn.deploy.k8s_manifests import Images, pool_endpoint, pool_layout, render
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
-from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, PoolConfig, require
 from mpfn.deploy.targets import Project
 from mpfn.store import Store
 
@@ -44,9 +44,35 @@ def pod_state(config: DeployConfig, project: Project) -> str:
 
 
 def images_for(config: DeployConfig) -> Images:
-    router = require(config.router.image, "router.image", "k8s")
-    pools = {p.id: require(p.image, f"pools.{p.id}.image", "k8s") for p in config.pools}
-    return Images(router=router, warmer=config.warmer.image, pools=pools)
+    """Every image the manifests name, or a one-line error naming the missing setting."""
+    router = require(config.router.image, "router.image", "k8s", "the mpfn-router image")
+    pools: dict[str, str] = {}
+    adapters: dict[str, str] = {}
+    worker = config.images.worker
+    for pool in config.pools:
+        layout = pool_layout(pool.adapter)
+        if layout == "worker":
+            what = f"the mpfn-worker image ort pool {pool.id} runs without its own image"
+            pools[pool.id] = pool.image or require(worker, "images.worker", "k8s", what)
+            continue
+        what = f"the {pool.adapter} backend's image"
+        pools[pool.id] = require(pool.image, f"pools.{pool.id}.image", "k8s", what)
+        if layout == "fronted":
+            setting, what = f"images.adapters.{pool.adapter}", f"mpfn-adapter-{pool.adapter}"
+            found = config.images.adapters.get(pool.adapter)
+            adapters[pool.adapter] = require(found, setting, "k8s", f"the {what} image")
+    images = Images(router=router, warmer=config.warmer.image, pools=pools, adapters=adapters)
+    return replace(images, worker=worker) if worker else images
+
+
+def register_command(config: DeployConfig, pool: PoolConfig) -> str:
+    """The `mpfn pools add` command registering a pool's in-cluster endpoint; a pool whose
+    pod fronts its backend with an adapter server is registered as one."""
+    fronted = " --adapter-server" if pool_layout(pool.adapter) == "fronted" else ""
+    return (
+        f"mpfn pools add {pool.id} --endpoint {pool_endpoint(config, pool)} "
+        f"--adapter {pool.adapter}{fronted}"
+    )
 
 
 class K8sTarget:
@@ -104,10 +130,7 @@ class K8sTarget:
     def notes(self) -> list[str]:
         notes = [f"manifests: {self.directory} (apply with: kubectl apply -k {self.directory})"]
         for pool in self.config.pools:
-            notes.append(
-                f"register pool {pool.id}: mpfn pools add {pool.id} "
-                f"--endpoint {pool_endpoint(self.config, pool)} --adapter {pool.adapter}"
-            )
+            notes.append(f"register pool {pool.id}: {register_command(self.config, pool)}")
         return notes
 
     def status(self) -> dict[str, Any]:

@@ -5,34 +5,64 @@ One object per file, plus a `kustomization.yaml` listing them (`kubectl apply -k
 - Namespace; ServiceAccounts `mpfn-router` (no API token) and `mpfn-warmer`, with a Role
   that lets the warmer scale the adapter Deployments of its namespace and nothing else;
 - the router: Deployment, Service and a CPU-based HorizontalPodAutoscaler;
-- one Deployment and Service per adapter pool;
+- one Deployment and Service per adapter pool: the ORT worker (`ort`), the backend behind
+  an adapter server in the same pod (`tfserving`, `torchserve`), or the backend alone
+  (every other kind, which speaks the pool protocol itself);
 - a NetworkPolicy that admits traffic to adapter pods (whose load/unload and repository
   endpoints share the inference port) only from the router and the warmer;
 - the warmer as a CronJob, when a warmer image is configured.
 
 Pods read the state from the configured URL; credentials come from an optional Secret
-(`k8s.credentials_secret`) as environment variables.
+(`k8s.credentials_secret`) as environment variables. mpfn's own containers (images from
+`mpfn build`) run as uid 10001 on a read-only root filesystem with an emptyDir at /tmp.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import yaml
 
-from mpfn.deploy.spec import DeployConfig, PoolConfig
+from mpfn.deploy.spec import BACKEND_PORTS, DeployConfig, PoolConfig
+from mpfn.routing.compat import OPENAI_ADAPTERS
 
 Manifest = dict[str, Any]
 ROUTER_PORT = 8080
 PART_OF = "mpfn"
+#: The user mpfn's images run as; their root filesystem may be read-only (HOME=/tmp).
+MPFN_UID = 10001
+CACHE_DIR = "/var/cache/mpfn"
+ROUTER_COMMAND = ["python3", "-m", "mpfn.functions.router"]
+#: Image names `mpfn build` gives, tagged `latest`: what a config that names none renders.
+PLACEHOLDER_WORKER = "mpfn-worker:latest"
+PLACEHOLDER_ADAPTERS: Mapping[str, str] = {
+    kind: f"mpfn-adapter-{kind}:latest" for kind in BACKEND_PORTS
+}
+PoolLayout = Literal["worker", "fronted", "direct"]
 
 
 @dataclass(frozen=True)
 class Images:
+    """The image of each part. `pools` holds the images pools name themselves: the backend
+    of `tfserving`, `torchserve` and native (`triton`, `openai`, ...) pools, or a worker
+    image for an `ort` pool (default: `worker`). `adapters` is the adapter server image by
+    backend kind."""
+
     router: str
     warmer: str | None
-    pools: dict[str, str]
+    pools: Mapping[str, str]
+    worker: str = PLACEHOLDER_WORKER
+    adapters: Mapping[str, str] = field(default_factory=lambda: dict(PLACEHOLDER_ADAPTERS))
+
+
+def pool_layout(adapter: str) -> PoolLayout:
+    """What a pool's pod runs: the ORT worker, a backend fronted by an adapter server in the
+    same pod, or a backend that speaks the pool protocol (v2 or OpenAI) itself."""
+    if adapter == "ort":
+        return "worker"
+    return "fronted" if adapter in BACKEND_PORTS else "direct"
 
 
 def _labels(component: str, name: str) -> dict[str, str]:
@@ -62,6 +92,23 @@ _SECURE = {
     "runAsNonRoot": True,
     "capabilities": {"drop": ["ALL"]},
 }
+# mpfn's images: their user, and a read-only root (writes go to the /tmp emptyDir).
+_MPFN_SECURE = {
+    **_SECURE,
+    "runAsUser": MPFN_UID,
+    "runAsGroup": MPFN_UID,
+    "readOnlyRootFilesystem": True,
+}
+_TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+_CACHE_MOUNT = {"name": "cache", "mountPath": CACHE_DIR}
+
+
+def _empty_dirs(*names: str) -> list[Any]:
+    return [{"name": name, "emptyDir": {}} for name in names]
+
+
+def _http_probe(path: str) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}}
 
 
 def cron_every(minutes: int) -> str:
@@ -78,16 +125,19 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
     container = {
         "name": "router",
         "image": image,
+        "command": ROUTER_COMMAND,
+        "args": ["--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
         "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
-        "env": [*_env(config, state, config.router.env), {"name": "PORT", "value": "8080"}],
+        "env": _env(config, state, {**config.router.env, "PORT": str(ROUTER_PORT)}),
         "envFrom": _env_from(config),
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}},
+        "readinessProbe": _http_probe("/v2/health/ready"),
+        "livenessProbe": _http_probe("/v2/health/live"),
         "resources": {
             "requests": {"cpu": "250m", "memory": memory},
             "limits": {"memory": memory},
         },
-        "securityContext": _SECURE,
+        "volumeMounts": [_TMP_MOUNT],
+        "securityContext": _MPFN_SECURE,
     }
     return [
         {
@@ -104,6 +154,7 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
                         "automountServiceAccountToken": False,
                         "terminationGracePeriodSeconds": 30,
                         "containers": [container],
+                        "volumes": _empty_dirs("tmp"),
                     },
                 },
             },
@@ -143,28 +194,85 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
     ]
 
 
-def pool_objects(config: DeployConfig, state: str, pool: PoolConfig, image: str) -> list[Manifest]:
-    ns, name = config.k8s.namespace, f"mpfn-pool-{pool.id}"
-    selector = {"app.kubernetes.io/name": name}
+def _pool_args(pool: PoolConfig, *extra: str) -> list[str]:
+    """The arguments of an mpfn server (worker or adapter server) serving `pool`."""
+    return [
+        *("--host", "0.0.0.0", "--port", str(pool.port)),
+        *extra,
+        *("--state", "$(MPFN_STATE)", "--cache-dir", CACHE_DIR),
+    ]
+
+
+def pool_containers(
+    config: DeployConfig, state: str, pool: PoolConfig, images: Images
+) -> list[Manifest]:
+    """The containers of a pool's pod, the one serving `pool.port` first."""
     limits: dict[str, Any] = {"memory": pool.memory}
     if pool.gpus:
         limits["nvidia.com/gpu"] = pool.gpus
-    container = {
-        "name": "adapter",
-        "image": image,
-        "args": list(pool.args),
+    layout = pool_layout(pool.adapter)
+    serving: Manifest = {
         "ports": [{"name": "http", "containerPort": pool.port}],
+        "readinessProbe": _http_probe(
+            "/v1/models" if pool.adapter in OPENAI_ADAPTERS else "/v2/health/ready"
+        ),
+        "resources": {"requests": {"cpu": pool.cpu, "memory": pool.memory}, "limits": limits},
+    }
+    mpfn_part: Manifest = {
         "env": _env(config, state, {"MPFN_POOL_ID": pool.id, "PORT": str(pool.port)}),
         "envFrom": _env_from(config),
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}},
-        "resources": {"requests": {"cpu": pool.cpu, "memory": pool.memory}, "limits": limits},
+        "volumeMounts": [_TMP_MOUNT, _CACHE_MOUNT],
+        "securityContext": _MPFN_SECURE,
+    }
+    if layout == "worker":
+        image = images.pools.get(pool.id) or images.worker
+        args = _pool_args(pool) + list(pool.args)
+        return [{"name": "worker", "image": image, "args": args, **serving, **mpfn_part}]
+    backend_port = pool.port if layout == "direct" else pool.backend_port
+    backend: Manifest = {
+        "name": "backend",
+        "image": images.pools[pool.id],
+        "args": list(pool.args),
+        "env": [
+            {"name": "MPFN_POOL_ID", "value": pool.id},
+            {"name": "PORT", "value": str(backend_port)},
+        ],
         "securityContext": _SECURE,
     }
+    if layout == "direct":
+        return [{**backend, **serving}]
+    backend["volumeMounts"] = [_CACHE_MOUNT]  # shared: e.g. a model store the adapter fills
+    adapter_args = _pool_args(pool, "--backend", f"http://127.0.0.1:{backend_port}")
+    adapter = {
+        "name": "adapter",
+        "image": images.adapters[pool.adapter],
+        "args": adapter_args + list(pool.adapter_args),
+        **serving,
+        **mpfn_part,
+    }
+    backend["resources"] = serving["resources"]
+    adapter["resources"] = {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    return [adapter, backend]
+
+
+def pool_objects(
+    config: DeployConfig, state: str, pool: PoolConfig, images: Images
+) -> list[Manifest]:
+    ns, name = config.k8s.namespace, f"mpfn-pool-{pool.id}"
+    selector = {"app.kubernetes.io/name": name}
     labels = {
         **_labels("adapter", name),
         "mpfn.dev/pool": pool.id,
         "mpfn.dev/adapter": pool.adapter,
     }
+    containers = pool_containers(config, state, pool, images)
+    mounted = {m["name"] for c in containers for m in c.get("volumeMounts", [])}
+    pod: Manifest = {"automountServiceAccountToken": False, "containers": containers}
+    if mounted:
+        pod["volumes"] = _empty_dirs(*sorted(mounted))
     return [
         {
             "apiVersion": "apps/v1",
@@ -173,10 +281,7 @@ def pool_objects(config: DeployConfig, state: str, pool: PoolConfig, image: str)
             "spec": {
                 "replicas": pool.replicas,
                 "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"automountServiceAccountToken": False, "containers": [container]},
-                },
+                "template": {"metadata": {"labels": labels}, "spec": pod},
             },
         },
         {
@@ -268,7 +373,7 @@ def access_objects(config: DeployConfig) -> list[Manifest]:
 
 def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifest]:
     ns, name = config.k8s.namespace, "mpfn-warmer"
-    container = {
+    container = {  # the image's default command: one warmer run
         "name": "warmer",
         "image": image,
         "env": _env(config, state),
@@ -277,7 +382,8 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
             "requests": {"cpu": "500m", "memory": f"{config.warmer.memory_mb}Mi"},
             "limits": {"memory": f"{config.warmer.memory_mb}Mi"},
         },
-        "securityContext": _SECURE,
+        "volumeMounts": [_TMP_MOUNT],
+        "securityContext": _MPFN_SECURE,
     }
     return [
         {
@@ -299,6 +405,7 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
                                 "serviceAccountName": name,
                                 "restartPolicy": "Never",
                                 "containers": [container],
+                                "volumes": _empty_dirs("tmp"),
                             },
                         },
                     }
@@ -306,6 +413,13 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
             },
         }
     ]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes shared sub-objects out in full: no YAML anchors in the manifests."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def file_name(manifest: Manifest) -> str:
@@ -316,11 +430,12 @@ def render(config: DeployConfig, state: str, images: Images) -> dict[str, str]:
     """File name -> YAML text for every object, plus the kustomization listing them."""
     objects = access_objects(config) + router_objects(config, state, images.router)
     for pool in config.pools:
-        objects += pool_objects(config, state, pool, images.pools[pool.id])
+        objects += pool_objects(config, state, pool, images)
     if images.warmer:
         objects += warmer_objects(config, state, images.warmer)
     files = {
-        file_name(m): yaml.safe_dump(m, sort_keys=False, default_flow_style=False) for m in objects
+        file_name(m): yaml.dump(m, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+        for m in objects
     }
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",

@@ -63,13 +63,30 @@ def _cpu_only() -> list[Hardware]:
     return ["cpu"]
 
 
+#: The port each backend that must be fronted by an adapter server listens on by default
+#: (its own REST API); the adapter server in the same pod forwards to it.
+BACKEND_PORTS: dict[str, int] = {"tfserving": 8501, "torchserve": 8080}
+
+
 class PoolConfig(_Section):
-    """An adapter pool that deploy runs as long-lived containers (k8s)."""
+    """An adapter pool that deploy runs as long-lived containers (k8s).
+
+    `image` is what the pool runs: for `ort` pools the worker (default: `images.worker`),
+    for every other kind the backend. `tfserving` and `torchserve` backends listen on
+    `backend_port` (default: their REST port) behind an adapter server on `port`.
+    """
 
     id: str = Field(pattern=DNS_NAME)
     adapter: str = Field(default="ort", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     image: str | None = None
     port: int = Field(default=8000, ge=1, le=65535)
+    backend_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the backend behind the adapter server (tfserving: 8501, "
+        "torchserve: 8080)",
+    )
     replicas: int = Field(default=1, ge=0, le=1000)
     hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)
     cost_per_hour: float = Field(default=0.0, ge=0)
@@ -77,7 +94,58 @@ class PoolConfig(_Section):
     cpu: str = "1"
     memory: str = "2Gi"
     gpus: int = Field(default=0, ge=0)
-    args: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list, description="Extra arguments of the image")
+    adapter_args: list[str] = Field(
+        default_factory=list,
+        description="Extra arguments of the adapter server (tfserving, torchserve pools)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("backend_port") is None:
+            port = BACKEND_PORTS.get(str(data.get("adapter", "ort")))
+            if port is not None:
+                return {**data, "backend_port": port}
+        return data
+
+    @model_validator(mode="after")
+    def _sidecar_settings(self) -> PoolConfig:
+        fronted = self.adapter in BACKEND_PORTS
+        if not fronted and (self.backend_port is not None or self.adapter_args):
+            raise ValueError(
+                "backend_port and adapter_args apply only to pools with an adapter server "
+                f"in front of the backend ({', '.join(sorted(BACKEND_PORTS))}), "
+                f"not to {self.adapter} pools"
+            )
+        if fronted and self.backend_port == self.port:
+            raise ValueError(
+                f"backend_port {self.port} is the adapter server's port: the backend and "
+                "the adapter server share the pod, give them different ports"
+            )
+        return self
+
+
+class ImagesConfig(_Section):
+    """Images of mpfn's pool servers (`mpfn build`); the router and warmer have their own."""
+
+    worker: str | None = Field(
+        default=None, description="ORT worker image (mpfn-worker) for ort pools without one"
+    )
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Adapter server image by backend kind (mpfn-adapter-tfserving, ...)",
+    )
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> ImagesConfig:
+        unknown = sorted(set(self.adapters) - set(BACKEND_PORTS))
+        if unknown:
+            raise ValueError(
+                f"adapters: no adapter server image applies to {', '.join(unknown)} "
+                f"(only {', '.join(sorted(BACKEND_PORTS))} pools have one)"
+            )
+        return self
 
 
 class AwsConfig(_Section):
@@ -138,6 +206,7 @@ class DeployConfig(_Section):
     build_dir: str = ".mpfn-build"
     router: RouterConfig = Field(default_factory=RouterConfig)
     warmer: WarmerConfig = Field(default_factory=WarmerConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     pools: list[PoolConfig] = Field(default_factory=list)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     gcp: GcpConfig = Field(default_factory=GcpConfig)
@@ -244,11 +313,13 @@ def load_deploy_config(
         raise DeployConfigError(describe_validation_error("deploy config", exc)) from None
 
 
-def require(value: str | None, setting: str, target: str) -> str:
-    """A setting the target cannot do without, or a one-line error saying where to set it."""
+def require(value: str | None, setting: str, target: str, what: str = "") -> str:
+    """A setting the target cannot do without, or a one-line error saying where to set it
+    (and, given `what`, what it is for)."""
     if value:
         return value
+    purpose = f"{what}; " if what else ""
     raise DeployConfigError(
         f"deploy.{setting} is required for --target {target} "
-        f"(set it in mpfn.yaml, under deploy.stages.<stage>, or with --set {setting}=...)"
+        f"({purpose}set it in mpfn.yaml, under deploy.stages.<stage>, or with --set {setting}=...)"
     )

@@ -63,7 +63,7 @@ def test_sam_template_passes_cfn_lint(exported: Path) -> None:
 def test_exported_manifests_pass_kubernetes_validate(exported: Path) -> None:
     version = kubernetes_validate.latest_version()
     files = sorted((exported / "k8s").glob("*.yaml"))
-    assert len(files) == 15
+    assert len(files) == 17
     for path in files:
         if path.name != "kustomization.yaml":
             kubernetes_validate.validate(yaml.safe_load(path.read_text()), version, strict=True)

@@ -123,7 +123,24 @@ def test_validation_rejects_a_broken_manifest() -> None:
     ("edit", "message"),
     [
         ({"router": {}}, "deploy.router.image is required for --target k8s"),
-        ({"pools": [{"id": "cpu-a"}]}, "deploy.pools.cpu-a.image is required"),
+        ({"pools": [{"id": "cpu-a"}]}, "deploy.images.worker is required"),
+        (
+            {"pools": [{"id": "tf-a", "adapter": "tfserving"}]},
+            "deploy.pools.tf-a.image is required for --target k8s (the tfserving backend's",
+        ),
+        (
+            {"pools": [{"id": "tf-a", "adapter": "tfserving", "image": "tensorflow/serving"}]},
+            "deploy.images.adapters.tfserving is required",
+        ),
+        (
+            {"pools": [{"id": "tr", "adapter": "triton", "image": "x", "backend_port": 9}]},
+            "backend_port and adapter_args apply only to pools with an adapter server",
+        ),
+        (
+            {"pools": [{"id": "ts", "adapter": "torchserve", "image": "x", "backend_port": 8000}]},
+            "backend_port 8000 is the adapter server's port",
+        ),
+        ({"images": {"adapters": {"triton": "x"}}}, "no adapter server image applies to triton"),
         ({"k8s": {}}, "--target k8s needs an s3:// or gs:// state the pods can reach"),
         ({"pools": [{"id": "cpu_a", "image": "x"}]}, "pools.0.id: String should match"),
     ],
@@ -148,3 +165,106 @@ def test_cli_dry_run_then_deploy_then_status(tmp_path: Path) -> None:
     status = run_cli(tmp_path, "deploy", "status", "--json")
     assert status.returncode == 0, status.stderr
     assert '"deployed": true' in status.stdout and '"complete": true' in status.stdout
+
+
+LAYOUT_POOLS = [
+    {"id": "cpu-a"},
+    {
+        "id": "cuda-a",
+        "image": "registry.example/mpfn-worker-cuda:1",
+        "args": ["--memory-mb", "900"],
+    },
+    {"id": "tf-a", "adapter": "tfserving", "image": "tensorflow/serving:2.14.1", "port": 8001},
+    {
+        "id": "ts-a",
+        "adapter": "torchserve",
+        "image": "pytorch/torchserve:0.12",
+        "port": 8002,
+        "backend_port": 8090,
+        "args": ["torchserve", "--foreground"],
+        "adapter_args": ["--option", "model_store=/var/cache/mpfn/store"],
+    },
+    {"id": "tr-a", "adapter": "triton", "image": "nvcr.io/triton:24.05", "port": 8003},
+    {"id": "llm", "adapter": "openai", "image": "vllm/vllm-openai:v0.5", "port": 8004},
+]
+IMAGES: dict[str, Any] = {
+    "worker": "registry.example/mpfn-worker:1",
+    "adapters": {
+        "tfserving": "registry.example/mpfn-adapter-tfserving:1",
+        "torchserve": "registry.example/mpfn-adapter-torchserve:1",
+    },
+}
+
+
+def pods(target: K8sTarget) -> dict[str, dict[str, Any]]:
+    """Pool id -> pod spec of its Deployment."""
+    return {
+        name.removeprefix("deployment-mpfn-pool-").removesuffix(".yaml"): yaml.safe_load(text)[
+            "spec"
+        ]["template"]["spec"]
+        for name, text in target.files.items()
+        if name.startswith("deployment-mpfn-pool-")
+    }
+
+
+def test_each_kind_of_pool_runs_what_serves_its_port(tmp_path: Path) -> None:
+    k8s_project(tmp_path, pools=LAYOUT_POOLS, images=IMAGES)
+    target = target_for(tmp_path)
+    for name, text in target.files.items():
+        if name != "kustomization.yaml":
+            manifest = yaml.safe_load(text)
+            kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+            assert "&id" not in text  # no YAML anchors
+    found = pods(target)
+    common = ["--state", "$(MPFN_STATE)", "--cache-dir", "/var/cache/mpfn"]
+
+    [worker] = found["cpu-a"]["containers"]
+    assert worker["image"] == IMAGES["worker"] and "command" not in worker
+    assert worker["args"] == ["--host", "0.0.0.0", "--port", "8000", *common]
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert {"name": "cache", "mountPath": "/var/cache/mpfn"} in worker["volumeMounts"]
+    assert {v["name"] for v in found["cpu-a"]["volumes"]} == {"cache", "tmp"}
+    assert worker["securityContext"]["runAsUser"] == 10001
+    assert worker["securityContext"]["readOnlyRootFilesystem"] is True
+    [cuda] = found["cuda-a"]["containers"]
+    assert cuda["image"].endswith("mpfn-worker-cuda:1") and cuda["args"][-2:] == [
+        "--memory-mb",
+        "900",
+    ]
+
+    adapter, backend = found["ts-a"]["containers"]
+    assert (adapter["name"], backend["name"]) == ("adapter", "backend")
+    assert adapter["image"] == IMAGES["adapters"]["torchserve"]
+    assert adapter["args"] == [
+        *("--host", "0.0.0.0", "--port", "8002", "--backend", "http://127.0.0.1:8090"),
+        *common,
+        *("--option", "model_store=/var/cache/mpfn/store"),
+    ]
+    assert adapter["ports"] == [{"name": "http", "containerPort": 8002}]
+    assert backend["image"] == "pytorch/torchserve:0.12"
+    assert backend["args"] == ["torchserve", "--foreground"] and "ports" not in backend
+    assert backend["volumeMounts"] == [{"name": "cache", "mountPath": "/var/cache/mpfn"}]
+    tf_adapter, _tf_backend = found["tf-a"]["containers"]
+    assert "--backend" in tf_adapter["args"]
+    assert tf_adapter["args"][tf_adapter["args"].index("--backend") + 1] == "http://127.0.0.1:8501"
+
+    for pool, path in (("tr-a", "/v2/health/ready"), ("llm", "/v1/models")):
+        [native] = found[pool]["containers"]
+        assert native["name"] == "backend" and native["args"] == []
+        assert native["readinessProbe"]["httpGet"]["path"] == path
+        assert "volumes" not in found[pool]
+
+    router = yaml.safe_load(target.files["deployment-mpfn-router.yaml"])
+    [container] = router["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python3", "-m", "mpfn.functions.router"]
+    assert container["args"] == ["--host", "0.0.0.0", "--port", "8080"]
+    cron = yaml.safe_load(target.files["cronjob-mpfn-warmer.yaml"])
+    [warmer] = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert "command" not in warmer and "args" not in warmer
+
+    notes = "\n".join(target.notes())
+    assert (
+        "mpfn pools add ts-a --endpoint http://mpfn-pool-ts-a.mpfn.svc.cluster.local:8002" in notes
+    )
+    assert "--adapter torchserve --adapter-server" in notes
+    assert "--adapter triton\n" in notes + "\n" and "--adapter ort\n" in notes + "\n"
