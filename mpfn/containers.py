@@ -42,9 +42,10 @@ class ContainerSpec:
     tmpfs: tuple[str, ...] = ()
     read_only: bool = False
 
-    def run_argv(self, tool: str) -> list[str]:
-        """`TOOL run -d ...` for this spec. Pure."""
-        argv = [tool, "run", "-d", "--rm", "--name", self.name, "--network", "host"]
+    def run_argv(self, tool: str, *, detach: bool = True) -> list[str]:
+        """`TOOL run -d ...` for this spec (in the foreground without `detach`). Pure."""
+        argv = [tool, "run", *(["-d"] if detach else []), "--rm", "--name", self.name]
+        argv += ["--network", "host"]
         if self.user:
             argv += ["--user", self.user]
         if self.read_only:
