@@ -144,6 +144,13 @@ def _wait(running: RunningContainer, url: str, timeout: float) -> None:
     raise ContainerError(f"{running.container.name} not ready after {timeout}s:\n{logs}")
 
 
+def run_ready(spec: ContainerSpec, ready_url: str, timeout: float = 90.0) -> RunningContainer:
+    """Run `spec` as it is (its ports chosen by the caller) until `ready_url` answers."""
+    running = RunningContainer(run_container(spec, runtime()), 0, ())
+    _wait(running, ready_url, timeout)
+    return running
+
+
 @contextlib.contextmanager
 def started(running: RunningContainer) -> Iterator[RunningContainer]:
     try:
