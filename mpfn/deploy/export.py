@@ -36,10 +36,25 @@ def pod_state(config: DeployConfig, project: Project) -> str:
 
 
 def placeholder_images(config: DeployConfig) -> k8s_manifests.Images:
+    """The configured images, and `mpfn build`'s names (tag `latest`) for those left open;
+    a backend image nobody named stays visibly unset (`<kind>-backend:unset`)."""
+    worker = config.images.worker or k8s_manifests.PLACEHOLDER_WORKER
+    pools = {
+        p.id: p.image
+        or (
+            worker
+            if k8s_manifests.pool_layout(p.adapter) == "worker"
+            else f"{p.adapter}-backend:unset"
+        )
+        for p in config.pools
+    }
+    adapters = {**k8s_manifests.PLACEHOLDER_ADAPTERS, **config.images.adapters}
     return k8s_manifests.Images(
         router=config.router.image or "mpfn-router:latest",
         warmer=config.warmer.image or "mpfn-warmer:latest",
-        pools={p.id: p.image or f"mpfn-{p.adapter}-adapter:latest" for p in config.pools},
+        pools=pools,
+        worker=worker,
+        adapters=adapters,
     )
 
 
