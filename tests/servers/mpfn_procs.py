@@ -142,12 +142,13 @@ def start_router(
 
 
 def start_up(
-    cwd: Path, state: Path, env: Mapping[str, str]
+    cwd: Path, state: Path, env: Mapping[str, str], *extra: str
 ) -> tuple[subprocess.Popen[str], str, list[str]]:
-    """`mpfn up --port 0` as a user runs it; returns the process, the router URL it printed
-    and its output so far (the process keeps writing to its stdout pipe)."""
+    """`mpfn up --port 0` as a user runs it (`extra`: more flags, such as `--runtime
+    containers`); returns the process, the router URL it printed and its output so far
+    (the process keeps writing to its stdout pipe)."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", "mpfn", "up", "--port", "0", "--state", str(state)],
+        [PYTHON, "-m", "mpfn", "up", "--port", "0", "--state", str(state), *extra],
         cwd=cwd,
         env=dict(env),
         stdout=subprocess.PIPE,
