@@ -2,8 +2,9 @@
 
 The router runs as a zip Lambda built from this project (see `packaging`) behind a
 Function URL; the warmer runs as a container-image Lambda whose image URI comes from the
-config (`deploy.warmer.image`, an ECR image built separately), invoked by EventBridge
-Scheduler. The state bucket and prefix come from `deploy.aws.state` or the top-level
+config (`deploy.warmer.image`, `mpfn build warmer` pushed to ECR), invoked by EventBridge
+Scheduler; its ImageConfig runs the image's Lambda runtime interface client on the
+warmer's handler. The state bucket and prefix come from `deploy.aws.state` or the top-level
 `state:`. Without a warmer image the warmer, its role and its schedule are left out.
 """
 
@@ -39,6 +40,7 @@ from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
 from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
 from mpfn.deploy.targets import Project
+from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
 from mpfn.store import split_bucket_url
 
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -366,6 +368,11 @@ class AwsTarget:
         }
         if isinstance(fn, ZipFunction):
             config |= {"Handler": fn.handler, "Runtime": fn.runtime}
+        else:  # the warmer image, run by the Lambda runtime interface client
+            config["ImageConfig"] = {
+                "EntryPoint": list(WARMER_LAMBDA_ENTRYPOINT),
+                "Command": list(WARMER_LAMBDA_COMMAND),
+            }
         return config
 
     def _create_ZipFunction(self, change: Change) -> dict[str, str]:

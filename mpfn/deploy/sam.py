@@ -2,9 +2,10 @@
 
 The same resources as the `aws` target with the same least-privilege policies, for teams
 that deploy through CloudFormation: the state bucket (retained on stack deletion), the
-router function from `router.zip` with its Function URL, the warmer image function on an
-EventBridge Scheduler rate (only when `WarmerImageUri` is set), and log groups with
-retention. Settings from the config become parameter defaults.
+router function from `router.zip` with its Function URL, the warmer image function (the
+image's Lambda runtime client on the warmer's handler) on an EventBridge Scheduler rate
+(only when `WarmerImageUri` is set), and log groups with retention. Settings from the
+config become parameter defaults.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
 from mpfn.deploy.packaging import HANDLER
 from mpfn.deploy.spec import RETENTION_DAYS, DeployConfig
+from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
 
 ACCOUNT, REGION = "${AWS::AccountId}", "${AWS::Region}"
 
@@ -149,6 +151,10 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                     "FunctionName": warmer,
                     "PackageType": "Image",
                     "ImageUri": {"Ref": "WarmerImageUri"},
+                    "ImageConfig": {
+                        "EntryPoint": list(WARMER_LAMBDA_ENTRYPOINT),
+                        "Command": list(WARMER_LAMBDA_COMMAND),
+                    },
                     "MemorySize": config.warmer.memory_mb,
                     "Timeout": config.warmer.timeout_s,
                     "Role": {"Fn::GetAtt": ["WarmerRole", "Arn"]},

@@ -16,6 +16,7 @@ from typing import Any
 from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
 from mpfn.deploy.packaging import HANDLER
 from mpfn.deploy.spec import DeployConfig
+from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
 
 ACCOUNT = "${data.aws_caller_identity.current.account_id}"
 REGION = "${var.region}"
@@ -153,6 +154,10 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                     "function_name": warmer,
                     "package_type": "Image",
                     "image_uri": "${var.warmer_image}",
+                    "image_config": {
+                        "entry_point": list(WARMER_LAMBDA_ENTRYPOINT),
+                        "command": list(WARMER_LAMBDA_COMMAND),
+                    },
                     "memory_size": config.warmer.memory_mb,
                     "timeout": config.warmer.timeout_s,
                     "role": "${aws_iam_role.warmer[0].arn}",

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 #: Clients of the object stores a part may read the state from (s3://, gs://).
 STORES = ("boto3>=1.35", "google-cloud-storage>=2.16")
+#: How AWS Lambda runs the warmer image (its ImageConfig): the runtime interface client
+#: (`awslambdaric`, in the image) calling the warmer's Lambda handler, instead of the
+#: image's own entry point (one run as a job).
+WARMER_LAMBDA_ENTRYPOINT = ("python3", "-m", "awslambdaric")
+WARMER_LAMBDA_COMMAND = ("mpfn.functions.warmer.lambda_handler.handler",)
 
 
 @dataclass(frozen=True)

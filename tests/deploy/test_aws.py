@@ -56,6 +56,10 @@ def test_deploy_from_scratch_redeploy_update_destroy(
     assert config["Role"].endswith(f":role/{stem}-router-role")
     warmer = api.get_function(f"{stem}-warmer")
     assert warmer is not None and warmer["Code"]["ImageUri"] == WARMER_IMAGE
+    assert warmer["Configuration"]["ImageConfigResponse"]["ImageConfig"] == {
+        "EntryPoint": ["python3", "-m", "awslambdaric"],
+        "Command": ["mpfn.functions.warmer.lambda_handler.handler"],
+    }
     url = api.get_function_url(f"{stem}-router")
     assert url is not None and url["AuthType"] == "AWS_IAM"
     schedule = api.get_schedule(f"{stem}-warmer-schedule")

@@ -19,6 +19,9 @@ from mpfn.deploy.packaging import HANDLER, lambda_runtime
 from tests.deploy.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
+#: The warmer image on AWS Lambda: the runtime interface client calling the handler.
+LAMBDA_ENTRYPOINT = ["python3", "-m", "awslambdaric"]
+LAMBDA_COMMAND = ["mpfn.functions.warmer.lambda_handler.handler"]
 INFRA = REPO / "infra"
 
 
@@ -43,10 +46,17 @@ def test_export_writes_every_kind_of_file(exported: Path) -> None:
     assert router["Handler"] == HANDLER and router["CodeUri"] == "../router.zip"
     assert router["FunctionName"] == "mpfn-prod-router"
     assert template["Resources"]["StateBucket"]["DeletionPolicy"] == "Retain"
+    warmer = template["Resources"]["WarmerFunction"]["Properties"]
+    assert warmer["PackageType"] == "Image"
+    assert warmer["ImageConfig"] == {"EntryPoint": LAMBDA_ENTRYPOINT, "Command": LAMBDA_COMMAND}
     module = json.loads((exported / "terraform/main.tf.json").read_text())
-    assert module["resource"]["aws_lambda_function"]["router"]["function_name"] == (
-        "mpfn-prod-router"
-    )
+    functions = module["resource"]["aws_lambda_function"]
+    assert functions["router"]["function_name"] == "mpfn-prod-router"
+    assert functions["warmer"]["package_type"] == "Image"
+    assert functions["warmer"]["image_config"] == {
+        "entry_point": LAMBDA_ENTRYPOINT,
+        "command": LAMBDA_COMMAND,
+    }
     dashboard = json.loads((exported / "grafana/mpfn-dashboard.json").read_text())
     assert dashboard["title"] == "mpfn mpfn-prod" and len(dashboard["panels"]) == 22
     exprs = [t.get("expr", "") for p in dashboard["panels"] for t in p.get("targets", [])]

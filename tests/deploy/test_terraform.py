@@ -107,6 +107,11 @@ def test_terraform_module_applies_and_destroys_on_moto(
     stem = aws_project.stem
     router = api.get_function(f"{stem}-router")
     assert router is not None and router["Configuration"]["MemorySize"] == 512
+    warmer = api.get_function(f"{stem}-warmer")
+    assert warmer is not None and warmer["Configuration"]["PackageType"] == "Image"
+    image_config = warmer["Configuration"]["ImageConfigResponse"]["ImageConfig"]
+    assert image_config["EntryPoint"] == ["python3", "-m", "awslambdaric"]
+    assert image_config["Command"] == ["mpfn.functions.warmer.lambda_handler.handler"]
     assert api.get_schedule(f"{stem}-warmer-schedule") is not None
     assert api.bucket_region(aws_project.bucket) == REGION
     outputs = json.loads(terraform(module, "output", "-json", env=env).stdout)
