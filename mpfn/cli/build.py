@@ -31,7 +31,9 @@ def build(
     tag: Annotated[str | None, typer.Option(help="Also tag each image NAME:TAG")] = None,
     push: Annotated[
         str | None,
-        typer.Option(help="Push to this registry: HOST[:PORT][/PATH]; http://... for plain HTTP"),
+        typer.Option(
+            help="Push to this registry: HOST, HOST:PORT or HOST/PATH; http://... for plain HTTP"
+        ),
     ] = None,
     platform: Annotated[
         str | None, typer.Option(help="linux/amd64 or linux/arm64 (default: this machine's)")

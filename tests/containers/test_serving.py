@@ -29,6 +29,7 @@ from mpfn.demo import build_demo_model, demo_model_version
 from mpfn.registry import Registry
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from mpfn.usage import USAGE_PREFIX
 from mpfn.warm import WarmPlan, WarmSettings
 from mpfn.warm.plan import PLAN_KEY, SETTINGS_KEY
 from tests.factories import pool
@@ -201,7 +202,12 @@ def test_the_warmer_image_as_a_job_loads_and_unloads_on_container_pools(
     assert all(_worker_ready(w) == {"demo:1"} for w in stack.workers)
     assert _standin_available(stack)
 
-    # unpinned; the few requests of the tests before forecast next to nothing
+    # unpinned and unused: usage is kept per minute, so requests of the tests before in this
+    # very minute would count as recent use; the router stops (flushing its counts) and the
+    # usage history goes
+    stack.router.stop()
+    for key in stack.store.list(USAGE_PREFIX):
+        stack.store.delete(key)
     idle_settings = WarmSettings(
         pinned=[], use_prophet=False, keep_alive_s=0, window_s=1, recent_s=3600
     )
