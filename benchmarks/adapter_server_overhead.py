@@ -8,14 +8,19 @@ model, then sends the same input, one request at a time and interleaved (the ord
 every round), as (a) TF's columnar JSON to `POST /v1/models/demo/versions/1:predict` on the
 stand-in and (b) an Open Inference Protocol v2 JSON request to
 `POST /v2/models/demo/versions/1/infer` on the adapter server. Both use one keep-alive
-client. Prints p50/p99 of each and of the difference (b - a).
+client. Prints p50/p99 of each and of the difference (b - a). `--adapter-image REF` also
+runs the adapter server from that image (`mpfn build adapter:tfserving`) as a podman
+container on the host network, in the same interleaving (c).
 
     python benchmarks/adapter_server_overhead.py [--requests 2000] [--rows 1]
+        [--adapter-image localhost/mpfn-adapter-tfserving:TAG]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -32,7 +37,9 @@ from mpfn.store import LocalStore
 
 # The server launchers the tests use (real processes on loopback), from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mpfn.containers import ContainerSpec
 from tests.servers.adapter_server import adapter_server
+from tests.servers.containers import start_container, started
 from tests.servers.tfserving import tfserving_standin
 
 
@@ -55,6 +62,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--rows", type=int, default=1, help="batch size of the demo input")
+    parser.add_argument("--adapter-image", help="also run the adapter server from this image")
     args = parser.parse_args()
 
     x = np.random.default_rng(3).standard_normal((args.rows, 16)).astype(np.float32)
@@ -73,38 +81,85 @@ def main() -> None:
                 "grpc_target": f"127.0.0.1:{standin.grpc_port}",
                 "base_path": f"{root / 'models'}/{{name}}",
             }
-            with (
-                adapter_server(
-                    "tfserving", standin.proc.url, root / "logs", state=store.url, options=options
-                ) as server,
-                httpx.Client(timeout=30) as client,
-            ):
+            with contextlib.ExitStack() as servers, httpx.Client(timeout=30) as client:
+                server = servers.enter_context(
+                    adapter_server(
+                        "tfserving", standin.proc.url, root / "logs", state=store.url,
+                        options=options,
+                    )
+                )  # fmt: skip
                 loaded = client.post(f"{server.url}/v2/repository/models/demo/load", json={})
                 loaded.raise_for_status()
-                native = f"{standin.proc.url}/v1/models/demo/versions/1:predict"
-                adapted = f"{server.url}/v2/models/demo/versions/1/infer"
+                paths = {
+                    "stand-in REST predict (a)": (
+                        f"{standin.proc.url}/v1/models/demo/versions/1:predict",
+                        native_body,
+                    ),
+                    "adapter server -> stand-in (b)": (
+                        f"{server.url}/v2/models/demo/versions/1/infer",
+                        v2_body,
+                    ),
+                }
+                if args.adapter_image:
+                    image = args.adapter_image
+
+                    def spec(ports: tuple[int, ...]) -> ContainerSpec:
+                        flags = [f"--option={k}={v}" for k, v in options.items()]
+                        return ContainerSpec(
+                            name=f"mpfn-bench-adapter-{ports[0]}",
+                            image=image,
+                            args=(
+                                "--host",
+                                "127.0.0.1",
+                                "--port",
+                                str(ports[0]),
+                                "--backend",
+                                standin.proc.url,
+                                "--state",
+                                store.url,
+                                "--log-level",
+                                "warning",
+                                *flags,
+                            ),
+                            volumes=((str(root), str(root)),),
+                            user=f"{os.getuid()}:{os.getgid()}",
+                        )
+
+                    box = servers.enter_context(
+                        started(
+                            start_container(
+                                spec, ready=lambda p: f"http://127.0.0.1:{p[0]}/v2/health/live"
+                            )
+                        )
+                    )
+                    paths["adapter container -> stand-in (c)"] = (
+                        f"{box.url}/v2/models/demo/versions/1/infer",
+                        v2_body,
+                    )
                 for _ in range(args.warmup):
-                    timed(client, native, native_body)
-                    timed(client, adapted, v2_body)
-                direct: list[float] = []
-                through: list[float] = []
+                    for url, body in paths.values():
+                        timed(client, url, body)
+                samples: dict[str, list[float]] = {name: [] for name in paths}
+                names = list(paths)
                 for i in range(args.requests):
-                    if i % 2:
-                        direct.append(timed(client, native, native_body))
-                        through.append(timed(client, adapted, v2_body))
-                    else:
-                        through.append(timed(client, adapted, v2_body))
-                        direct.append(timed(client, native, native_body))
+                    k = i % len(names)
+                    for name in names[k:] + names[:k]:
+                        samples[name].append(timed(client, *paths[name]))
+    direct, through = samples[names[0]], samples[names[1]]
 
     diff = [b - a for a, b in zip(direct, through, strict=True)]
     print(f"{args.requests} sequential requests each, demo model, batch {args.rows}, JSON\n")
     print("| path | p50 (ms) | p99 (ms) | mean (ms) |")
     print("|---|---|---|---|")
-    for label, values in (
-        ("stand-in REST predict (a)", direct),
-        ("adapter server -> stand-in (b)", through),
-        ("difference b - a, per pair", diff),
-    ):
+    rows = [*samples.items(), ("difference b - a, per pair", diff)]
+    if len(names) == 3:
+        rows.append(
+            (
+                "difference c - b, per pair",
+                [c - b for b, c in zip(through, samples[names[2]], strict=True)],
+            )
+        )
+    for label, values in rows:
         print(
             f"| {label} | {percentile(values, 50):.3f} | {percentile(values, 99):.3f} "
             f"| {statistics.fmean(values):.3f} |"

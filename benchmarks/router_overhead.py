@@ -12,10 +12,12 @@ a shared machine is noisy.
 an older checkout's `mpfn/` extracted into DIR) on the same worker, measured in the same
 interleaved rounds, to compare two versions of the router on equal terms;
 `--baseline-env NAME=VALUE` starts it with other settings instead (or as well).
+`--router-image REF` also runs the router from that image (`mpfn build router`) as a
+podman container on the host network, measured in the same rounds: container vs process.
 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
         [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
-        [--baseline-env MPFN_ROUTER_ADMISSION=off]
+        [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG]
 """
 
 from __future__ import annotations
@@ -95,6 +97,38 @@ def server(
             proc.wait(5)
 
 
+@contextmanager
+def container_server(image: str, port: int, ready: str, state: Path) -> Iterator[str]:
+    """The router image as a container on the host network, the state mounted."""
+    from mpfn.containers import ContainerSpec, find_runtime, run
+
+    spec = ContainerSpec(
+        name=f"mpfn-bench-router-{port}",
+        image=image,
+        args=("--host", "127.0.0.1", "--port", str(port)),
+        env={"MPFN_STATE": f"file://{state}"},
+        volumes=((str(state), str(state)),),
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+    container = run(spec, find_runtime())
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection(f"127.0.0.1:{port}", timeout=2)
+                conn.request("GET", ready)
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not container.running():
+                raise RuntimeError(f"router container not ready:\n{container.logs()}")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        container.stop()
+
+
 def infer_once(conn: http.client.HTTPConnection) -> float:
     start = time.perf_counter()
     conn.request("POST", PATH, body=BODY, headers={"Content-Type": "application/json"})
@@ -169,6 +203,7 @@ def main() -> int:
         default="mpfn.functions.router.asgi:create_app",
         help="the baseline's app factory (before the router moved: mpfn.router:create_app)",
     )
+    parser.add_argument("--router-image", help="also run the router from this image")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -200,6 +235,11 @@ def main() -> int:
                 server(
                     router_argv(bport, args.baseline_factory), bport, ready, benv, args.baseline_src
                 )
+            )
+        if args.router_image:
+            cport = free_port()
+            urls["router container"] = stack.enter_context(
+                container_server(args.router_image, cport, ready, store.root)
             )
         p50s: dict[str, list[float]] = {name: [] for name in urls}
         p99s: dict[str, list[float]] = {name: [] for name in urls}
