@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mpfn.cli.common import CliError, console, handle_errors, print_json
+from mpfn.cli.common import CliError, console, err_console, handle_errors, print_json
 
 
 def default_source() -> Path | None:
@@ -76,7 +76,8 @@ def build(
     )
     try:
         tool = Builder(detect(builder))
-        built = build_images(tool, specs, options, echo=lambda s: console.print(s))
+        progress = err_console if json_out else console  # --json keeps stdout JSON only
+        built = build_images(tool, specs, options, echo=lambda s: progress.print(s))
     except BuilderError as exc:
         raise CliError(str(exc)) from exc
     if json_out:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpfn.images.builder import Builder, BuilderError
-from mpfn.images.platforms import Platform
+from mpfn.images.platforms import Platform, host_platform
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "ca-certificates", "tzdata")
@@ -97,7 +97,18 @@ def ensure_base(
         if done.returncode != 0:
             partial.unlink(missing_ok=True)
             tail = "\n".join((done.stderr or "").strip().splitlines()[-12:])
-            raise BuilderError(f"mmdebstrap failed:\n{tail}")
+            raise BuilderError(f"mmdebstrap failed:\n{tail}{_foreign_hint(plan)}")
         partial.rename(tar)
     builder.import_tar(tar, plan.ref, plan.platform.name)
     return plan.ref
+
+
+def _foreign_hint(plan: BasePlan) -> str:
+    """What to do when the base is for another architecture than this machine's."""
+    if plan.platform == host_platform():
+        return ""
+    return (
+        f"\n{plan.platform.name} is not this machine's architecture: the base needs its"
+        " packages' scripts run under emulation (install qemu-user-static and binfmt-support),"
+        f" or pass --base with a {plan.platform.name} image that has Python 3.11"
+    )

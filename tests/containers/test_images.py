@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,15 @@ def test_images_run_as_non_root_with_labels_and_entry_points(
 
 
 def test_an_unchanged_build_is_a_no_op(images: dict[str, str]) -> None:
-    options = BuildOptions(ROOT, default_cache_dir(), host_platform())
-    again = build_images(Builder(runtime()), resolve(["router", "worker"]), options, print)
-    assert [b.cached for b in again] == [True, True]
-    assert {b.target: b.ref for b in again} == {t: images[t] for t in ("router", "worker")}
+    done = subprocess.run(
+        [sys.executable, "-m", "mpfn", "build", "router", "worker", "--json",
+         "--builder", runtime(), "--source", str(ROOT)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout)  # progress goes to stderr: stdout is the JSON alone
+    assert [b["cached"] for b in again] == [True, True]
+    assert {b["target"]: b["ref"] for b in again} == {t: images[t] for t in ("router", "worker")}
 
 
 def test_push_to_a_registry_and_pull_back(images: dict[str, str], tmp_path: Path) -> None:
