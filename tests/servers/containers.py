@@ -25,13 +25,13 @@ from mpfn.containers import Container, ContainerError, ContainerSpec, find_runti
 from mpfn.containers import run as run_container
 from mpfn.images.build import BuildOptions, build_images, build_one, default_cache_dir
 from mpfn.images.builder import Builder
-from mpfn.images.catalog import ImageSpec, resolve
+from mpfn.images.catalog import CATALOG, ImageSpec, resolve
 from mpfn.images.layers import build_wheel
 from mpfn.images.platforms import host_platform
 from tests.servers.ports import BIND_CONFLICT, unused_port
 from tests.servers.process import ROOT
 
-TARGETS = ("router", "warmer", "worker", "adapter:tfserving")
+TARGETS = tuple(CATALOG)  # every image CI builds
 STANDIN = ImageSpec(
     target="tfserving-standin",
     name="mpfn-test-tfserving-standin",
