@@ -72,6 +72,9 @@ class AdapterConfig:
     # verified local copy of an artifact, e.g. `functools.partial(fetch_cached, store,
     # cache_dir=...)`. It does blocking I/O; adapters call it in a worker thread.
     artifacts: ArtifactSource | None = None
+    # Where an adapter keeps what must outlive its process (TF Serving's model config
+    # list, of which the adapter is the only writer); None: memory only.
+    state_dir: Path | None = None
 
 
 @runtime_checkable

@@ -141,6 +141,7 @@ def build_server(config: ServerConfig) -> AdapterServer:
             artifacts=None
             if store is None
             else functools.partial(fetch_cached, store, cache_dir=config.cache_dir),
+            state_dir=config.cache_dir,
         )
     )
     catalog = ModelCatalog(None if store is None else Registry(store), ttl_s=config.document_ttl_s)

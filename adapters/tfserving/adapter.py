@@ -11,6 +11,10 @@ Options: `format` (`columnar`|`row`), `signature_name`, `base_path` (template wi
 default `/models/{name}`), `model_platform` (default `tensorflow`), `model_config_list`
 (models the server already serves: `[{"name", "base_path", "versions": [...]}]`),
 `grpc_target` (default: the endpoint's host, port 8500), `grpc_secure`.
+
+With `AdapterConfig.state_dir` the list is kept in `tfserving-models.json` there, written
+after every reload the server accepted and read back on start, so a restarted adapter
+goes on from what the server was last told rather than dropping models it loaded.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -41,6 +45,7 @@ from mpfn.adapters.tfserving.codec import (
     predict_body,
     predict_outputs,
 )
+from mpfn.adapters.tfserving.kept import CONFIG_FILE, parse_configs, read_configs, write_configs
 from mpfn.adapters.tfserving.reload import (
     CODE_NAMES,
     GrpcReload,
@@ -100,8 +105,11 @@ class TFServingAdapter:
         self.signature: str | None = options.get("signature_name")
         self.base_path: str = options.get("base_path", "/models/{name}")
         self.platform: str = options.get("model_platform", "tensorflow")
+        self.config_file = config.state_dir / CONFIG_FILE if config.state_dir else None
+        initial = parse_configs(options.get("model_config_list", ()))
+        kept = read_configs(self.config_file) if self.config_file else None
         self.served: dict[str, ModelConfigSpec] = {
-            spec.name: spec for spec in _initial_configs(options.get("model_config_list", ()))
+            spec.name: spec for spec in (initial if kept is None else kept)
         }
         self._owns_client = client is None
         self.client = client or httpx.AsyncClient(timeout=config.timeout_s)
@@ -273,6 +281,8 @@ class TFServingAdapter:
         """Send the whole list; remember it only when the server accepted it."""
         await self.reload_transport.reload(list(configs.values()))
         self.served = dict(configs)
+        if self.config_file is not None:
+            await asyncio.to_thread(write_configs, self.config_file, list(configs.values()))
 
     async def _wait(self, model: ModelVersion, *, available: bool) -> None:
         """Poll model status until the version is (or is no longer) AVAILABLE."""
@@ -301,20 +311,6 @@ class TFServingAdapter:
             await self._reload.aclose()
         if self._owns_client:
             await self.client.aclose()
-
-
-def _initial_configs(raw: Sequence[Mapping[str, Any]]) -> list[ModelConfigSpec]:
-    out: list[ModelConfigSpec] = []
-    for item in raw:
-        out.append(
-            ModelConfigSpec(
-                name=str(item["name"]),
-                base_path=str(item["base_path"]),
-                platform=str(item.get("model_platform", "tensorflow")),
-                versions=tuple(int(v) for v in item.get("versions", ())),
-            )
-        )
-    return out
 
 
 def _select(arrays: dict[str, Any], request: InferRequest) -> dict[str, Any]:

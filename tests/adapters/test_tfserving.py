@@ -9,7 +9,10 @@ adapter's use of both, and that the stand-in keeps to the documented REST shapes
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,6 +20,7 @@ import pytest
 
 from mpfn.adapters.base import AdapterError
 from mpfn.adapters.tfserving.adapter import TFServingAdapter
+from mpfn.adapters.tfserving.kept import CONFIG_FILE
 from mpfn.adapters.tfserving.reload import GrpcReload
 from mpfn.demo import demo_model_version
 from tests.adapters.contract import ContractCase, fp32_request
@@ -79,6 +83,37 @@ async def test_models_the_server_already_serves_survive_the_first_load(
     await adapter.load(DEMO1)
     assert await adapter.loaded() == ["demo:1", "other:7"]
     await adapter.aclose()
+
+
+async def test_a_restarted_adapter_goes_on_from_the_list_it_kept(
+    tfserving_server: TFServingServer, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    def with_state() -> TFServingAdapter:
+        return TFServingAdapter(
+            replace(tfserving_config(tfserving_server), state_dir=tmp_path), client=client
+        )
+
+    first = with_state()
+    await first.load(OTHER7)
+    await first.aclose()  # the process ends; the server keeps serving other:7
+    kept = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert [(c["name"], c["versions"]) for c in kept] == [("other", [7])]
+
+    again = with_state()  # no model_config_list: only the kept file says other:7 is there
+    await again.load(DEMO1)
+    assert await again.loaded() == ["demo:1", "other:7"]
+    await again.unload(OTHER7)
+    await again.aclose()
+    assert [c["name"] for c in json.loads((tmp_path / CONFIG_FILE).read_text())] == ["demo"]
+
+
+def test_an_unreadable_kept_list_stops_the_adapter_with_what_to_do(
+    tfserving_server: TFServingServer, tmp_path: Path
+) -> None:
+    (tmp_path / CONFIG_FILE).write_text('{"not": "a list"}')
+    config = replace(tfserving_config(tfserving_server), state_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"unreadable .* remove it"):
+        TFServingAdapter(config)
 
 
 async def test_output_names_and_types_come_from_metadata_when_the_document_has_none(
