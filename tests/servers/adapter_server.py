@@ -46,8 +46,9 @@ def start_adapter_server(
     backend may be down: that is what some tests want)."""
 
     def launch(ports: list[int]) -> Proc:
+        own = () if "--cache-dir" in extra else ("--cache-dir", str(log_dir / f"cache-{ports[0]}"))
         argv = adapter_server_argv(
-            kind, backend, ports[0], state=state, options=options, extra=extra
+            kind, backend, ports[0], state=state, options=options, extra=(*extra, *own)
         )
         return start(
             argv,
