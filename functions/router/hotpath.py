@@ -3,12 +3,13 @@
 These requests never go through a web framework. `RouterApp` (the request pipeline) has
 normalised the path, matched it here (`match_route`) and refreshed the snapshot when due;
 then the API key is checked when keys are on (`RouterRuntime.admit`, before the body is
-read), the body read once (bounded by `max_body_bytes`), the tensor elements a v2 request
-declares counted from its JSON header (`max_elements`), the routing hints read from the
-headers, one routing decision made (`RouterRuntime.decide`) and the forwarder walks its
-plan with the body unchanged (only a fallback model changes the path, or the `model` of
-an OpenAI body). Each request is counted once in the metrics and, with tracing on, gets a
-span. No store I/O happens here.
+read), the body read once (bounded by `max_body_bytes`), an OpenAI body parsed once for
+its `model` (and, with `streaming` off, refused when it asks for a stream), the tensor
+elements a v2 request declares counted from its JSON header (`max_elements`), the
+routing hints read from the headers, one routing decision made (`RouterRuntime.decide`)
+and the forwarder walks its plan with the body unchanged (only a fallback model changes
+the path, or the `model` of an OpenAI body). Each request is counted once in the
+metrics and, with tracing on, gets a span. No store I/O happens here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ from mpfn.telemetry.metrics import NO_POOL, UNKNOWN
 log = logging.getLogger("mpfn.router")
 
 OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+STREAMING_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})  # `"stream": true`
+NO_STREAMING = (
+    "streaming is not available on this deployment (its answers are buffered, as behind an "
+    'AWS Lambda Function URL): send "stream": false, or use a router that streams '
+    "(Cloud Run, Kubernetes, uvicorn)"
+)
 LOAD_MS_HEADER = b"x-mpfn-load-ms"
 
 
@@ -117,14 +124,17 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return first if chunks is None else b"".join(chunks)
 
 
-def model_in_body(body: bytes) -> str:
-    """The `model` of an OpenAI request body; 400 when the body has none."""
+def model_in_body(body: bytes, *, stream_ok: bool = True) -> str:
+    """The `model` of an OpenAI request body; 400 when the body has none, or when it asks
+    for a stream (`"stream": true`) and `stream_ok` is false."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RouteError(400, "request body is not valid JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
         raise RouteError(400, "request body must be a JSON object with a string 'model'")
+    if not stream_ok and payload.get("stream") is True:
+        raise RouteError(400, NO_STREAMING, "rejected: streaming not available")
     return payload["model"]
 
 
@@ -212,7 +222,11 @@ class ForwardingRoutes:
         settings = runtime.settings
         key = await runtime.admit(route.path, scope["headers"])
         body = await read_body(scope, receive, settings.max_body_bytes)
-        model = route.model if route.model is not None else model_in_body(body)
+        if route.model is not None:
+            model = route.model
+        else:
+            stream_ok = settings.streaming or route.path not in STREAMING_PATHS
+            model = model_in_body(body, stream_ok=stream_ok)
         ex.requested = model
         snapshot = runtime.snapshot
         if not snapshot.loaded:

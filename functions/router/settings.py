@@ -22,7 +22,11 @@ class RouterSettings:
     `refresh_ttl_s`: how old the in-memory state snapshot may get before it is refreshed
     (`stats/` snapshots are re-read at the same pace).
     `usage_flush_s`: how often per-minute usage counts are written to the store.
-    `max_body_bytes`: largest request body accepted (413 above it).
+    `max_body_bytes`: largest request body accepted (413 above it); the Lambda handler
+      lowers the default to fit Lambda's invoke payload cap.
+    `streaming`: relay OpenAI requests asking for `"stream": true` (SSE); off where
+      answers cannot stream (the Lambda handler's default: a buffered Function URL),
+      such a request gets a 400 before any pool is contacted.
     `connect_timeout_s`: per-attempt connect timeout towards a backend.
     `request_timeout_s`: whole-request deadline when no policy sets `timeout_ms`.
     `instance_id`: names this router in pushed metrics and usage keys (usage keys add a
@@ -60,6 +64,7 @@ class RouterSettings:
     refresh_ttl_s: float = 5.0
     usage_flush_s: float = 10.0
     max_body_bytes: int = 64 * 1024 * 1024
+    streaming: bool = True
     connect_timeout_s: float = 2.0
     request_timeout_s: float = 30.0
     instance_id: str = ""

@@ -311,7 +311,8 @@ class AwsTarget:
         auth = str(found["AuthType"])
         if auth == "NONE" and not self.api.public_url_permission(name):
             auth = "NONE (public access permission missing)"
-        return FunctionUrl(name, auth=auth, url=str(found["FunctionUrl"]))
+        mode = str(found.get("InvokeMode") or "BUFFERED").upper()
+        return FunctionUrl(name, auth=auth, invoke_mode=mode, url=str(found["FunctionUrl"]))
 
     def _observe_schedule(self, name: str) -> Schedule | None:
         found = self.api.get_schedule(name)
@@ -427,7 +428,7 @@ class AwsTarget:
     def _create_FunctionUrl(self, change: Change) -> dict[str, str]:
         url = change.desired
         assert isinstance(url, FunctionUrl)
-        return {"router_url": self.api.put_function_url(url.name, url.auth)}
+        return {"router_url": self.api.put_function_url(url.name, url.auth, url.invoke_mode)}
 
     _update_FunctionUrl = _create_FunctionUrl
 

@@ -267,10 +267,12 @@ class AwsApi:
         statements = json.loads(policy["Policy"]).get("Statement", [])
         return any(s.get("Sid") == "FunctionURLAllowPublicAccess" for s in statements)
 
-    def put_function_url(self, name: str, auth: str) -> str:
+    def put_function_url(self, name: str, auth: str, invoke_mode: str = "BUFFERED") -> str:
         verb = "create" if self.get_function_url(name) is None else "update"
         operation = f"{verb}_function_url_config"
-        url = self.call("lambda", operation, FunctionName=name, AuthType=auth)
+        url = self.call(
+            "lambda", operation, FunctionName=name, AuthType=auth, InvokeMode=invoke_mode
+        )
         public = self.public_url_permission(name)
         if auth == "NONE" and not public:
             self.call(

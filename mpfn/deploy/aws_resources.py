@@ -82,6 +82,7 @@ class FunctionUrl(Resource):
     kind: ClassVar[str] = "aws.lambda.url"
     order: ClassVar[int] = 40
     auth: str = "AWS_IAM"
+    invoke_mode: str = "BUFFERED"  # Mangum answers whole responses; none streams
     url: str = observed_only("")
 
     def outputs(self) -> dict[str, str]:

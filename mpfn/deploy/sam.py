@@ -135,7 +135,10 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                     "Timeout": config.router.timeout_s,
                     "Role": {"Fn::GetAtt": ["RouterRole", "Arn"]},
                     "Environment": {"Variables": dict(sorted(env.items()))},
-                    "FunctionUrlConfig": {"AuthType": {"Ref": "RouterAuth"}},
+                    "FunctionUrlConfig": {
+                        "AuthType": {"Ref": "RouterAuth"},
+                        "InvokeMode": "BUFFERED",  # Mangum cannot stream
+                    },
                 },
             },
             "WarmerRole": {

@@ -172,6 +172,7 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                 "router": {
                     "function_name": "${aws_lambda_function.router.function_name}",
                     "authorization_type": "${var.router_auth}",
+                    "invoke_mode": "BUFFERED",  # Mangum cannot stream
                 }
             },
             "aws_lambda_permission": {
