@@ -44,7 +44,7 @@ import numpy as np
 from mpfn.documents import Pool
 from mpfn.registry import Registry
 from mpfn.store import LocalStore
-from mpfn.usage import usage_document, usage_key
+from mpfn.usage import FIRST_SEQUENCE, usage_document, usage_key
 from mpfn.warm import run_once
 
 MODEL = "minilm"
@@ -211,7 +211,10 @@ def write_demand(store: LocalStore, now: float) -> None:
     hour = int(now // 3600) * 3600
     for h in range(1, 4 * 24 + 1):
         minute = (hour - h * 3600) // 60
-        store.put(usage_key(MODEL, minute, "bench"), usage_document(MODEL, minute, "bench", 40))
+        store.put(
+            usage_key(MODEL, minute, "bench", FIRST_SEQUENCE),
+            usage_document(MODEL, minute, "bench", 40),
+        )
 
 
 def summarize(samples: list[float]) -> dict[str, float]:

@@ -26,7 +26,7 @@ import numpy as np
 from mpfn.documents import ModelVersion
 from mpfn.registry import Registry
 from mpfn.store import LocalStore
-from mpfn.usage import usage_document, usage_key
+from mpfn.usage import FIRST_SEQUENCE, usage_document, usage_key
 from mpfn.warm import WarmSettings, run_once
 
 
@@ -50,7 +50,8 @@ def populate(store: LocalStore, models: int, days: int, now: float) -> int:
             if count:
                 minute = int(start) // 60
                 store.put(
-                    usage_key(name, minute, "r1"), usage_document(name, minute, "r1", int(count))
+                    usage_key(name, minute, "r1", FIRST_SEQUENCE),
+                    usage_document(name, minute, "r1", int(count)),
                 )
                 written += 1
     return written

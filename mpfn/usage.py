@@ -1,8 +1,13 @@
 """The usage document format: where routers write per-minute counts and what they hold.
 
-`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json` (UTC), one document per
-(model, minute, router process), holding that minute's absolute count. The router's
-counter (`mpfn.functions.router.usage`) writes them and the warmer's reader
+`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.<seq>.json` (UTC): each flush of a
+(model, minute) by one router process creates a new document, holding that minute's
+absolute count so far, under the writer's next sequence number. Documents are only ever
+created, never overwritten or deleted, so a grant that only allows creating objects
+(GCS `roles/storage.objectCreator`) is enough to write them. A reader counts, per
+(minute, writer), the document with the highest sequence. Keys without a sequence
+(`<minute>-<writer>.json`, written before sequences existed) read as sequence 0.
+The router's counter (`mpfn.functions.router.usage`) writes them and the warmer's reader
 (`mpfn.warm.usage`) reads them; this module is the only definition of the format.
 """
 
@@ -11,20 +16,23 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 log = logging.getLogger("mpfn.usage")
 
 MINUTE = 60
 USAGE_PREFIX = "usage/"
+FIRST_SEQUENCE = 1  # 0 is the sequence of a key written without one
 
 
 def writer_id(instance: str | None = None) -> str:
     """This process's name in usage keys: `<instance>-<random>`, or random alone.
 
     Two processes with the same configured instance id (a restart within a minute, or a
-    copy-pasted setting) must not write the same document: absolute counts would overwrite
-    each other and requests would be lost from the usage history.
+    copy-pasted setting) must not write under the same name: a reader keeps one count per
+    (minute, writer), so one process's count would hide the other's.
     """
     token = secrets.token_hex(6)
     return f"{instance}-{token}" if instance else token
@@ -35,10 +43,21 @@ def minute_of(epoch_s: float) -> int:
     return int(epoch_s // 60)
 
 
-def usage_key(model: str, minute: int, instance: str) -> str:
-    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json` (UTC)."""
+def _stem(model: str, minute: int, writer: str) -> str:
     t = datetime.fromtimestamp(minute * 60, tz=UTC)
-    return f"{USAGE_PREFIX}{model}/{t:%Y/%m/%d/%H}/{t:%M}-{instance}.json"
+    return f"{USAGE_PREFIX}{model}/{t:%Y/%m/%d/%H}/{t:%M}-{writer}"
+
+
+def usage_key(model: str, minute: int, writer: str, seq: int) -> str:
+    """`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.<seq>.json` (UTC)."""
+    if seq < FIRST_SEQUENCE:
+        raise ValueError(f"usage sequence numbers start at {FIRST_SEQUENCE}, not {seq}")
+    return f"{_stem(model, minute, writer)}.{seq}.json"
+
+
+def legacy_usage_key(model: str, minute: int, writer: str) -> str:
+    """`.../<minute>-<writer>.json`: the key routers wrote before sequences (sequence 0)."""
+    return f"{_stem(model, minute, writer)}.json"
 
 
 def usage_document(model: str, minute: int, instance: str, count: int) -> bytes:
@@ -57,16 +76,50 @@ def usage_document(model: str, minute: int, instance: str, count: int) -> bytes:
     )
 
 
-def minute_of_key(key: str) -> int | None:
-    """`usage/m/2026/11/29/08/53-abc.json` -> minutes since the epoch (UTC), else None."""
-    parts = key.split("/")
-    try:
-        yyyy, mm, dd, hh = (int(p) for p in parts[-5:-1])
-        minute = int(parts[-1].split("-", 1)[0])
-        stamp = datetime(yyyy, mm, dd, hh, minute, tzinfo=UTC)
-    except (ValueError, IndexError):
+@dataclass(frozen=True, slots=True)
+class UsageName:
+    """What a usage key says: the folder it is in, its minute, writer and sequence."""
+
+    folder: str  # `usage/<model>/<yyyy>/<mm>/<dd>/<hh>`
+    minute: int  # minutes since the epoch (UTC)
+    writer: str
+    seq: int
+
+
+def parse_usage_key(key: str) -> UsageName | None:
+    """`usage/m/2026/11/29/08/53-abc.4.json` -> its parts; None when not a usage key.
+
+    A writer id never ends in `.<digits>` (it ends in a random hex part), so a key
+    without a sequence cannot be mistaken for one with it.
+    """
+    folder, _, name = key.rpartition("/")
+    if not name.endswith(".json"):
         return None
-    return int(stamp.timestamp()) // MINUTE
+    label, sep, rest = name[: -len(".json")].partition("-")
+    stem, dot, tail = rest.rpartition(".")
+    writer, seq = (stem, int(tail)) if dot and tail.isdecimal() and tail.isascii() else (rest, 0)
+    try:
+        yyyy, mm, dd, hh = (int(p) for p in folder.split("/")[-4:])
+        stamp = datetime(yyyy, mm, dd, hh, int(label), tzinfo=UTC)
+    except ValueError:
+        return None
+    if not sep or not writer:
+        return None
+    return UsageName(folder, int(stamp.timestamp()) // MINUTE, writer, seq)
+
+
+def latest_usage(keys: Iterable[str]) -> dict[str, UsageName]:
+    """Of `keys`, the usage key with the highest sequence per (model, minute, writer), in
+    key order: the documents to count. Keys that are not usage keys are left out."""
+    latest: dict[tuple[str, int, str], tuple[str, UsageName]] = {}
+    for key in keys:
+        name = parse_usage_key(key)
+        if name is None:
+            continue
+        slot = (name.folder, name.minute, name.writer)
+        if slot not in latest or name.seq > latest[slot][1].seq:
+            latest[slot] = (key, name)
+    return dict(sorted(latest.values()))
 
 
 def count_of(key: str, body: bytes) -> int:

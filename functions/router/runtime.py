@@ -243,8 +243,9 @@ class RouterRuntime:
         """Write changed usage counts; returns how many documents were written.
 
         One write at a time, in order, and a started write always finishes and settles
-        even when its caller is cancelled (as the flush loop is at shutdown): an older
-        count written late would otherwise overwrite a newer one and lose requests.
+        even when its caller is cancelled (as the flush loop is at shutdown): each write
+        takes the next sequence numbers of its slots, and a write that never settled
+        would leave its slots out of the next flush and lose their requests.
         """
         while self._usage_write is not None and not self._usage_write.done():
             await asyncio.wait([self._usage_write])
@@ -258,7 +259,7 @@ class RouterRuntime:
             self.usage.forget_past()
             return 0
         failed = await asyncio.to_thread(
-            write_usage, self.store, self.usage.instance, batch, self.usage.etags
+            write_usage, self.store, self.usage.instance, batch, self.usage.sequences
         )
         self.usage.settle(failed)
         return len(batch) - len(failed)

@@ -1,14 +1,20 @@
 """Per-model, per-minute request counts, kept in memory and flushed to the store.
 
-Each router process owns its documents, one per (model, minute):
-`usage/<model>/<yyyy>/<mm>/<dd>/<hh>/<minute>-<writer>.json`, holding the absolute count
-for that minute. The writer id is the configured instance id (if any) plus a random part,
-so a restarted process never overwrites the counts of the one before it. A flush rewrites
-the whole count, so repeating a flush (or a flush that failed half-way) can never double
-count. Each write is conditional on the version this process wrote last (`If-Match`, or
-only-if-absent for a new document): a write whose answer was lost and that lands late
-cannot replace a newer count, and the next flush reads back what landed and writes over
-it. Minutes that are over and flushed are dropped.
+Each router process writes documents of its own, in the format `mpfn.usage` defines: each
+flush of a (model, minute) whose count changed creates a new document holding the
+absolute count for that minute, under the slot's next sequence number. The writer id is
+the configured instance id (if any) plus a random part, so a restarted process never
+writes under the name of the one before it. Documents are only ever created
+(only-if-absent), never overwritten or deleted, so the router needs no more than a
+create-only grant on `usage/`; readers count the highest sequence per (minute, writer),
+so repeating a flush can never double count.
+
+A sequence number is tried once: after any attempt, landed or not, the slot moves on to
+the next. A write whose answer was lost and that lands late therefore lands under a lower
+sequence than every later write and cannot hide a newer count, and a retry never meets
+its own earlier write (on a create-only grant that could be refused like an overwrite).
+A create refused because the key exists (`PreconditionFailed`) is retried at once under
+the next sequence. Minutes that are over and flushed are dropped.
 Only the caller decides which names are models; this module counts what it is given.
 """
 
@@ -18,10 +24,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from mpfn.store.base import KeyNotFound, PreconditionFailed, Store, StoreError
-from mpfn.usage import minute_of, usage_document, usage_key
+from mpfn.store.base import PreconditionFailed, Store, StoreError
+from mpfn.usage import FIRST_SEQUENCE, minute_of, usage_document, usage_key
 
 log = logging.getLogger("mpfn.router")
+
+TAKEN_TRIES = 8  # sequence numbers tried in a row when each one already exists
 
 
 class UsageCounter:
@@ -32,8 +40,8 @@ class UsageCounter:
         self.clock = clock
         self._counts: dict[tuple[str, int], int] = {}
         self._dirty: set[tuple[str, int]] = set()
-        # version of each document as this process last wrote it (for conditional writes)
-        self.etags: dict[tuple[str, int], str] = {}
+        # the next sequence number of each (model, minute) document
+        self.sequences: dict[tuple[str, int], int] = {}
 
     def add(self, model: str, n: int = 1) -> None:
         slot = (model, minute_of(self.clock()))
@@ -61,7 +69,7 @@ class UsageCounter:
         now = minute_of(self.clock())
         for slot in [s for s in self._counts if s[1] < now and s not in self._dirty]:
             del self._counts[slot]
-            self.etags.pop(slot, None)
+            self.sequences.pop(slot, None)
 
     def flush(self, store: Store) -> int:
         """Write every changed minute (blocking); returns the number of documents written.
@@ -70,7 +78,7 @@ class UsageCounter:
         loop, `write_usage` in a worker thread and `settle` back on the loop instead.
         """
         batch = self.take_dirty()
-        failed = write_usage(store, self.instance, batch, self.etags)
+        failed = write_usage(store, self.instance, batch, self.sequences)
         self.settle(failed)
         return len(batch) - len(failed)
 
@@ -80,44 +88,43 @@ class UsageCounter:
         self.forget_past()
 
 
-def put_owned(store: Store, key: str, body: bytes, etag: str | None) -> str:
-    """Write a document only this process writes, over the version it wrote last (`etag`,
-    None: not written yet). When that fails, what is there is an older write of ours that
-    landed late (its answer was lost): read its version back and write over it."""
-    try:
-        if etag is None:
-            return store.put(key, body, if_absent=True)
-        return store.put(key, body, if_match=etag)
-    except PreconditionFailed:
+def create_next(
+    store: Store,
+    writer: str,
+    model: str,
+    minute: int,
+    count: int,
+    sequences: dict[tuple[str, int], int],
+) -> str:
+    """Create the next document of (model, minute) holding `count`; return its ETag.
+
+    `sequences` holds the slot's next sequence number and moves past every number tried.
+    """
+    body = usage_document(model, minute, writer, count)
+    for _ in range(TAKEN_TRIES):
+        seq = sequences.get((model, minute), FIRST_SEQUENCE)
+        sequences[(model, minute)] = seq + 1
         try:
-            current = store.get(key)
-        except KeyNotFound:
-            return store.put(key, body, if_absent=True)
-        assert current is not None  # no if_none_match: a blob or KeyNotFound
-        return store.put(key, body, if_match=current.etag)
+            return store.put(usage_key(model, minute, writer, seq), body, if_absent=True)
+        except PreconditionFailed:
+            continue  # already there (another process with this writer id?): next one
+    raise PreconditionFailed(f"usage of {model}: {TAKEN_TRIES} sequence numbers in a row exist")
 
 
 def write_usage(
     store: Store,
     instance: str,
     batch: list[tuple[str, int, int]],
-    etags: dict[tuple[str, int], str] | None = None,
+    sequences: dict[tuple[str, int], int],
 ) -> list[tuple[str, int, int]]:
     """Write `batch` (model, minute, absolute count); return the slots not written.
 
-    `etags` holds the versions written so far and is updated. A failed write stops the
-    batch: the store is likely down, the rest is retried later.
+    `sequences` holds each slot's next sequence number and is updated. A failed write
+    stops the batch: the store is likely down, the rest is retried later.
     """
-    versions = {} if etags is None else etags
     for i, (model, minute, count) in enumerate(batch):
-        key = usage_key(model, minute, instance)
         try:
-            versions[(model, minute)] = put_owned(
-                store,
-                key,
-                usage_document(model, minute, instance, count),
-                versions.get((model, minute)),
-            )
+            create_next(store, instance, model, minute, count, sequences)
         except (StoreError, OSError, ValueError) as exc:
             log.warning("usage flush failed, will retry: %s", exc)
             return batch[i:]

@@ -1,7 +1,8 @@
 """Read a model's usage from the store: hourly counts for forecasting, minutes for recency.
 
-Routers flush one document per (model, minute, router instance) with the absolute count
-for that minute, in the format `mpfn.usage` defines.
+Routers create documents per (model, minute, router process) with the absolute count so
+far for that minute, in the format `mpfn.usage` defines; only the one with the highest
+sequence per (minute, process) counts.
 Reading weeks of those on every run would cost one GET per minute and instance, so the
 reader keeps hourly totals of finished hours in one rollup document per model and UTC day
 (`rollups/usage/<model>/<yyyy>/<mm>/<dd>.json`). An hour is rolled up (sealed) once it
@@ -22,7 +23,7 @@ import numpy as np
 
 from mpfn.state import Documents, InvalidDocument
 from mpfn.store import KeyNotFound, Store
-from mpfn.usage import USAGE_PREFIX, count_of, minute_of_key
+from mpfn.usage import USAGE_PREFIX, count_of, latest_usage
 from mpfn.warm.plan import UsageDay, rollup_key
 
 log = logging.getLogger("mpfn.warm")
@@ -167,12 +168,11 @@ class UsageReader:
         self.rollups_written += 1
 
     def _minute_counts(self, model: str, day: date, hours: set[int]) -> dict[int, dict[int, int]]:
-        """hour -> minute -> requests summed over router instances, for `hours` of `day`."""
+        """hour -> minute -> requests summed over router processes, for `hours` of `day`."""
         out: dict[int, dict[int, int]] = {}
-        for key in self.store.list(f"{USAGE_PREFIX}{model}/{day:%Y/%m/%d}/"):
-            minute = minute_of_key(key)
-            if minute is None or not key.endswith(".json"):
-                continue
+        listed = self.store.list(f"{USAGE_PREFIX}{model}/{day:%Y/%m/%d}/")
+        for key, name in latest_usage(listed).items():
+            minute = name.minute
             hour = minute * MINUTE // HOUR * HOUR
             if hour not in hours:
                 continue

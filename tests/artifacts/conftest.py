@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mpfn.store.base import Blob
 from mpfn.store.local import LocalStore
 from tests.servers.oci_registry import RegistryServer, registry_binary, registry_server
+from tests.store.passthrough import PassThrough
 
 
 @pytest.fixture(scope="session")
@@ -41,27 +41,9 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
-class PassThroughStore:
+class PassThroughStore(PassThrough):
     """Delegates to a LocalStore without being one, to exercise the generic Store path
     that S3 and GCS stores take (whole-object put/get with preconditions)."""
-
-    def __init__(self, inner: LocalStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-
-    def get(self, key: str, *, if_none_match: str | None = None) -> Blob | None:
-        return self.inner.get(key, if_none_match=if_none_match)
-
-    def put(
-        self, key: str, body: bytes, *, if_match: str | None = None, if_absent: bool = False
-    ) -> str:
-        return self.inner.put(key, body, if_match=if_match, if_absent=if_absent)
-
-    def delete(self, key: str, *, if_match: str | None = None) -> None:
-        self.inner.delete(key, if_match=if_match)
-
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
 
 
 @pytest.fixture

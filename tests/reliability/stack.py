@@ -22,6 +22,7 @@ from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.state import Documents
 from mpfn.store import Store
 from mpfn.store.s3 import S3Store
+from mpfn.usage import latest_usage
 from tests.servers.moto_s3 import start_moto
 from tests.servers.process import Proc
 
@@ -108,9 +109,10 @@ class MotoState:
 
 
 def usage_docs(store: Store, model: str) -> dict[str, dict[str, Any]]:
-    """key -> document of every usage document of `model`."""
+    """key -> document of every usage document of `model` that counts (the latest sequence
+    of each router process and minute)."""
     out: dict[str, dict[str, Any]] = {}
-    for key in store.list(f"usage/{model}/"):
+    for key in latest_usage(store.list(f"usage/{model}/")):
         blob = store.get(key)
         assert blob is not None
         out[key] = json.loads(blob.body)

@@ -1,11 +1,12 @@
 """Usage counts across router restarts: nothing lost, nothing counted twice.
 
-Routers count answered requests per (model, minute) and write absolute counts to
-`usage/<model>/.../<minute>-<instance>.json`. A router stopped with SIGTERM writes what it
-has not flushed yet; the next router process has a new instance id, so it writes
-documents of its own next to the old ones instead of overwriting them. Whatever the
-restarts, the sum over the usage documents equals the requests answered for the model,
-and requests for unknown models count nowhere.
+Routers count answered requests per (model, minute) and create documents with absolute
+counts, `usage/<model>/.../<minute>-<instance>.<seq>.json`; the latest sequence of each
+(instance, minute) counts. A router stopped with SIGTERM writes what it has not flushed
+yet; the next router process has a new instance id, so it writes documents of its own
+next to the old ones. Whatever the restarts, the sum over the counting usage documents
+equals the requests answered for the model, and requests for unknown models count
+nowhere.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import tritonclient.http as triton
 from mpfn.demo import build_demo_model
 from mpfn.state import Documents
 from mpfn.store import LocalStore
+from mpfn.usage import latest_usage
 from tests.router.conftest import make_pool
 from tests.servers.mpfn_procs import publish_demo, start_router, start_worker
 from tests.servers.process import Proc, wait_until
@@ -138,7 +139,7 @@ def test_kserve_rest_client_through_router(cluster: Cluster) -> None:
 
 def usage_total(store: LocalStore, model: str) -> int:
     total = 0
-    for key in store.list(f"usage/{model}/"):
+    for key in latest_usage(store.list(f"usage/{model}/")):
         blob = store.get(key)
         assert blob is not None
         total += json.loads(blob.body)["count"]

@@ -73,4 +73,4 @@ async def test_background_mode_flushes_on_stop(store: LocalStore) -> None:
     await runtime.stop()
     keys = store.list("usage/demo/")
     assert runtime.usage.instance.startswith("bg-")
-    assert len(keys) == 1 and keys[0].endswith(f"-{runtime.usage.instance}.json")
+    assert len(keys) == 1 and keys[0].endswith(f"-{runtime.usage.instance}.1.json")

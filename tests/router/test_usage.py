@@ -1,4 +1,5 @@
-"""Usage counting: key layout, absolute per-minute documents, no double counting."""
+"""Usage counting: key layout, absolute per-minute documents created under sequence numbers,
+no double counting."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 from mpfn.functions.router.usage import UsageCounter
 from mpfn.store import LocalStore
-from mpfn.usage import usage_key, writer_id
+from mpfn.usage import (
+    UsageName,
+    latest_usage,
+    legacy_usage_key,
+    parse_usage_key,
+    usage_document,
+    usage_key,
+    writer_id,
+)
 from mpfn.warm.usage import UsageReader
 
 
@@ -22,7 +31,31 @@ class Clock:
 def test_usage_key_layout() -> None:
     # 2024-03-05 07:09:00 UTC
     minute = 1709622540 // 60
-    assert usage_key("demo", minute, "abc") == "usage/demo/2024/03/05/07/09-abc.json"
+    assert usage_key("demo", minute, "abc", 3) == "usage/demo/2024/03/05/07/09-abc.3.json"
+    assert legacy_usage_key("demo", minute, "abc") == "usage/demo/2024/03/05/07/09-abc.json"
+    folder = "usage/demo/2024/03/05/07"
+    writer = writer_id("r.1")
+    assert parse_usage_key(usage_key("demo", minute, writer, 12)) == UsageName(
+        folder, minute, writer, 12
+    )
+    assert parse_usage_key(legacy_usage_key("demo", minute, writer)) == UsageName(
+        folder, minute, writer, 0
+    )
+    for other in ("usage/demo/2024/03/05/07/09-abc.txt", "usage/demo/09-abc.json", "x.json"):
+        assert parse_usage_key(other) is None
+
+
+def test_only_the_highest_sequence_of_each_writer_and_minute_counts() -> None:
+    minute = 1709622540 // 60
+    keys = [
+        legacy_usage_key("demo", minute, "a"),
+        usage_key("demo", minute, "a", 2),
+        usage_key("demo", minute, "a", 10),
+        usage_key("demo", minute, "b", 1),
+        legacy_usage_key("demo", minute + 1, "a"),
+        "usage/demo/2024/03/05/07/README",
+    ]
+    assert list(latest_usage(keys)) == sorted([keys[2], keys[3], keys[4]])
 
 
 def read(store: LocalStore, key: str) -> dict[str, object]:
@@ -35,26 +68,42 @@ def read(store: LocalStore, key: str) -> dict[str, object]:
 def test_flush_writes_absolute_counts_and_never_double_counts(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     clock = Clock(1709622540.0)
+    minute = int(clock.t // 60)
     counter = UsageCounter("i1", clock=clock)
     for _ in range(3):
         counter.add("demo")
     counter.add("other")
     assert counter.flush(store) == 2
-    key = usage_key("demo", int(clock.t // 60), "i1")
-    assert read(store, key)["count"] == 3
-    # Nothing changed: nothing rewritten; flushing again is harmless.
+    assert read(store, usage_key("demo", minute, "i1", 1))["count"] == 3
+    # Nothing changed: nothing written; flushing again is harmless.
     assert counter.flush(store) == 0
     counter.add("demo", 2)
     assert counter.flush(store) == 1
-    doc = read(store, key)
+    doc = read(store, usage_key("demo", minute, "i1", 2))
     assert doc == {"model": "demo", "minute": "2024-03-05T07:09:00Z", "instance": "i1", "count": 5}
-    # The next minute gets its own document; the finished one is forgotten once clean.
+    assert read(store, usage_key("demo", minute, "i1", 1))["count"] == 3  # never rewritten
+    # The next minute gets documents of its own; the finished one is forgotten once clean.
     clock.t += 60
     counter.add("demo")
     counter.flush(store)
-    assert read(store, usage_key("demo", int(clock.t // 60), "i1"))["count"] == 1
-    assert read(store, key)["count"] == 5
-    assert all(minute == int(clock.t // 60) for (_m, minute) in counter.counts())
+    assert read(store, usage_key("demo", minute + 1, "i1", 1))["count"] == 1
+    assert all(m == minute + 1 for (_model, m) in counter.counts())
+    assert all(m == minute + 1 for (_model, m) in counter.sequences)
+    history = UsageReader(store).history("demo", clock.t + 30, days=1, recent_s=300)
+    assert history.recent == 6
+
+
+def test_a_taken_sequence_number_is_skipped(tmp_path: Path) -> None:
+    """A create refused because the key exists moves on to the next sequence at once."""
+    store = LocalStore(tmp_path)
+    clock = Clock(1709622540.0)
+    minute = int(clock.t // 60)
+    store.put(usage_key("demo", minute, "i1", 1), usage_document("demo", minute, "i1", 1))
+    counter = UsageCounter("i1", clock=clock)
+    counter.add("demo", 4)
+    assert counter.flush(store) == 1
+    assert read(store, usage_key("demo", minute, "i1", 2))["count"] == 4
+    assert UsageReader(store).history("demo", clock.t + 30, days=1, recent_s=300).recent == 4
 
 
 def test_failed_flush_is_retried(tmp_path: Path) -> None:
@@ -88,7 +137,7 @@ def test_a_restart_with_a_fixed_instance_id_keeps_both_processes_counts(tmp_path
     assert before.instance != after.instance
     assert all(c.instance.startswith("router-1-") for c in (before, after))
     keys = list(store.list("usage/demo/"))
-    assert len(keys) == 2
+    assert len(keys) == 2 and len(latest_usage(keys)) == 2
     history = UsageReader(store).history("demo", clock.t + 30, days=1, recent_s=300)
     assert history.recent == 7
 

@@ -1,19 +1,22 @@
-"""Usage counts survive a write whose answer was lost: on every backend, a router's write
-that lands late can never replace a newer count, and a write that landed although the
-router saw an error is read back and written over."""
+"""Usage counts on a create-only grant, and when a write's answer is lost: on every backend,
+wrapped so that usage objects can only be created (`CreateOnlyUsage`, as GCS's
+objectCreator role allows), the router never overwrites or deletes a usage object, the
+warmer's reader sees exactly the requests counted, and a write that lands late or
+unanswered is never counted twice nor hides a newer count."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-import pytest
-
 from mpfn.functions.router.usage import UsageCounter
-from mpfn.store.base import Blob, PreconditionFailed, Store, StoreUnavailable
-from mpfn.usage import usage_key
+from mpfn.store.base import Store, StoreUnavailable
+from mpfn.usage import latest_usage
+from mpfn.warm.usage import UsageReader
+from tests.store.create_only import CreateOnlyUsage
+from tests.store.passthrough import PassThrough
 
-MINUTE_T = 1709622540.0
+MINUTE_T = 1709622540.0  # 2024-03-05 07:09:00 UTC
+HOUR_END_T = 1709625420.0  # 2024-03-05 07:57:00 UTC
 
 
 class Clock:
@@ -25,21 +28,13 @@ class Clock:
 
 
 @dataclass
-class HeldWrites:
+class HeldWrites(PassThrough):
     """A store whose writes time out for the caller: each one is held back (`land` sends it
     later, as a slow network or a frozen server does) or sent with its answer lost."""
 
-    inner: Store
     send: bool = False
     # key, body, if_match, if_absent of every write held back
     held: list[tuple[str, bytes, str | None, bool]] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.inner.url
-
-    def get(self, key: str, *, if_none_match: str | None = None) -> Blob | None:
-        return self.inner.get(key, if_none_match=if_none_match)
 
     def put(
         self, key: str, body: bytes, *, if_match: str | None = None, if_absent: bool = False
@@ -54,53 +49,83 @@ class HeldWrites:
         for key, body, if_match, if_absent in self.held:
             self.inner.put(key, body, if_match=if_match, if_absent=if_absent)
 
-    def delete(self, key: str, *, if_match: str | None = None) -> None:
-        self.inner.delete(key, if_match=if_match)
 
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
+def per_minute(store: Store, model: str, first: int, last: int) -> dict[int, int]:
+    """minute -> requests the warmer's reader sees, for minutes `first`..`last`."""
+    reader = UsageReader(store, write_rollups=False)
+    now = (last + 1) * 60.0
+    seen = [
+        reader.history(model, now, days=1, recent_s=60.0 * k).recent
+        for k in range(last - first + 2)
+    ]
+    return {last - k: seen[k + 1] - seen[k] for k in range(last - first + 1)}
 
 
-def count_in(store: Store, key: str) -> int:
-    blob = store.get(key)
-    assert blob is not None
-    return int(json.loads(blob.body)["count"])
-
-
-def test_a_write_landing_late_cannot_replace_a_newer_count(store: Store) -> None:
-    clock = Clock(MINUTE_T)
+def test_many_flushes_on_a_create_only_grant_count_exactly(store: Store) -> None:
+    guarded = CreateOnlyUsage(store)
+    clock = Clock(HOUR_END_T)
     counter = UsageCounter("w1", clock=clock)
-    key = usage_key("demo", int(MINUTE_T // 60), "w1")
-    counter.add("demo", 3)
-    assert counter.flush(store) == 1
+    first = int(HOUR_END_T // 60)
+    added: dict[tuple[str, int], int] = {}
+    flushes = 0
+    for m in range(5):  # 07:57 .. 08:01: minutes of two hours
+        clock.t = HOUR_END_T + 60 * m
+        for round_, n in enumerate((3, 2, 0, 4)):
+            for model in ("demo", "other"):
+                if n and (model == "demo" or round_ % 2):
+                    counter.add(model, n)
+                    added[(model, first + m)] = added.get((model, first + m), 0) + n
+            flushes += counter.flush(guarded)
+            assert counter.flush(guarded) == 0  # nothing changed: nothing written
+            clock.t += 10
+    assert guarded.refused == [] and counter.pending() == 0
+    keys = store.list("usage/")
+    assert len(keys) == flushes == 5 * (3 + 2)  # a minute: 3 writes of demo, 2 of other
+    assert len(latest_usage(keys)) == len(added)
 
-    slow = HeldWrites(store)
+    for model in ("demo", "other"):
+        want = {first + m: added.get((model, first + m), 0) for m in range(5)}
+        assert per_minute(store, model, first, first + 4) == want
+        history = UsageReader(store, write_rollups=False).history(model, (first + 5) * 60.0, days=1)
+        assert history.counts.tolist()[-1] == sum(want[first + m] for m in range(3))
+        assert history.current == sum(want[first + m] for m in range(3, 5))
+
+
+def test_a_write_landing_late_never_hides_a_newer_count(store: Store) -> None:
+    guarded = CreateOnlyUsage(store)
+    counter = UsageCounter("w1", clock=Clock(MINUTE_T))
+    minute = int(MINUTE_T // 60)
+    counter.add("demo", 3)
+    assert counter.flush(guarded) == 1
+
+    slow = HeldWrites(guarded)
     counter.add("demo", 2)  # 5
     assert counter.flush(slow) == 0 and counter.pending() == 1
     counter.add("demo")  # 6
-    assert counter.flush(store) == 1
-    assert count_in(store, key) == 6
-    with pytest.raises(PreconditionFailed):
-        slow.land()  # the write of 5 arrives after the write of 6
-    assert count_in(store, key) == 6
+    assert counter.flush(guarded) == 1
+    slow.land()  # the write of 5 arrives after the write of 6: a new object, fewer counts
+    assert len(store.list("usage/")) == 3
+    assert per_minute(store, "demo", minute, minute) == {minute: 6}
+    assert guarded.refused == []
 
 
-def test_a_write_that_landed_unanswered_is_read_back_and_written_over(store: Store) -> None:
+def test_a_write_that_landed_unanswered_is_not_counted_twice(store: Store) -> None:
+    guarded = CreateOnlyUsage(store)
     clock = Clock(MINUTE_T)
     counter = UsageCounter("w1", clock=clock)
-    key = usage_key("demo", int(MINUTE_T // 60), "w1")
-    lost = HeldWrites(store, send=True)
+    minute = int(MINUTE_T // 60)
+    lost = HeldWrites(guarded, send=True)
     counter.add("demo", 4)
     assert counter.flush(lost) == 0  # it landed, the router did not hear back
-    assert count_in(store, key) == 4
+    assert per_minute(store, "demo", minute, minute) == {minute: 4}
     counter.add("demo")  # 5
-    assert counter.flush(store) == 1  # only-if-absent fails, read back, written over
+    assert counter.flush(guarded) == 1  # a new object under the next sequence
     counter.add("demo", 2)  # 7
-    assert counter.flush(lost) == 0  # lands as 7 over the version of 5
-    assert counter.flush(store) == 1  # the slot is retried: same count, written over
-    assert count_in(store, key) == 7
+    assert counter.flush(lost) == 0  # lands as 7
+    assert counter.flush(guarded) == 1  # the slot is retried: same count, next sequence
+    assert per_minute(store, "demo", minute, minute) == {minute: 7}
     clock.t += 60
     counter.add("demo")
-    assert counter.flush(store) == 1
-    assert count_in(store, key) == 7
-    assert count_in(store, usage_key("demo", int(clock.t // 60), "w1")) == 1
+    assert counter.flush(guarded) == 1
+    assert per_minute(store, "demo", minute, minute + 1) == {minute: 7, minute + 1: 1}
+    assert guarded.refused == [] and len(store.list("usage/")) == 5

@@ -12,7 +12,7 @@ import httpx
 from mpfn.documents import ModelVersion
 from mpfn.registry import Registry
 from mpfn.store import LocalStore, Store
-from mpfn.usage import usage_document, usage_key
+from mpfn.usage import FIRST_SEQUENCE, usage_document, usage_key
 from tests.factories import pool
 from tests.servers.process import Proc
 
@@ -65,7 +65,8 @@ def write_usage(
     for t, count in counts.items():
         minute = int(t // 60)
         store.put(
-            usage_key(model, minute, instance), usage_document(model, minute, instance, count)
+            usage_key(model, minute, instance, FIRST_SEQUENCE),
+            usage_document(model, minute, instance, count),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mpfn.store import LocalStore
-from mpfn.usage import usage_key
+from mpfn.usage import legacy_usage_key, usage_document, usage_key
 from mpfn.warm.plan import rollup_key
 from mpfn.warm.usage import UsageReader
 from tests.warmer.helpers import HOUR, NOW, write_usage
@@ -18,7 +18,7 @@ def test_counts_are_summed_over_instances_and_idle_history_is_trimmed(
 ) -> None:
     write_usage(warm_store, "m", {NOW_HOUR - 3 * HOUR + 60: 2, NOW - 60: 4}, "r1")
     write_usage(warm_store, "m", {NOW_HOUR - 3 * HOUR + 60: 3, NOW_HOUR - HOUR: 1}, "r2")
-    warm_store.put(usage_key("m", int(NOW // 60) - 2, "r3"), b"not json")  # ignored
+    warm_store.put(usage_key("m", int(NOW // 60) - 2, "r3", 1), b"not json")  # ignored
 
     h = UsageReader(warm_store).history("m", NOW, days=2, minute_span_s=900, recent_s=600)
 
@@ -26,6 +26,24 @@ def test_counts_are_summed_over_instances_and_idle_history_is_trimmed(
     assert h.counts.tolist() == [5, 0, 1]
     assert h.current == 4 and h.recent == 4
     assert h.last_used == (NOW // 60) * 60  # end of the minute before NOW
+
+
+def test_the_latest_sequence_counts_and_keys_without_one_are_sequence_zero(
+    warm_store: LocalStore,
+) -> None:
+    minute = int(NOW // 60) - 3
+
+    def put(key: str, writer: str, count: int) -> None:
+        warm_store.put(key, usage_document("m", minute, writer, count))
+
+    put(legacy_usage_key("m", minute, "r1-0a1b2c3d4e5f"), "r1-0a1b2c3d4e5f", 4)
+    put(usage_key("m", minute, "r1-0a1b2c3d4e5f", 2), "r1-0a1b2c3d4e5f", 6)
+    put(usage_key("m", minute, "r1-0a1b2c3d4e5f", 1), "r1-0a1b2c3d4e5f", 5)  # landed late
+    put(legacy_usage_key("m", minute, "123456789012"), "123456789012", 3)
+    put(usage_key("m", minute, "r2-aaaaaaaaaaaa", 1), "r2-aaaaaaaaaaaa", 2)
+
+    h = UsageReader(warm_store).history("m", NOW, days=1, recent_s=600)
+    assert h.recent == 6 + 3 + 2
 
 
 def test_finished_hours_are_rolled_up_and_read_back_without_minute_documents(
