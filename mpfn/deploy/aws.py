@@ -4,8 +4,12 @@ The router runs as a zip Lambda built from this project (see `packaging`) behind
 Function URL; the warmer runs as a container-image Lambda whose image URI comes from the
 config (`deploy.warmer.image`, `mpfn build warmer` pushed to ECR), invoked by EventBridge
 Scheduler; its ImageConfig runs the image's Lambda runtime interface client on the
-warmer's handler. The state bucket and prefix come from `deploy.aws.state` or the top-level
-`state:`. Without a warmer image the warmer, its role and its schedule are left out.
+warmer's handler (compared on every deploy, like the rest of the configuration). The state
+bucket and prefix come from `deploy.aws.state` or the top-level `state:`. Without a warmer
+image the warmer, its role and its schedule are left out. With `deploy.aws.vpc` both
+functions attach to its subnets and security groups (so they reach pools on private
+addresses) and their roles may manage the network interfaces that takes; removing the
+section detaches them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from mpfn.deploy.aws_resources import (
     S3Bucket,
     Schedule,
     Scope,
+    Vpc,
     ZipFunction,
     canonical,
     rate,
@@ -94,6 +99,7 @@ class AwsTarget:
         self.warmer_role = f"{stem}-warmer-role"
         self.scheduler_role = f"{stem}-scheduler-role"
         self.schedule = f"{stem}-warmer-schedule"
+        self.vpc = Vpc.configured(config.aws.vpc)
 
     @property
     def state_url(self) -> str:
@@ -134,7 +140,7 @@ class AwsTarget:
             IamRole(
                 self.router_role,
                 trust=trust("lambda.amazonaws.com"),
-                policy=router_policy(scope, self.router),
+                policy=router_policy(scope, self.router, self.vpc),
             ),
             LogGroup(f"/aws/lambda/{self.router}", retention_days=retention),
             ZipFunction(
@@ -146,6 +152,8 @@ class AwsTarget:
                 memory_mb=router.memory_mb,
                 timeout_s=router.timeout_s,
                 environment=self.environment(),
+                subnet_ids=self.vpc.subnet_ids,
+                security_group_ids=self.vpc.security_group_ids,
                 code_sha256=self.package.code_sha256,
                 code_path=str(self.package.path),
             ),
@@ -157,7 +165,7 @@ class AwsTarget:
                 IamRole(
                     self.warmer_role,
                     trust=trust("lambda.amazonaws.com"),
-                    policy=warmer_policy(scope, self.warmer),
+                    policy=warmer_policy(scope, self.warmer, self.vpc),
                 ),
                 IamRole(
                     self.scheduler_role,
@@ -169,9 +177,13 @@ class AwsTarget:
                     self.warmer,
                     role=self.warmer_role,
                     image_uri=warmer.image,
+                    entry_point=WARMER_LAMBDA_ENTRYPOINT,
+                    command=WARMER_LAMBDA_COMMAND,
                     memory_mb=warmer.memory_mb,
                     timeout_s=warmer.timeout_s,
                     environment=(("MPFN_STATE", self.state_url),),
+                    subnet_ids=self.vpc.subnet_ids,
+                    security_group_ids=self.vpc.security_group_ids,
                 ),
                 Schedule(
                     self.schedule,
@@ -194,6 +206,12 @@ class AwsTarget:
             )
         if not self.config.warmer.image:
             notes.append("no deploy.warmer.image: the warmer Lambda and its schedule are skipped")
+        if self.vpc:
+            notes.append(
+                f"the functions run in subnets {', '.join(self.vpc.subnet_ids)}: pools must "
+                "admit their security groups, and the subnets need a route to S3 (a gateway "
+                "endpoint or NAT) for the state"
+            )
         return notes
 
     def status(self) -> dict[str, Any]:
@@ -271,11 +289,17 @@ class AwsTarget:
         variables = (config.get("Environment") or {}).get("Variables") or {}
         return tuple(sorted((str(k), str(v)) for k, v in variables.items()))
 
+    @staticmethod
+    def _vpc(config: dict[str, Any]) -> Vpc:
+        attached = config.get("VpcConfig") or {}
+        return Vpc.of(attached.get("SubnetIds") or [], attached.get("SecurityGroupIds") or [])
+
     def _observe_zip_function(self, name: str) -> ZipFunction | None:
         found = self.api.get_function(name)
         if found is None:
             return None
         config = found["Configuration"]
+        vpc = self._vpc(config)
         return ZipFunction(
             name,
             role=self._role_name(config["Role"]),
@@ -285,6 +309,8 @@ class AwsTarget:
             memory_mb=int(config.get("MemorySize", 0)),
             timeout_s=int(config.get("Timeout", 0)),
             environment=self._env(config),
+            subnet_ids=vpc.subnet_ids,
+            security_group_ids=vpc.security_group_ids,
             code_sha256=str(config.get("CodeSha256", "")),
         )
 
@@ -293,13 +319,19 @@ class AwsTarget:
         if found is None:
             return None
         config = found["Configuration"]
+        image = (config.get("ImageConfigResponse") or {}).get("ImageConfig") or {}
+        vpc = self._vpc(config)
         return ImageFunction(
             name,
             role=self._role_name(config["Role"]),
             image_uri=str((found.get("Code") or {}).get("ImageUri", "")),
+            entry_point=tuple(map(str, image.get("EntryPoint") or ())),
+            command=tuple(map(str, image.get("Command") or ())),
             memory_mb=int(config.get("MemorySize", 0)),
             timeout_s=int(config.get("Timeout", 0)),
             environment=self._env(config),
+            subnet_ids=vpc.subnet_ids,
+            security_group_ids=vpc.security_group_ids,
         )
 
     def _observe_url(self, name: str) -> FunctionUrl | None:
@@ -360,19 +392,26 @@ class AwsTarget:
     def _delete_LogGroup(self, change: Change) -> None:
         self.api.delete_log_group(change.name)
 
-    def _function_config(self, fn: ZipFunction | ImageFunction) -> dict[str, Any]:
+    def _function_config(
+        self, fn: ZipFunction | ImageFunction, *, create: bool = False
+    ) -> dict[str, Any]:
+        """Create/update settings; an update always states the VpcConfig (empty lists
+        detach), a create only when there is one."""
         config: dict[str, Any] = {
             "Role": self.api.role_arn(fn.role),
             "MemorySize": fn.memory_mb,
             "Timeout": fn.timeout_s,
             "Environment": {"Variables": dict(fn.environment)},
         }
+        vpc = Vpc(fn.subnet_ids, fn.security_group_ids)
+        if vpc or not create:
+            config["VpcConfig"] = vpc.request()
         if isinstance(fn, ZipFunction):
             config |= {"Handler": fn.handler, "Runtime": fn.runtime}
         else:  # the warmer image, run by the Lambda runtime interface client
             config["ImageConfig"] = {
-                "EntryPoint": list(WARMER_LAMBDA_ENTRYPOINT),
-                "Command": list(WARMER_LAMBDA_COMMAND),
+                "EntryPoint": list(fn.entry_point),
+                "Command": list(fn.command),
             }
         return config
 
@@ -385,7 +424,7 @@ class AwsTarget:
             Code={"ZipFile": code},
             Architectures=[fn.architecture],
             Description="mpfn router",
-            **self._function_config(fn),
+            **self._function_config(fn, create=True),
         )
         return {"router_function": self.api.function_arn(fn.name)}
 
@@ -407,7 +446,7 @@ class AwsTarget:
             PackageType="Image",
             Code={"ImageUri": fn.image_uri},
             Description="mpfn warmer",
-            **self._function_config(fn),
+            **self._function_config(fn, create=True),
         )
         return {"warmer_function": self.api.function_arn(fn.name)}
 

@@ -20,6 +20,9 @@ _NOT_FOUND = frozenset(
     {"NoSuchEntity", "ResourceNotFoundException", "NoSuchBucket", "404", "NotFound"}
 )
 
+#: What Lambda says while a role change has not reached it yet.
+_IAM_SETTLING = ("cannot be assumed", "does not have permissions to call CreateNetworkInterface")
+
 
 class AwsError(DeployFailure, RuntimeError):
     """An AWS call failed; the message is one line naming the operation."""
@@ -218,19 +221,24 @@ class AwsApi:
     def get_function(self, name: str) -> dict[str, Any] | None:
         return self.find("lambda", "get_function", FunctionName=name)
 
-    def create_function(self, **kwargs: Any) -> dict[str, Any]:
-        """Create a function, retrying while a just-created role is not yet assumable."""
+    def _settling(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """A Lambda call retried while IAM has not yet propagated a role change: a
+        just-created role that cannot be assumed yet, or network-interface permissions
+        just added for a VpcConfig that Lambda does not see yet."""
         for attempt in range(8):
             try:
-                result = self.call("lambda", "create_function", **kwargs)
+                return self.call("lambda", operation, **kwargs)
             except AwsError as exc:
-                if "cannot be assumed" not in str(exc) or attempt == 7:
+                if not any(text in str(exc) for text in _IAM_SETTLING) or attempt == 7:
                     raise
                 self.sleep(min(2.0 * (attempt + 1), 10.0))
-                continue
-            self.wait_function(kwargs["FunctionName"])
-            return result
         raise AssertionError("unreachable")
+
+    def create_function(self, **kwargs: Any) -> dict[str, Any]:
+        """Create a function (retried while its role settles), then wait until it is active."""
+        result = self._settling("create_function", **kwargs)
+        self.wait_function(kwargs["FunctionName"])
+        return result
 
     def wait_function(self, name: str, attempts: int = 120) -> None:
         """Wait until the function is Active and its last update finished."""
@@ -251,7 +259,7 @@ class AwsApi:
         self.wait_function(name)
 
     def update_function_configuration(self, name: str, **config: Any) -> None:
-        self.call("lambda", "update_function_configuration", FunctionName=name, **config)
+        self._settling("update_function_configuration", FunctionName=name, **config)
         self.wait_function(name)
 
     def delete_function(self, name: str) -> None:

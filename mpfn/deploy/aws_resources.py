@@ -5,18 +5,24 @@
     router Lambda (zip, Mangum) + Function URL (AWS_IAM or NONE)
     warmer Lambda (ECR image) <- EventBridge Scheduler rate(...) via the scheduler role
     CloudWatch log groups with retention, created before the functions log into them
+    optional VpcConfig on both functions (subnets + security groups), with the EC2
+    network-interface permissions Lambda needs for it in their roles
 
 Policies name exact ARNs: the bucket, `<prefix>/*` keys, each function's own log group,
-and the one function the scheduler may invoke. No action is granted on `*`.
+the one function the scheduler may invoke, and the configured subnets and security
+groups. Only the two read-only EC2 Describe calls of a VPC function, which IAM supports
+on no narrower resource, are granted on `*`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mpfn.deploy.models import Resource, observed_only
+from mpfn.deploy.spec import AwsVpcConfig
 
 POLICY_NAME = "mpfn"
 Statement = dict[str, Any]
@@ -52,6 +58,33 @@ class LogGroup(Resource):
 
 
 @dataclass(frozen=True)
+class Vpc:
+    """Where a function attaches: sorted subnet and security group ids (empty: no VPC)."""
+
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, subnet_ids: Iterable[str], security_group_ids: Iterable[str]) -> Vpc:
+        return cls(tuple(sorted(set(subnet_ids))), tuple(sorted(set(security_group_ids))))
+
+    @classmethod
+    def configured(cls, vpc: AwsVpcConfig | None) -> Vpc:
+        """`deploy.aws.vpc`, or no VPC."""
+        return cls.of(vpc.subnet_ids, vpc.security_group_ids) if vpc else cls()
+
+    def __bool__(self) -> bool:
+        return bool(self.subnet_ids)
+
+    def request(self) -> dict[str, list[str]]:
+        """Lambda's `VpcConfig` (empty lists detach the function from its VPC)."""
+        return {
+            "SubnetIds": list(self.subnet_ids),
+            "SecurityGroupIds": list(self.security_group_ids),
+        }
+
+
+@dataclass(frozen=True)
 class ZipFunction(Resource):
     kind: ClassVar[str] = "aws.lambda.zip"
     order: ClassVar[int] = 30
@@ -62,6 +95,8 @@ class ZipFunction(Resource):
     memory_mb: int = 512
     timeout_s: int = 30
     environment: tuple[tuple[str, str], ...] = ()
+    subnet_ids: tuple[str, ...] = ()  # VpcConfig, sorted (empty: outside any VPC)
+    security_group_ids: tuple[str, ...] = ()
     code_sha256: str = ""
     code_path: str = observed_only("")
 
@@ -72,9 +107,13 @@ class ImageFunction(Resource):
     order: ClassVar[int] = 30
     role: str = ""
     image_uri: str = ""
+    entry_point: tuple[str, ...] = ()  # ImageConfig.EntryPoint (empty: the image's own)
+    command: tuple[str, ...] = ()  # ImageConfig.Command
     memory_mb: int = 1024
     timeout_s: int = 300
     environment: tuple[tuple[str, str], ...] = ()
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,9 +181,50 @@ class Scope:
             "Resource": f"{group}:*",
         }
 
+    def ec2(self, resource: str) -> str:
+        return f"arn:aws:ec2:{self.region}:{self.account}:{resource}"
 
-def router_policy(scope: Scope, function: str) -> str:
-    """Read the state; write only per-minute usage counts; log to its own group."""
+    def vpc_statements(self, vpc: Vpc | None) -> list[Statement]:
+        """What Lambda needs to attach a function to `vpc` (none without one): create
+        network interfaces only in its subnets with its security groups, manage only
+        interfaces of this account and region, and the two Describe calls IAM supports
+        only on `*` (the least-privilege form of AWSLambdaVPCAccessExecutionRole)."""
+        if not vpc:
+            return []
+        interfaces = self.ec2("network-interface/*")
+        return [
+            {
+                "Sid": "CreateVpcInterfaces",
+                "Effect": "Allow",
+                "Action": "ec2:CreateNetworkInterface",
+                "Resource": [
+                    interfaces,
+                    *(self.ec2(f"subnet/{s}") for s in vpc.subnet_ids),
+                    *(self.ec2(f"security-group/{g}") for g in vpc.security_group_ids),
+                ],
+            },
+            {
+                "Sid": "ManageVpcInterfaces",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Resource": interfaces,
+            },
+            {
+                "Sid": "DescribeVpcInterfaces",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+                "Resource": "*",
+            },
+        ]
+
+
+def router_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
+    """Read the state; write only per-minute usage counts; log to its own group; attach
+    to its VPC when it has one."""
     return canonical(
         {
             "Version": "2012-10-17",
@@ -163,13 +243,15 @@ def router_policy(scope: Scope, function: str) -> str:
                     "Resource": scope.objects("usage"),
                 },
                 scope.logs_statement(function),
+                *scope.vpc_statements(vpc),
             ],
         }
     )
 
 
-def warmer_policy(scope: Scope, function: str) -> str:
-    """Read and write plans, stats and forecasts under the prefix; log to its own group."""
+def warmer_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
+    """Read and write plans, stats and forecasts under the prefix; log to its own group;
+    attach to its VPC when it has one."""
     return canonical(
         {
             "Version": "2012-10-17",
@@ -182,6 +264,7 @@ def warmer_policy(scope: Scope, function: str) -> str:
                     "Resource": scope.objects(),
                 },
                 scope.logs_statement(function),
+                *scope.vpc_statements(vpc),
             ],
         }
     )

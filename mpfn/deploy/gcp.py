@@ -6,7 +6,9 @@ prefix: the router may read objects under it (and list only that prefix) and cre
 objects under `usage/`; the warmer may read and write under the prefix. The warmer's
 service account is the only invoker of the warmer job, and Cloud Scheduler runs the job
 as that account. The router service is public (`allUsers` invoker) only when
-`deploy.gcp.public` is set. Images come from the config (built separately).
+`deploy.gcp.public` is set. With `deploy.gcp.vpc` the service and the job send traffic
+into a VPC network (Direct VPC egress or a connector, see `gcp_vpc`), so they reach pools
+on private addresses. Images come from the config (built separately).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mpfn.deploy import gcp_vpc
 from mpfn.deploy.gcp_api import GcpApi, GcpSettings, sdk
 from mpfn.deploy.gcp_resources import (
     GcsBucket,
@@ -78,6 +81,7 @@ class GcpTarget:
         read, usage = state_conditions(self.bucket, self.prefix)
         stem = self.config.prefix()
         env = tuple(sorted({**self.config.router.env, "MPFN_STATE": self.state_url}.items()))
+        vpc = gcp_vpc.desired(self.config.gcp.vpc, self.project_id, self.region)
         resources: list[Resource] = [
             GcsBucket(self.bucket, location=self.region.lower()),
             ServiceAccount(self.router_sa, display_name=f"mpfn router ({stem})"),
@@ -102,6 +106,7 @@ class GcpTarget:
                 min_instances=self.config.router.min_instances,
                 max_instances=self.config.router.max_instances,
                 environment=env,
+                vpc=vpc,
                 public=self.config.gcp.public,
             ),
         ]
@@ -123,6 +128,7 @@ class GcpTarget:
                     memory_mb=warmer.memory_mb,
                     timeout_s=warmer.timeout_s,
                     environment=(("MPFN_STATE", self.state_url),),
+                    vpc=vpc,
                     invoker=email,
                 ),
                 SchedulerJob(
@@ -156,6 +162,11 @@ class GcpTarget:
             notes.append("the router service is public (allUsers): protect it with mpfn API keys")
         if not self.config.warmer.image:
             notes.append("no deploy.warmer.image: the warmer job and its schedule are skipped")
+        if self.config.gcp.vpc and self.config.gcp.vpc.egress == "all-traffic":
+            notes.append(
+                "all egress goes through the VPC: its subnetwork needs Private Google Access "
+                "(or NAT) to reach the state bucket"
+            )
         return notes
 
     def status(self) -> dict[str, Any]:
@@ -247,6 +258,7 @@ class GcpTarget:
             min_instances=template.scaling.min_instance_count,
             max_instances=template.scaling.max_instance_count,
             environment=self._env(container),
+            vpc=gcp_vpc.observed(template.vpc_access),
             public="allUsers" in self._invokers(self.api.services, full),
             url=svc.uri,
         )
@@ -266,6 +278,7 @@ class GcpTarget:
             memory_mb=self._memory(container),
             timeout_s=int(task.timeout.total_seconds()) if task.timeout else 0,
             environment=self._env(container),
+            vpc=gcp_vpc.observed(task.vpc_access),
             invoker=invokers[0].removeprefix("serviceAccount:") if invokers else "",
         )
 
@@ -371,6 +384,7 @@ class GcpTarget:
                 scaling=run_v2.RevisionScaling(
                     min_instance_count=svc.min_instances, max_instance_count=svc.max_instances
                 ),
+                vpc_access=gcp_vpc.message(svc.vpc),
             ),
         )
 
@@ -416,6 +430,7 @@ class GcpTarget:
                     service_account=job.service_account,
                     timeout=f"{job.timeout_s}s",
                     max_retries=0,
+                    vpc_access=gcp_vpc.message(job.vpc),
                 )
             )
         )

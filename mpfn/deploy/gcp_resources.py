@@ -4,6 +4,10 @@ GCS bucket (state)   <- router account: read the prefix (and list only it), crea
                      <- warmer account: read/write under the prefix
 Cloud Run service (router; IAM-only or public)
 Cloud Run job (warmer; only the warmer account may run it) <- Cloud Scheduler job
+both with optional VPC egress (Direct VPC: network/subnetwork; or a VPC Access connector)
+
+VPC access is kept as sorted (setting, value) pairs (see `gcp_vpc`), compared like any
+other setting.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mpfn.deploy.models import Resource, observed_only
+
+VpcAccess = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class RunService(Resource):
     min_instances: int = 0
     max_instances: int = 10
     environment: tuple[tuple[str, str], ...] = ()
+    vpc: VpcAccess = ()
     public: bool = False
     url: str = observed_only("")
 
@@ -69,6 +76,7 @@ class RunJob(Resource):
     memory_mb: int = 1024
     timeout_s: int = 300
     environment: tuple[tuple[str, str], ...] = ()
+    vpc: VpcAccess = ()
     invoker: str = ""
 
 

@@ -4,8 +4,9 @@ The same resources as the `aws` target with the same least-privilege policies, f
 that deploy through CloudFormation: the state bucket (retained on stack deletion), the
 router function from `router.zip` with its Function URL, the warmer image function (the
 image's Lambda runtime client on the warmer's handler) on an EventBridge Scheduler rate
-(only when `WarmerImageUri` is set), and log groups with retention. Settings from the
-config become parameter defaults.
+(only when `WarmerImageUri` is set), and log groups with retention. With
+`deploy.aws.vpc` both functions get its `VpcConfig` and their roles the network-interface
+statements it takes. Settings from the config become parameter defaults.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Any
 
 import yaml
 
-from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
+from mpfn.deploy.aws_resources import (
+    Scope,
+    Vpc,
+    rate,
+    router_policy,
+    scheduler_policy,
+    warmer_policy,
+)
 from mpfn.deploy.packaging import HANDLER
 from mpfn.deploy.spec import RETENTION_DAYS, DeployConfig
 from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
@@ -68,6 +76,12 @@ def _log_group(function: str) -> dict[str, Any]:
     }
 
 
+def _attach(vpc: Vpc) -> dict[str, Any]:
+    """A function's `VpcConfig`, a new dict per call: one shared by two functions would be
+    dumped as a YAML alias, which CloudFormation refuses."""
+    return {"VpcConfig": vpc.request()} if vpc else {}
+
+
 def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict[str, Any]:
     stem = config.prefix()
     router, warmer = f"{stem}-router", f"{stem}-warmer"
@@ -75,6 +89,7 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
     state = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     warmer_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{warmer}"
     env = {**config.router.env, "MPFN_STATE": state}
+    vpc = Vpc.configured(config.aws.vpc)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -120,7 +135,7 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                     },
                 },
             },
-            "RouterRole": _role("lambda.amazonaws.com", router_policy(scope, router)),
+            "RouterRole": _role("lambda.amazonaws.com", router_policy(scope, router, vpc)),
             "RouterLogGroup": _log_group(router),
             "RouterFunction": {
                 "Type": "AWS::Serverless::Function",
@@ -139,10 +154,11 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                         "AuthType": {"Ref": "RouterAuth"},
                         "InvokeMode": "BUFFERED",  # Mangum cannot stream
                     },
+                    **_attach(vpc),
                 },
             },
             "WarmerRole": {
-                **_role("lambda.amazonaws.com", warmer_policy(scope, warmer)),
+                **_role("lambda.amazonaws.com", warmer_policy(scope, warmer, vpc)),
                 "Condition": "HasWarmer",
             },
             "WarmerLogGroup": {**_log_group(warmer), "Condition": "HasWarmer"},
@@ -162,6 +178,7 @@ def template(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> di
                     "Timeout": config.warmer.timeout_s,
                     "Role": {"Fn::GetAtt": ["WarmerRole", "Arn"]},
                     "Environment": {"Variables": {"MPFN_STATE": state}},
+                    **_attach(vpc),
                 },
             },
             "SchedulerRole": {

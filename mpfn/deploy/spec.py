@@ -11,6 +11,7 @@ any resource is created. This module performs no I/O beyond what the caller pass
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Literal
 
 import yaml
@@ -148,6 +149,47 @@ class ImagesConfig(_Section):
         return self
 
 
+SUBNET_ID = r"^subnet-[0-9a-f]{8,17}$"
+SECURITY_GROUP_ID = r"^sg-[0-9a-f]{8,17}$"
+
+
+def _distinct(values: list[str], what: str) -> None:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"{what} lists {', '.join(dupes)} more than once")
+
+
+class AwsVpcConfig(_Section):
+    """Subnets and security groups the router and warmer Lambdas attach to (VpcConfig)."""
+
+    subnet_ids: list[str] = Field(default_factory=list, max_length=16)
+    security_group_ids: list[str] = Field(default_factory=list, max_length=5)
+
+    @model_validator(mode="after")
+    def _complete(self) -> AwsVpcConfig:
+        if not self.subnet_ids:
+            raise ValueError(
+                "subnet_ids is empty: a Lambda attaches to at least one subnet "
+                "(remove the vpc section to run outside a VPC)"
+            )
+        if not self.security_group_ids:
+            raise ValueError(
+                "subnet_ids needs security_group_ids: a Lambda in a VPC needs at least "
+                "one security group allowing egress to the pools"
+            )
+        for subnet in self.subnet_ids:
+            if not re.match(SUBNET_ID, subnet):
+                raise ValueError(f"subnet_ids: {subnet!r} is not a subnet id (subnet-...)")
+        for group in self.security_group_ids:
+            if not re.match(SECURITY_GROUP_ID, group):
+                raise ValueError(
+                    f"security_group_ids: {group!r} is not a security group id (sg-...)"
+                )
+        _distinct(self.subnet_ids, "subnet_ids")
+        _distinct(self.security_group_ids, "security_group_ids")
+        return self
+
+
 class AwsConfig(_Section):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     state: str | None = Field(default=None, description="s3://BUCKET/PREFIX (default: state)")
@@ -157,6 +199,9 @@ class AwsConfig(_Section):
     profile: str | None = None
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    vpc: AwsVpcConfig | None = Field(
+        default=None, description="Run the router and warmer Lambdas in these subnets"
+    )
 
     @model_validator(mode="after")
     def _retention(self) -> AwsConfig:
@@ -175,11 +220,37 @@ class GcpEndpoints(_Section):
     resourcemanager: str | None = None
 
 
+class GcpVpcConfig(_Section):
+    """How the router service and warmer job reach private networks: Direct VPC egress
+    (`network`, optionally `subnetwork`) or a Serverless VPC Access `connector`."""
+
+    network: str | None = Field(default=None, description="VPC network (name or path)")
+    subnetwork: str | None = Field(default=None, description="Subnetwork of `network`")
+    connector: str | None = Field(
+        default=None, description="Serverless VPC Access connector (name or full path)"
+    )
+    egress: Literal["private-ranges-only", "all-traffic"] = "private-ranges-only"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> GcpVpcConfig:
+        if self.subnetwork and not self.network:
+            raise ValueError("subnetwork applies to Direct VPC egress: set network too")
+        if bool(self.network) == bool(self.connector):
+            raise ValueError(
+                "set exactly one of network (Direct VPC egress) and connector "
+                "(Serverless VPC Access)"
+            )
+        return self
+
+
 class GcpConfig(_Section):
     project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
     region: str | None = Field(default=None, pattern=r"^[a-z]+-[a-z]+\d$")
     state: str | None = Field(default=None, description="gs://BUCKET/PREFIX (default: state)")
     public: bool = False
+    vpc: GcpVpcConfig | None = Field(
+        default=None, description="Egress of the router and warmer into a VPC network"
+    )
     endpoints: GcpEndpoints = Field(default_factory=GcpEndpoints)
 
 

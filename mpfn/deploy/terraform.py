@@ -3,7 +3,9 @@
 Same resources and least-privilege policies as the `aws` target and the SAM template.
 Variables carry the settings people change per environment (region, router zip, warmer
 image, auth, memory, log retention) with the config's values as defaults; the warmer,
-its roles and its schedule exist only when `warmer_image` is set. The module declares no
+its roles and its schedule exist only when `warmer_image` is set. With `deploy.aws.vpc`
+both functions get a `vpc_config` block and their role policies the network-interface
+statements it takes. The module declares no
 provider block beyond the required provider, so callers configure credentials and
 endpoints as they like.
 """
@@ -13,7 +15,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mpfn.deploy.aws_resources import Scope, rate, router_policy, scheduler_policy, warmer_policy
+from mpfn.deploy.aws_resources import (
+    Scope,
+    Vpc,
+    rate,
+    router_policy,
+    scheduler_policy,
+    warmer_policy,
+)
 from mpfn.deploy.packaging import HANDLER
 from mpfn.deploy.spec import DeployConfig
 from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
@@ -57,6 +66,10 @@ def _variables(config: DeployConfig) -> dict[str, Any]:
     }
 
 
+def _vpc_config(vpc: Vpc) -> dict[str, list[str]]:
+    return {"subnet_ids": list(vpc.subnet_ids), "security_group_ids": list(vpc.security_group_ids)}
+
+
 def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict[str, Any]:
     stem = config.prefix()
     router, warmer = f"{stem}-router", f"{stem}-warmer"
@@ -64,6 +77,8 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
     state = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     warmer_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{warmer}"
     env = dict(sorted({**config.router.env, "MPFN_STATE": state}.items()))
+    vpc = Vpc.configured(config.aws.vpc)
+    attach = {"vpc_config": _vpc_config(vpc)} if vpc else {}
     return {
         "terraform": {
             "required_version": ">= 1.3",
@@ -106,13 +121,13 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                 "router": {
                     "name": "mpfn",
                     "role": "${aws_iam_role.router.id}",
-                    "policy": router_policy(scope, router),
+                    "policy": router_policy(scope, router, vpc),
                 },
                 "warmer": {
                     "count": WARMER_COUNT,
                     "name": "mpfn",
                     "role": "${aws_iam_role.warmer[0].id}",
-                    "policy": warmer_policy(scope, warmer),
+                    "policy": warmer_policy(scope, warmer, vpc),
                 },
                 "scheduler": {
                     "count": WARMER_COUNT,
@@ -144,6 +159,7 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                     "timeout": config.router.timeout_s,
                     "role": "${aws_iam_role.router.arn}",
                     "environment": {"variables": env},
+                    **attach,
                     "depends_on": [
                         "aws_cloudwatch_log_group.router",
                         "aws_iam_role_policy.router",
@@ -162,6 +178,7 @@ def module(config: DeployConfig, bucket: str, prefix: str, runtime: str) -> dict
                     "timeout": config.warmer.timeout_s,
                     "role": "${aws_iam_role.warmer[0].arn}",
                     "environment": {"variables": {"MPFN_STATE": state}},
+                    **attach,
                     "depends_on": [
                         "aws_cloudwatch_log_group.warmer",
                         "aws_iam_role_policy.warmer",

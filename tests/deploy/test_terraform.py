@@ -2,7 +2,8 @@
 
 `terraform init` installs hashicorp/aws from the offline provider mirror on this machine
 (a CLI config with `filesystem_mirror`; nothing is downloaded), then apply, plan and
-destroy run against moto on loopback. Skipped where Terraform or the mirror is missing.
+destroy run against moto on loopback, once as configured and once with both functions in
+a VPC made through moto's EC2 API. Skipped where Terraform or the mirror is missing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import KEY, REGION, SECRET, AwsProject, run_cli
+from tests.deploy.test_aws_vpc import attached, network
 
 MIRRORS = (
     os.environ.get("MPFN_TF_MIRROR", ""),
@@ -23,7 +25,7 @@ MIRRORS = (
     "/usr/share/terraform/plugins",
     str(Path.home() / ".terraform.d/plugins"),
 )
-SERVICES = ("s3", "iam", "lambda", "sts", "cloudwatchlogs", "scheduler")
+SERVICES = ("s3", "iam", "lambda", "sts", "cloudwatchlogs", "scheduler", "ec2")
 
 
 def provider_mirror() -> Path | None:
@@ -59,9 +61,17 @@ def terraform(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.Comp
     )
 
 
+@pytest.mark.parametrize("in_vpc", [False, True], ids=["no-vpc", "vpc"])
 def test_terraform_module_applies_and_destroys_on_moto(
-    aws_project: AwsProject, tmp_path: Path
+    aws_project: AwsProject, tmp_path: Path, in_vpc: bool
 ) -> None:
+    subnets, groups = network(aws_project.api()) if in_vpc else ([], [])
+    if in_vpc:
+        aws_project.raw["deploy"]["aws"]["vpc"] = {
+            "subnet_ids": subnets,
+            "security_group_ids": groups,
+        }
+        aws_project.write()
     exported = run_cli(aws_project.directory, "deploy", "--export", "iac")
     assert exported.returncode == 0, exported.stderr
     module = aws_project.directory / "iac/terraform"
@@ -113,6 +123,8 @@ def test_terraform_module_applies_and_destroys_on_moto(
     assert image_config["EntryPoint"] == ["python3", "-m", "awslambdaric"]
     assert image_config["Command"] == ["mpfn.functions.warmer.lambda_handler.handler"]
     assert api.get_schedule(f"{stem}-warmer-schedule") is not None
+    for function in ("router", "warmer"):
+        assert attached(api, f"{stem}-{function}") == (sorted(subnets), sorted(groups))
     assert api.bucket_region(aws_project.bucket) == REGION
     outputs = json.loads(terraform(module, "output", "-json", env=env).stdout)
     assert outputs["router_url"]["value"].startswith("https://")
