@@ -8,9 +8,19 @@ so every component agrees on where a document lives.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
+
+from mpfn.poolauth.refs import parse_ref
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -94,8 +104,74 @@ class ModelVersion(_Doc):
         return model_key(self.name, self.version)
 
 
+def _ref(text: str | None) -> str | None:
+    if text is not None:
+        parse_ref(text)  # BadReference (a ValueError) says what a reference looks like
+    return text
+
+
+SecretRefText = Annotated[str, AfterValidator(_ref)]
+_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+AuthType = Literal["bearer", "header", "sigv4", "google-id-token", "mtls"]
+
+
+class PoolAuth(_Doc):
+    """How the router and the warmer authenticate to a pool; secrets only by reference
+    (`env:`, `file:`, `aws-sm:`, `gcp-sm:`, `k8s:`; see `mpfn.poolauth.refs`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    type: AuthType
+    token: SecretRefText | None = Field(
+        default=None, description="bearer / header: the credential, by reference"
+    )
+    header: str | None = Field(default=None, description="header: its name (e.g. x-api-key)")
+    admin_token: SecretRefText | None = Field(
+        default=None,
+        description="The management API's token (warmer only), when not `token`",
+    )
+    region: str | None = Field(default=None, description="sigv4: the signing region")
+    service: str = Field(default="execute-api", description="sigv4: the signing service")
+    audience: str | None = Field(
+        default=None, description="google-id-token: the audience (default: the endpoint)"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> PoolAuth:
+        if self.type in ("bearer", "header") and self.token is None:
+            raise ValueError(f"auth type {self.type} needs a token reference")
+        if self.type == "header" and (self.header is None or not _HEADER_RE.match(self.header)):
+            raise ValueError("auth type header needs a header name (e.g. x-api-key)")
+        if self.type == "sigv4" and not self.region:
+            raise ValueError("auth type sigv4 needs a region")
+        return self
+
+
+class PoolTLS(_Doc):
+    """TLS to a pool's https endpoint: a private CA, a client certificate (mTLS), the
+    name to verify. PEM, by reference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    ca: SecretRefText | None = Field(default=None, description="CA bundle (PEM) to trust")
+    cert: SecretRefText | None = Field(default=None, description="client certificate (PEM)")
+    key: SecretRefText | None = Field(default=None, description="client key (PEM)")
+    server_name: str | None = Field(
+        default=None, max_length=253, description="name to verify instead of the host"
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> PoolTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls: a client certificate needs its key, and a key its certificate")
+        return self
+
+
 class Pool(_Doc):
     """A place backends run: one adapter endpoint in one cloud/region/on-prem site."""
+
+    # a secret pasted where a reference belongs must not come back in an error
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     id: str = Field(pattern=NAME_PATTERN)
     cloud: Cloud
@@ -116,6 +192,24 @@ class Pool(_Doc):
         "(python -m mpfn.adapters.<adapter>): it speaks the pool protocol (v2 + repository), "
         "so the router and the warmer talk to it like to any v2 pool",
     )
+
+    auth: PoolAuth | None = Field(default=None, description="Credentials, by reference")
+    tls: PoolTLS | None = Field(default=None, description="TLS settings of an https endpoint")
+    management_url: HttpUrl | None = Field(
+        default=None, description="The backend's management API, when not the endpoint"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Adapter options (see the adapter's docs)"
+    )
+
+    @model_validator(mode="after")
+    def _secure_fields(self) -> Pool:
+        if self.tls is not None and self.endpoint.scheme != "https":
+            raise ValueError("tls applies to https endpoints only")
+        mtls = self.auth is not None and self.auth.type == "mtls"
+        if mtls and (self.tls is None or self.tls.cert is None):
+            raise ValueError("auth type mtls needs tls.cert and tls.key")
+        return self
 
     @property
     def key(self) -> str:

@@ -13,6 +13,7 @@ import uvicorn
 from mpfn.adapters.ort_worker.guard import exposure_warning
 from mpfn.adapters.ort_worker.options import build_app, parse_args
 from mpfn.adapters.ort_worker.providers import NoProvider
+from mpfn.adapters.ort_worker.tlsserve import uvicorn_tls
 
 
 class _Server(uvicorn.Server):
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             access_log=False,
             log_level=config.log_level,
             timeout_graceful_shutdown=30,
+            **uvicorn_tls(config.tls_cert, config.tls_key, config.tls_client_ca),
         )
     )
     server.run()

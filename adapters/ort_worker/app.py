@@ -27,7 +27,7 @@ from mpfn.adapters.ort_worker.errors import (
     ModelNotFound,
     WorkerError,
 )
-from mpfn.adapters.ort_worker.guard import CHALLENGE, AdminGuard, Unauthorized
+from mpfn.adapters.ort_worker.guard import CHALLENGE, AccessGuard, AdminGuard, Unauthorized
 from mpfn.adapters.ort_worker.http import (
     JSON,
     OCTETS,
@@ -103,10 +103,12 @@ class WorkerApp:
         preload: Sequence[tuple[str, str | None]] = (),
         faults: Faults = NO_FAULTS,
         admin: AdminGuard = OPEN,
+        access: AccessGuard | None = None,
     ) -> None:
         self.repository = repository
         self.faults = faults
         self.admin = admin
+        self.access = access or AccessGuard(None)
         self.metrics: WorkerMetrics = repository.metrics
         self.admission = Admission(max_concurrency, max_queue)
         self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
@@ -142,9 +144,11 @@ class WorkerApp:
         method: str = scope["method"]
         try:
             if path.startswith(_MODELS):
+                self.access.check(header(scope, b"authorization"))
                 await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
             elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
-                self.admin.check(header(scope, b"authorization"))
+                guard = self.admin if self.admin.enabled else self.access
+                guard.check(header(scope, b"authorization"))
                 require_method(method, "POST")
                 await self._repository_route(scope, receive, send, path)
             elif path in ("/v2/health/live", "/v2/health/ready"):
@@ -155,6 +159,7 @@ class WorkerApp:
                 else:
                     await self._json(send, 503, {"ready": False, "error": "worker is starting"})
             elif path in ("/v2", "/v2/"):
+                self.access.check(header(scope, b"authorization"))
                 require_method(method, "GET")
                 await respond(send, 200, self.server_metadata, JSON, self.load_headers())
             elif path == "/metrics":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import time
 from pathlib import Path
 
 from mpfn.adapters.ort_worker.errors import WorkerError
@@ -86,3 +87,67 @@ def exposure_warning(host: str, guarded: bool) -> str | None:
         "load and unload models through /v2/repository/...; set --admin-token-file or "
         f"{ADMIN_TOKEN_ENV}, and keep workers on private addresses"
     )
+
+
+class TokenFile:
+    """The tokens a pool accepts for inference: one per non-empty line of a file, re-read
+    when the file changes (looked at no more than once a second), so a token can be
+    rotated without a restart: add the new line, move the callers over, drop the old one."""
+
+    __slots__ = ("_checked", "_mtime", "_tokens", "path")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mtime = -1.0
+        self._checked = 0.0
+        self._tokens: tuple[bytes, ...] = ()
+        self._reload(time.monotonic())
+        if not self._tokens:
+            raise ValueError(f"token file {path} holds no token")
+
+    def __repr__(self) -> str:  # never the tokens
+        return f"TokenFile({self.path}, tokens={len(self._tokens)})"
+
+    def _reload(self, now: float) -> None:
+        self._checked = now
+        try:
+            mtime = self.path.stat().st_mtime
+            if mtime == self._mtime:
+                return
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return  # keep the tokens read last: a file being replaced is not a lockout
+        tokens = tuple(line.strip().encode() for line in lines if line.strip())
+        if tokens:
+            self._tokens, self._mtime = tokens, mtime
+
+    def tokens(self) -> tuple[bytes, ...]:
+        now = time.monotonic()
+        if now - self._checked >= 1.0:
+            self._reload(now)
+        return self._tokens
+
+
+class AccessGuard:
+    """Checks the bearer token of inference and metadata requests; open without a file."""
+
+    __slots__ = ("_file",)
+
+    def __init__(self, tokens: TokenFile | None) -> None:
+        self._file = tokens
+
+    @property
+    def enabled(self) -> bool:
+        return self._file is not None
+
+    def __repr__(self) -> str:
+        return f"AccessGuard(enabled={self.enabled})"
+
+    def check(self, authorization: bytes | None) -> None:
+        if self._file is None:
+            return
+        if authorization is None or authorization[: len(_BEARER)].lower() != _BEARER:
+            raise Unauthorized("this pool requires a Bearer token")
+        presented = authorization[len(_BEARER) :].strip()
+        if not any(hmac.compare_digest(presented, t) for t in self._file.tokens()):
+            raise Unauthorized("invalid token")

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpfn.adapters.ort_worker.app import Faults, WorkerApp
-from mpfn.adapters.ort_worker.guard import ADMIN_TOKEN_ENV, AdminGuard, read_token_file
+from mpfn.adapters.ort_worker.guard import (
+    ADMIN_TOKEN_ENV,
+    AccessGuard,
+    AdminGuard,
+    TokenFile,
+    read_token_file,
+)
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import (
     DEFAULT_PREFERENCE,
@@ -21,6 +27,7 @@ from mpfn.adapters.ort_worker.providers import (
     parse_provider_list,
 )
 from mpfn.adapters.ort_worker.repository import ModelRepository, RepositoryConfig
+from mpfn.adapters.ort_worker.tlsserve import add_tls_arguments, check_tls_arguments
 from mpfn.store import open_store
 
 _MIB = 1024 * 1024
@@ -48,6 +55,10 @@ class WorkerConfig:
     inject_seed: int | None = None
     # Required on management requests (`/v2/repository/...`) when set; never shown in reprs.
     admin_token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 def default_cache_dir() -> Path:
@@ -124,6 +135,7 @@ def parse_args(
         help="file holding the token the management API (/v2/repository/...) requires as "
         f"'Authorization: Bearer <token>'; default: ${ADMIN_TOKEN_ENV}, else no token",
     )
+    add_tls_arguments(parser)
     debug = parser.add_argument_group(
         "test and benchmark aids", "deliberately degrade this worker; never use in production"
     )
@@ -138,6 +150,7 @@ def parse_args(
     )
     debug.add_argument("--inject-seed", type=int, default=None, help="seed of the error draws")
     args = parser.parse_args(argv)
+    check_tls_arguments(parser, args)
     if args.max_queue < 0:
         parser.error("--max-queue must be 0 or more")
     if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
@@ -170,6 +183,10 @@ def parse_args(
         inject_error_rate=args.inject_error_rate,
         inject_seed=args.inject_seed,
         admin_token=admin_token,
+        token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
 
 
@@ -194,4 +211,5 @@ def build_app(config: WorkerConfig) -> WorkerApp:
         preload=config.preload,
         faults=Faults(config.inject_delay_ms, config.inject_error_rate, config.inject_seed),
         admin=AdminGuard(config.admin_token),
+        access=AccessGuard(TokenFile(config.token_file) if config.token_file else None),
     )

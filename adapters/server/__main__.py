@@ -12,6 +12,7 @@ import uvicorn
 
 from mpfn.adapters.base import AdapterError
 from mpfn.adapters.ort_worker.guard import exposure_warning
+from mpfn.adapters.ort_worker.tlsserve import uvicorn_tls
 from mpfn.adapters.registry import UnknownAdapter
 from mpfn.adapters.server.options import build_server, parse_args
 
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None, *, kind: str | None = None) -> int:
             access_log=False,
             log_level=config.log_level,
             timeout_graceful_shutdown=30,
+            **uvicorn_tls(config.tls_cert, config.tls_key, config.tls_client_ca),
         )
     )
     server.run()

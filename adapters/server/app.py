@@ -25,7 +25,7 @@ from typing import Any
 from mpfn.adapters.base import Adapter, AdapterError, LoadResult
 from mpfn.adapters.ort_worker.admission import Admission
 from mpfn.adapters.ort_worker.errors import ClientDisconnected, WorkerError
-from mpfn.adapters.ort_worker.guard import AdminGuard
+from mpfn.adapters.ort_worker.guard import AccessGuard, AdminGuard
 from mpfn.adapters.ort_worker.http import (
     JSON,
     OCTETS,
@@ -90,11 +90,13 @@ class AdapterServer:
         max_queue: int = 64,
         max_body_bytes: int = 64 * 1024 * 1024,
         admin: AdminGuard | None = None,
+        access: AccessGuard | None = None,
         load_on_demand: bool = True,
     ) -> None:
         self.adapter = adapter
         self.catalog = catalog
         self.admin = admin or AdminGuard(None)
+        self.access = access or AccessGuard(None)
         self.admission = Admission(max_concurrency, max_queue)
         self.metrics = PoolMetrics()
         self.metrics.bind_admission(lambda: self.admission.running, lambda: self.admission.queued)
@@ -131,9 +133,11 @@ class AdapterServer:
         method: str = scope["method"]
         try:
             if path.startswith(_MODELS):
+                self.access.check(header(scope, b"authorization"))
                 await self._model_route(scope, receive, send, path[len(_MODELS) :], method)
             elif path.startswith(_REPO_MODELS) or path == "/v2/repository/index":
-                self.admin.check(header(scope, b"authorization"))
+                guard = self.admin if self.admin.enabled else self.access
+                guard.check(header(scope, b"authorization"))
                 require_method(method, "POST")
                 await self._repository_route(scope, receive, send, path)
             elif path == "/v2/health/live":
@@ -146,6 +150,7 @@ class AdapterServer:
                 else:
                     await self._json(send, 503, {"ready": False, "error": "backend not ready"})
             elif path in ("/v2", "/v2/"):
+                self.access.check(header(scope, b"authorization"))
                 require_method(method, "GET")
                 await respond(send, 200, self.server_metadata, JSON, self.load_headers())
             elif path == "/metrics":

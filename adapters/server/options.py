@@ -24,7 +24,14 @@ import orjson
 from pydantic import HttpUrl
 
 from mpfn.adapters.base import AdapterConfig
-from mpfn.adapters.ort_worker.guard import ADMIN_TOKEN_ENV, AdminGuard, read_token_file
+from mpfn.adapters.ort_worker.guard import (
+    ADMIN_TOKEN_ENV,
+    AccessGuard,
+    AdminGuard,
+    TokenFile,
+    read_token_file,
+)
+from mpfn.adapters.ort_worker.tlsserve import add_tls_arguments, check_tls_arguments
 from mpfn.adapters.registry import create
 from mpfn.adapters.server.app import AdapterServer
 from mpfn.adapters.server.catalog import ModelCatalog
@@ -52,6 +59,10 @@ class ServerConfig:
     document_ttl_s: float = 5.0
     admin_token: str | None = field(default=None, repr=False)
     log_level: str = "info"
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -88,7 +99,9 @@ def parse_args(argv: Sequence[str] | None = None, *, kind: str | None = None) ->
     parser.add_argument("--no-load-on-demand", action="store_true")
     parser.add_argument("--admin-token-file", type=Path)
     parser.add_argument("--log-level", default="info")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
+    check_tls_arguments(parser, args)
     options = dict(args.option)
     if args.grpc:
         options["grpc_target"] = args.grpc
@@ -122,6 +135,10 @@ def parse_args(argv: Sequence[str] | None = None, *, kind: str | None = None) ->
         load_on_demand=not args.no_load_on_demand,
         admin_token=token,
         log_level=args.log_level,
+        token_file=args.token_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
 
 
@@ -151,5 +168,6 @@ def build_server(config: ServerConfig) -> AdapterServer:
         max_concurrency=config.max_concurrency,
         max_queue=config.max_queue,
         admin=AdminGuard(config.admin_token),
+        access=AccessGuard(TokenFile(config.token_file) if config.token_file else None),
         load_on_demand=config.load_on_demand,
     )

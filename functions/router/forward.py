@@ -33,6 +33,7 @@ from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import error_body, send_json
 from mpfn.functions.router.spans import traced_attempt
+from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.routing import Attempt, RoutingState
 from mpfn.routing.admission import Outcome as AttemptOutcome
 from mpfn.routing.admission import classify
@@ -134,11 +135,19 @@ def streams(content_type: str, content_length: int | None) -> bool:
     return content_length is None or content_type.startswith("text/event-stream")
 
 
-def with_attempts(reason: str, failed: Sequence[str]) -> str:
-    """The route reason after failing over from the pools in `failed`."""
+def with_attempts(reason: str, failed: Sequence[str], causes: Sequence[str] = ()) -> str:
+    """The route reason after failing over from the pools in `failed` (`causes`: each
+    failure as `pool: why`, shortened into the header)."""
     if not failed:
         return reason
-    return f"{reason}; attempt {len(failed) + 1} after {','.join(failed)}"
+    why = f" ({header_safe('; '.join(causes))})" if causes else ""
+    return f"{reason}; attempt {len(failed) + 1} after {','.join(failed)}{why}"
+
+
+def header_safe(text: str, limit: int = 300) -> str:
+    """`text` as a header value: printable ASCII on one line, at most `limit` characters."""
+    clean = "".join(c if " " <= c <= "~" else " " for c in text)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +173,9 @@ class Busy:
 
 QueueWait = Callable[[float, float], float]  # (expected ms, seconds left) -> longest wait
 RETRY_AFTER = (b"retry-after", b"1")
+# A pool answering these refused the router's own credentials (a caller's never reach a
+# pool): a failure of that pool, so the request goes on to the next one.
+REFUSED = frozenset({401, 403})
 
 
 class Forwarder:
@@ -179,8 +191,10 @@ class Forwarder:
         tracer: Tracer | None = None,
         admission: Admission | None = None,
         queue_wait: QueueWait | None = None,
+        credentials: PoolCredentials | None = None,
     ) -> None:
         self.state = state
+        self.credentials = credentials or PoolCredentials()
         self.admission = admission  # None: no router-side limits
         self.queue_wait = queue_wait or (lambda expected_ms, left_s: left_s)
         self.connect_timeout_s = connect_timeout_s
@@ -199,6 +213,7 @@ class Forwarder:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+        await self.credentials.aclose()
 
     async def forward(
         self,
@@ -261,10 +276,11 @@ class Forwarder:
             try:
                 answered = await call(send, attempt, path, body, headers, timeout,
                                                started, failed, reason, reported,
-                                               wait_s)  # fmt: skip
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # Connection errors, timeouts, and a buffered read that broke off: nothing
-                # reached the client yet, so the next pool may answer instead.
+                                               wait_s, failures)  # fmt: skip
+            except (aiohttp.ClientError, TimeoutError, CredentialError) as exc:
+                # Connection and TLS errors, timeouts, credentials that could not be had, a
+                # buffered read that broke off: nothing reached the client yet, so the
+                # next pool may answer instead.
                 error = describe(exc)
                 state.finished(pool_id, attempt.model, _ms(started), False, {}, clock(), error)
                 answered = None
@@ -344,22 +360,37 @@ class Forwarder:
         reason: str,
         reported: list[int | None],
         wait_s: float | None = None,
+        causes: Sequence[str] = (),
     ) -> int | str | Busy:
         """One attempt: the status relayed to the client, why it failed (a retryable
-        answer), or `Busy` when the pool answered that it is full. Connection errors and
-        timeouts raise; `reported` gets an entry once the outcome went to the routing
-        state."""
-        pool_id = attempt.pool.id
+        answer), or `Busy` when the pool answered that it is full. Connection errors,
+        timeouts and credentials that cannot be had raise; `reported` gets an entry once
+        the outcome went to the routing state."""
+        pool = attempt.pool
+        pool_id = pool.id
         state, clock = self.state, self.clock
+        url = backend_url(pool, path)
+        tls: dict[str, Any] = {}
+        if needs_keys(pool):
+            keys = await self.credentials.keys(pool)
+            headers = keys.request_headers("POST", url, body, headers)
+            if keys.ssl is not None:
+                tls["ssl"] = keys.ssl
+            if keys.server_name:
+                tls["server_hostname"] = keys.server_name
         async with asyncio.timeout(wait_s):
             resp = await self.session.post(
-                backend_url(attempt.pool, path),
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=timeout,
+                url, data=body, headers=headers, allow_redirects=False, timeout=timeout, **tls
             )
         try:
+            if resp.status in REFUSED:
+                await resp.read()
+                error = f"HTTP {resp.status}: the pool refused the router's credentials"
+                state.finished(
+                    pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
+                )
+                reported.append(None)
+                return error
             if classify(resp.status, resp.headers) == "busy":
                 await resp.read()
                 state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
@@ -373,7 +404,7 @@ class Forwarder:
                 )
                 reported.append(None)
                 return error
-            why = with_attempts(reason, failed)
+            why = with_attempts(reason, failed, causes)
             if streams(resp.content_type, resp.content_length):
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))
@@ -404,7 +435,10 @@ class Forwarder:
         else:
             status = 503
             message = "no healthy backend: " + "; ".join(failures or ["no pool to try"])
-        why = f"{reason}; all {len(failed)} attempts failed" if failed else reason
+        why = reason
+        if failed:
+            causes = header_safe("; ".join(failures))
+            why = f"{reason}; all {len(failed)} attempts failed ({causes})"
         await send_json(send, status, error_body(message), route_headers(why))
         return Outcome(None, status, len(failed), tuple(failed))
 
@@ -483,4 +517,10 @@ def _ms(started: float) -> float:
 def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        detail = getattr(cert_error, "verify_message", "") or str(cert_error)
+        return f"tls: certificate verify failed: {detail}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"tls: {getattr(exc.os_error, 'reason', None) or exc.os_error}"
     return str(exc) or type(exc).__name__

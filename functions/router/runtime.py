@@ -38,6 +38,8 @@ from mpfn.functions.router.guard import (
 from mpfn.functions.router.metrics import LiveState, RouterMetrics
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.usage import UsageCounter, write_usage
+from mpfn.poolauth.present import PoolCredentials
+from mpfn.poolauth.resolver import SecretResolver
 from mpfn.routing import Decision, PoolStatsDocument, RoutingState, Strategy
 from mpfn.routing.decide import RouteRequest, decide, default_policy
 from mpfn.routing.snapshot import Snapshot, SnapshotLoader
@@ -62,6 +64,7 @@ class RouterRuntime:
         clock: Callable[[], float] = time.monotonic,
         routing_clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
+        credentials: PoolCredentials | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -98,6 +101,7 @@ class RouterRuntime:
             tracer=tracer,
             admission=self.admission,
             queue_wait=settings.queue_wait_s,
+            credentials=credentials or PoolCredentials(SecretResolver(ttl_s=settings.secret_ttl_s)),
         )
         self.metrics = RouterMetrics()
         self.metrics.watch(

@@ -59,6 +59,8 @@ class RouterSettings:
     else a model, may hold its share); `line_per_slot`: most waiting requests per slot of
     the pools they wait for (more are shed at once). `limit_per_capacity`: a pool's first
     limit per unit of its declared `capacity`; `max_limit`: the highest a limit may grow.
+    `secret_ttl_s`: how long a resolved pool secret (token, CA, client certificate) is
+    used before it is fetched again: a rotated secret is picked up within this time.
     """
 
     refresh_ttl_s: float = 5.0
@@ -87,9 +89,11 @@ class RouterSettings:
     line_per_slot: float = 1.0
     limit_per_capacity: float = 2.0
     max_limit: float = 256.0
+    secret_ttl_s: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s"):
+        for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s",
+                     "secret_ttl_s"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         if self.max_body_bytes <= 0:

@@ -108,7 +108,7 @@ async def test_connection_refused_fails_over(
         r = await client.post("/v2/models/demo/infer", content=b"{}")
         assert r.status_code == 200 and r.headers["x-mpfn-pool"] == "pa"
         reasons.append(r.headers["x-mpfn-route-reason"])
-    assert any(reason.endswith("; attempt 2 after dead") for reason in reasons)
+    assert any("; attempt 2 after dead (dead: " in reason for reason in reasons)
     dead = app.runtime.routing.feedback.stats["dead"]
     assert dead.errors >= 1 and dead.last_error
 
