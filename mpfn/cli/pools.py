@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 
 
+def _given(**values: str | None) -> dict[str, str]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -44,10 +48,35 @@ def add(
         bool,
         typer.Option(help="The endpoint is an mpfn adapter server in front of the backend"),
     ] = False,
+    auth: Annotated[
+        str | None, typer.Option(help="bearer | header | sigv4 | google-id-token | mtls")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="The credential BY REFERENCE: env:, file:, aws-sm:, ...")
+    ] = None,
+    auth_header: Annotated[str | None, typer.Option(help="auth header: its name")] = None,
+    admin_token: Annotated[
+        str | None, typer.Option(help="Management API token (warmer), by reference")
+    ] = None,
+    sigv4_region: Annotated[str | None, typer.Option(help="auth sigv4: signing region")] = None,
+    audience: Annotated[str | None, typer.Option(help="auth google-id-token: audience")] = None,
+    tls_ca: Annotated[str | None, typer.Option(help="CA bundle to trust, by reference")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="Client certificate, by reference")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="Client key, by reference")] = None,
+    tls_server_name: Annotated[str | None, typer.Option(help="Name to verify")] = None,
 ) -> None:
-    """Add or replace a pool."""
+    """Add or replace a pool. Credentials are given by reference, never by value."""
+    secure: dict[str, object] = {}
+    if auth is not None:
+        secure["auth"] = _given(type=auth, token=token, header=auth_header,
+                                admin_token=admin_token, region=sigv4_region,
+                                audience=audience)  # fmt: skip
+    tls = _given(ca=tls_ca, cert=tls_cert, key=tls_key, server_name=tls_server_name)
+    if tls:
+        secure["tls"] = tls
     pool = Pool.model_validate(
         {
+            **secure,
             "id": pool_id,
             "endpoint": endpoint,
             "cloud": cloud,

@@ -159,3 +159,18 @@ def test_schema_writes_json_schemas(tmp_path: Path) -> None:
     assert names == ["model-version.schema.json", "policy.schema.json", "pool.schema.json"]
     pool = json.loads((tmp_path / "s" / "pool.schema.json").read_text())
     assert "endpoint" in pool["properties"]
+
+
+def test_pool_credentials_are_references_and_a_pasted_secret_is_refused(tmp_path: Path) -> None:
+    run(["init", str(tmp_path / "p")], cwd=tmp_path)
+    project = tmp_path / "p"
+    add = ["pools", "add", "sec", "--endpoint", "https://10.0.0.5:8443", "--auth", "bearer"]
+    pasted = run([*add, "--token", "sk-live-0123456789"], cwd=project, ok=False)
+    assert pasted.returncode != 0
+    assert "by reference" in pasted.stderr and "sk-live-0123456789" not in pasted.stderr
+    run(["pools", "add", "sec", "--endpoint", "https://10.0.0.5:8443", "--auth", "header",
+         "--auth-header", "x-api-key", "--token", "aws-sm:mpfn/llm#key",
+         "--tls-ca", "file:/etc/mpfn/ca.pem"], cwd=project)  # fmt: skip
+    (listed,) = json.loads(run(["pools", "list", "--json"], cwd=project).stdout)
+    assert listed["auth"]["token"] == "aws-sm:mpfn/llm#key"
+    assert listed["tls"]["ca"] == "file:/etc/mpfn/ca.pem"
