@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import httpx
 
 from mpfn.adapters.base import Adapter, AdapterConfig, AdapterFactory
 from mpfn.adapters.registry import UnknownAdapter, load_factory
 from mpfn.documents import ModelVersion, Pool
+from mpfn.poolauth.present import PoolCredentials
 from mpfn.warm.plan import WarmAction
 
 AdapterSource = Callable[[Pool], Adapter]
@@ -55,14 +57,51 @@ def factory(kind: str) -> AdapterFactory:
         return found
 
 
+@dataclass(frozen=True)
+class Secured:
+    """What a pool's `auth` and `tls` give its adapter: credentials and its own client."""
+
+    credentials: Mapping[str, str]
+    client: httpx.AsyncClient | None  # with the pool's TLS context; None: the shared one
+
+
+async def secure_pool(
+    pool: Pool, credentials: PoolCredentials, timeout_s: float = 300.0
+) -> Secured:
+    """Resolve `pool`'s management credential (`auth.admin_token`, else `auth.token`) and
+    TLS context; CredentialError when they cannot be had."""
+    keys = await credentials.keys(pool, admin=True)
+    creds: dict[str, str] = {}
+    bearer = keys.headers.get("Authorization", "")
+    if bearer.startswith("Bearer "):
+        creds = {"token": bearer[7:], "admin_token": bearer[7:]}
+    client = None
+    if keys.ssl is not None:
+        client = httpx.AsyncClient(timeout=timeout_s, verify=keys.ssl)
+    return Secured(creds, client)
+
+
 def adapter_source(
-    client: httpx.AsyncClient | None = None, timeout_s: float = 300.0
+    client: httpx.AsyncClient | None = None,
+    timeout_s: float = 300.0,
+    secured: Mapping[str, Secured] | None = None,
 ) -> AdapterSource:
-    """Adapters for pools, all sharing `client` (each adapter makes its own when None)."""
+    """Adapters for pools, all sharing `client` (each adapter makes its own when None)
+    but for pools in `secured`, which get their credentials and TLS client. Each gets the
+    pool's `management_url` and `options`."""
+    secured = secured or {}
 
     def make(pool: Pool) -> Adapter:
-        config = AdapterConfig(pool=pool, timeout_s=timeout_s)
-        return factory(management_kind(pool))(config, client=client)
+        extra = secured.get(pool.id)
+        config = AdapterConfig(
+            pool=pool,
+            timeout_s=timeout_s,
+            management_url=str(pool.management_url) if pool.management_url else None,
+            options=pool.options,
+            credentials=extra.credentials if extra else {},
+        )
+        own = extra.client if extra is not None and extra.client is not None else client
+        return factory(management_kind(pool))(config, client=own)
 
     return make
 

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,12 +31,21 @@ import httpx
 
 from mpfn.adapters.base import Adapter
 from mpfn.documents import ModelVersion, Policy, Pool
+from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.registry import Registry, latest_version
 from mpfn.routing import BreakerConfig, Limits
 from mpfn.routing.filter import exclusion_reason
 from mpfn.state import Documents
 from mpfn.store import Store, StoreError
-from mpfn.warm.apply import AdapterSource, adapter_source, apply_actions, held, one_line
+from mpfn.warm.apply import (
+    AdapterSource,
+    Secured,
+    adapter_source,
+    apply_actions,
+    held,
+    one_line,
+    secure_pool,
+)
 from mpfn.warm.desired import (
     ModelSignal,
     PoolView,
@@ -149,10 +158,15 @@ async def run_warmer(
 
     async with contextlib.AsyncExitStack() as stack:
         source = adapters
+        secure_errors: dict[str, str] = {}
         if source is None:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=300.0))
-            source = adapter_source(client)
-        made = [_make(source, pool) for pool in pools]
+            secured = await _secure(pools, stack, secure_errors)
+            source = adapter_source(client, secured=secured)
+        made = [
+            (pool, secure_errors[pool.id]) if pool.id in secure_errors else _make(source, pool)
+            for pool in pools
+        ]
         latest = {name: doc.version for name, doc in models.items()}
         views = await asyncio.gather(*(_view(p, a, latest, models, policies) for p, a in made))
         pool_errors = {v.pool.id: e for v, e in views if e}
@@ -225,6 +239,28 @@ def _forecast(
     except StoreError as exc:
         return _Model(doc, error=f"usage or fit unreadable: {one_line(exc)}")
     return _Model(doc, history, forecast, forecast.error)
+
+
+async def _secure(
+    pools: Sequence[Pool], stack: contextlib.AsyncExitStack, errors: dict[str, str]
+) -> dict[str, Secured]:
+    """Credentials and TLS clients of the pools that have `auth` or `tls`; a pool whose
+    credentials cannot be had gets its reason in `errors` (never a secret)."""
+    wanted = [p for p in pools if needs_keys(p)]
+    if not wanted:
+        return {}
+    credentials = PoolCredentials()
+    stack.push_async_callback(credentials.aclose)
+    out: dict[str, Secured] = {}
+    for pool in wanted:
+        try:
+            out[pool.id] = secured = await secure_pool(pool, credentials)
+        except CredentialError as exc:
+            errors[pool.id] = str(exc)
+            continue
+        if secured.client is not None:
+            stack.push_async_callback(secured.client.aclose)
+    return out
 
 
 def _signal(m: _Model, now: float, settings: WarmSettings) -> ModelSignal:

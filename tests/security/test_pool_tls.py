@@ -6,6 +6,7 @@ picked up without a restart; no secret reaches a log line or a response."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import pytest
 
 from mpfn.registry import Registry
 from mpfn.store import LocalStore
+from mpfn.warm import WarmSettings
+from mpfn.warm.warmer import run_once
 from tests.factories import pool
 from tests.servers.mpfn_procs import publish_demo, start_router, start_worker, worker_argv
 from tests.servers.pki import CA, Issued
@@ -165,6 +168,29 @@ def test_a_rotated_token_is_picked_up_without_a_restart(site: Site) -> None:
     time.sleep(1.2)  # the worker looks at its token file once a second
     answer = httpx.post(f"{site.router.url}/v2/models/demo/infer", json=BODY, timeout=30)
     assert answer.headers["x-mpfn-pool"] == "rotating", answer.headers["x-mpfn-route-reason"]
+
+
+def test_the_warmer_manages_a_pool_through_its_credentials(site: Site) -> None:
+    site.router_token.write_text(NEW_TOKEN + "\n")  # what the worker accepts by now
+    ok = pool("ok", https(site.secure), models=["demo"], auth=bearer(site.router_token),
+              tls=tls(site))  # fmt: skip
+    lost = pool("lost", https(site.secure), models=["demo"],
+                auth=bearer(site.root / "nowhere"), tls=tls(site))  # fmt: skip
+    for old in site.registry.pools():
+        site.registry.remove_pool(old.id)
+    site.registry.put_pool(ok)
+    site.registry.put_pool(lost)
+    store = site.registry.store
+    context = ssl.create_default_context(cafile=site.ca.pem)
+    context.load_cert_chain(site.client.cert, site.client.key)
+    with httpx.Client(verify=context) as client:
+        unloaded = client.post(f"{https(site.secure)}/v2/repository/models/demo/unload",
+                               headers={"Authorization": f"Bearer {NEW_TOKEN}"})  # fmt: skip
+        assert unloaded.status_code == 200, unloaded.text
+    plan = run_once(store, settings=WarmSettings(pinned=["demo"], use_prophet=False))
+    done = {(a.action, a.pool) for a in plan.actions if a.status == "done"}
+    assert ("load", "ok") in done
+    assert any(e.startswith("pool lost: credentials: file:") for e in plan.errors), plan.errors
 
 
 def test_no_secret_in_any_log_or_answer(site: Site) -> None:
