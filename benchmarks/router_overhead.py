@@ -12,12 +12,15 @@ a shared machine is noisy.
 an older checkout's `mpfn/` extracted into DIR) on the same worker, measured in the same
 interleaved rounds, to compare two versions of the router on equal terms;
 `--baseline-env NAME=VALUE` starts it with other settings instead (or as well).
+`--tls` also runs a second router whose pool is a worker on HTTPS (private CA, client
+certificate) requiring a bearer token, the credentials held by reference: TLS + token vs
+plain in the same rounds.
 `--router-image REF` also runs the router from that image (`mpfn build router`) as a
 podman container on the host network, measured in the same rounds: container vs process.
 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
         [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
-        [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG]
+        [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG] [--tls]
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -61,7 +65,13 @@ def free_port() -> int:
 
 @contextmanager
 def server(
-    argv: list[str], port: int, ready: str, env: dict[str, str], cwd: Path | None = None
+    argv: list[str],
+    port: int,
+    ready: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    connect: Callable[[str], http.client.HTTPConnection] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[str]:
     proc = subprocess.Popen(
         argv,
@@ -78,8 +88,8 @@ def server(
             if proc.poll() is not None:
                 raise RuntimeError(f"{' '.join(argv[:4])} exited with {proc.returncode}")
             try:
-                conn = http.client.HTTPConnection(url, timeout=2)
-                conn.request("GET", ready)
+                conn = (connect or (lambda u: http.client.HTTPConnection(u, timeout=2)))(url)
+                conn.request("GET", ready, headers=headers or {})
                 if conn.getresponse().status == 200:
                     break
             except OSError:
@@ -127,6 +137,48 @@ def container_server(image: str, port: int, ready: str, state: Path) -> Iterator
         yield f"127.0.0.1:{port}"
     finally:
         container.stop()
+
+
+@contextmanager
+def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
+    """A second state with the same model, a worker on HTTPS requiring a token and a
+    client certificate, and a router holding the pool's credentials by reference."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.servers.pki import CA
+
+    root = tmp / "tls"
+    store = LocalStore(root / "state")
+    doc = demo_model_version(push_model(store, model, name="demo", version="1"))
+    Documents(store).upsert(doc.key, doc)
+    ca = CA(root / "pki")
+    server_cert, client = ca.issue("server"), ca.issue("router", server=False)
+    token = root / "token"
+    token.write_text("bench-token\n")
+    wport = free_port()
+    argv = [
+        sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
+        "--port", str(wport), "--state", store.url, "--preload", "demo",
+        "--cache-dir", str(root / "cache"), "--token-file", str(token),
+        "--tls-cert", str(server_cert.cert), "--tls-key", str(server_cert.key),
+        "--tls-client-ca", str(ca.pem),
+    ]  # fmt: skip
+    pool = Pool.model_validate({
+        "id": "w-tls", "cloud": "local", "endpoint": f"https://127.0.0.1:{wport}",
+        "auth": {"type": "bearer", "token": f"file:{token}"},
+        "tls": {"ca": f"file:{ca.pem}", "cert": f"file:{client.cert}", "key": f"file:{client.key}"},
+    })  # fmt: skip
+    Documents(store).upsert(pool.key, pool)
+    context = ssl.create_default_context(cafile=ca.pem)
+    context.load_cert_chain(client.cert, client.key)
+
+    def connect(url: str) -> http.client.HTTPConnection:
+        return http.client.HTTPSConnection(url, timeout=2, context=context)
+
+    auth = {"Authorization": "Bearer bench-token"}
+    with server(argv, wport, ready, {}, connect=connect, headers=auth):
+        rport = free_port()
+        with server(router_argv(rport), rport, ready, {"MPFN_STATE": store.url}) as url:
+            yield url
 
 
 def infer_once(conn: http.client.HTTPConnection) -> float:
@@ -204,6 +256,12 @@ def main() -> int:
         help="the baseline's app factory (before the router moved: mpfn.router:create_app)",
     )
     parser.add_argument("--router-image", help="also run the router from this image")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="also a router whose pool is a worker on HTTPS (private CA, client certificate) "
+        "requiring a bearer token, its credentials held by reference",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -236,6 +294,8 @@ def main() -> int:
                     router_argv(bport, args.baseline_factory), bport, ready, benv, args.baseline_src
                 )
             )
+        if args.tls:
+            urls["router, TLS+token"] = stack.enter_context(tls_site(Path(tmp), model, ready))
         if args.router_image:
             cport = free_port()
             urls["router container"] = stack.enter_context(
