@@ -20,7 +20,8 @@ podman container on the host network, measured in the same rounds: container vs 
 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
         [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
-        [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG] [--tls]
+        [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG]
+        [--tls]
 """
 
 from __future__ import annotations
