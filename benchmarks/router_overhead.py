@@ -144,8 +144,7 @@ def container_server(image: str, port: int, ready: str, state: Path) -> Iterator
 def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
     """A second state with the same model, a worker on HTTPS requiring a token and a
     client certificate, and a router holding the pool's credentials by reference."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.servers.pki import CA
+    from mpfn.poolauth.ca import CA
 
     root = tmp / "tls"
     store = LocalStore(root / "state")

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -49,10 +50,60 @@ class UpPlan:
     state_dir: Path
     router_port: int
     pools: tuple[PoolSpec, ...]
+    secure: bool = False  # pools on TLS (a private CA), requiring a token and mTLS
 
     @property
     def router_url(self) -> str:
         return f"http://127.0.0.1:{self.router_port}"
+
+    def pool_url(self, spec: PoolSpec) -> str:
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{spec.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+
+@dataclass(frozen=True)
+class SecureFiles:
+    """What `--secure` makes at start: a private CA, the workers' certificate, the
+    router's client certificate and the pools' token; pool documents reference them."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    token: Path
+
+
+def make_secure_files(directory: Path) -> SecureFiles:
+    """A fresh CA and credentials in `directory` (new ones at every start)."""
+    import secrets
+
+    from mpfn.poolauth.ca import CA
+
+    ca = CA(directory, "mpfn up private CA")
+    server, client = ca.issue("pool"), ca.issue("router", server=False)
+    token = directory / "pool-token"
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return SecureFiles(ca.pem, server.cert, server.key, client.cert, client.key, token)
+
+
+def worker_tls_args(files: SecureFiles) -> tuple[str, ...]:
+    return ("--tls-cert", str(files.server_cert), "--tls-key", str(files.server_key),
+            "--tls-client-ca", str(files.ca), "--token-file", str(files.token))  # fmt: skip
+
+
+def pool_security(files: SecureFiles) -> dict[str, object]:
+    """The pool document's `auth` and `tls`: references to the files, never their content."""
+    return {
+        "auth": {"type": "bearer", "token": f"file:{files.token}"},
+        "tls": {"ca": f"file:{files.ca}", "cert": f"file:{files.client_cert}",
+                "key": f"file:{files.client_key}"},
+    }  # fmt: skip
 
 
 def free_port() -> int:
@@ -61,7 +112,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_plan(state_dir: Path, port: int, pick_port: Callable[[], int] = free_port) -> UpPlan:
+def make_plan(
+    state_dir: Path, port: int, pick_port: Callable[[], int] = free_port, secure: bool = False
+) -> UpPlan:
     """Two pools standing for two clouds with different prices, plus the router port."""
     return UpPlan(
         state_dir=state_dir,
@@ -70,6 +123,7 @@ def make_plan(state_dir: Path, port: int, pick_port: Callable[[], int] = free_po
             PoolSpec("aws-us-east-1", "aws", "us-east-1", 1.20, pick_port()),
             PoolSpec("gcp-us-central1", "gcp", "us-central1", 0.90, pick_port()),
         ),
+        secure=secure,
     )
 
 
@@ -89,17 +143,18 @@ def ensure_demo_model(store: LocalStore) -> str:
     return "demo:1"
 
 
-def register_pools(store: LocalStore, plan: UpPlan) -> None:
+def register_pools(store: LocalStore, plan: UpPlan, files: SecureFiles | None = None) -> None:
     registry = Registry(store)
     for spec in plan.pools:
         registry.put_pool(
             Pool.model_validate(
                 {
+                    **(pool_security(files) if files else {}),
                     "id": spec.id,
                     "cloud": spec.cloud,
                     "region": spec.region,
                     "adapter": "ort",
-                    "endpoint": f"http://127.0.0.1:{spec.port}",
+                    "endpoint": plan.pool_url(spec),
                     "hardware": ["cpu"],
                     "cost_per_hour": spec.cost_per_hour,
                     "capacity": 4,
@@ -120,8 +175,9 @@ class Component:
     ready_url: str
 
 
-def components(plan: UpPlan, store_url: str) -> list[Component]:
+def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -> list[Component]:
     """The workers, then the router, as started for `plan`. Pure."""
+    tls = worker_tls_args(files) if files else ()
     out = [
         Component(
             f"worker-{spec.id}",
@@ -129,9 +185,9 @@ def components(plan: UpPlan, store_url: str) -> list[Component]:
             "mpfn.adapters.ort_worker",
             (
                 "--host", "127.0.0.1", "--port", str(spec.port), "--state", store_url,
-                "--cache-dir", str(plan.state_dir / "cache" / spec.id),
+                "--cache-dir", str(plan.state_dir / "cache" / spec.id), *tls,
             ),
-            f"http://127.0.0.1:{spec.port}/v2/health/ready",
+            f"{plan.pool_url(spec)}/v2/health/ready",
         )
         for spec in plan.pools
     ]  # fmt: skip
@@ -225,13 +281,15 @@ def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, too
     return launch
 
 
-def _wait_ready(url: str, running: Running, what: str, timeout: float = 60.0) -> None:
+def _wait_ready(
+    url: str, running: Running, what: str, timeout: float = 60.0, verify: Any = True
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not running.alive():
             raise RuntimeError(f"{what} {running.failure()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
@@ -293,21 +351,24 @@ def start_stack(
     store = LocalStore(plan.state_dir)
     echo("pushing the demo model ...")
     ensure_demo_model(store)
-    register_pools(store, plan)
+    files = make_secure_files(plan.tls_dir) if plan.secure else None
+    register_pools(store, plan, files)
+    verify: Any = True
+    if files is not None:
+        verify = ssl.create_default_context(cafile=files.ca)
+        verify.load_cert_chain(files.client_cert, files.client_key)
+        echo(f"pools on TLS: private CA {files.ca}, token and client certificate required")
     env = {**os.environ, "MPFN_STATE": store.url, "PYTHONUNBUFFERED": "1"}
     launch = launcher(store.url) if launcher else process_launcher(plan.state_dir / "logs", env)
     stack = Stack(plan, [], threading.Event())
     try:
-        parts = components(plan, store.url)
+        parts = components(plan, store.url, files)
         workers, router = parts[:-1], parts[-1]
         for component, spec in zip(workers, plan.pools, strict=True):
             stack.parts.append(launch(component))
-            echo(
-                f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): "
-                f"http://127.0.0.1:{spec.port}"
-            )
+            echo(f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): {plan.pool_url(spec)}")
         for component, running in zip(workers, stack.parts, strict=True):
-            _wait_ready(component.ready_url, running, component.name)
+            _wait_ready(component.ready_url, running, component.name, verify=verify)
         stack.parts.append(launch(router))
         _wait_ready(router.ready_url, stack.parts[-1], "router")
         stack.warm_thread = threading.Thread(
@@ -327,7 +388,7 @@ def start_stack(
                 {
                     "router": plan.router_url,
                     "pid": os.getpid(),
-                    "pools": {s.id: f"http://127.0.0.1:{s.port}" for s in plan.pools},
+                    "pools": {s.id: plan.pool_url(s) for s in plan.pools},
                 }
             )
         )

@@ -38,6 +38,14 @@ def up(
             "on podman or docker"
         ),
     ] = "processes",
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="pools on TLS with a private CA made at start, requiring a token and a "
+            "client certificate; the router holds them by reference",
+        ),
+    ] = False,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
     from mpfn.up import make_plan, start_stack
@@ -46,7 +54,7 @@ def up(
     if state:
         c.state_flag = state
     state_dir = _local_state_dir(c.config.state)
-    plan = make_plan(state_dir, port)
+    plan = make_plan(state_dir, port, secure=secure)
     echo = lambda s: console.print(s, highlight=False)  # noqa: E731
     launcher = None
     if runtime == "containers":

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -84,3 +85,37 @@ def test_up_serves_the_demo_and_stops_everything(tmp_path: Path, stop_signal: in
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_up_secure_serves_through_tls_pools_that_refuse_everyone_else(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
+    state = tmp_path / "state"
+    proc, router, _ = start_up(tmp_path, state, env, "--secure")
+    try:
+        pools = json.loads((state / "up.json").read_text())["pools"]
+        assert all(url.startswith("https://") for url in pools.values())
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": X}]}
+        resp = httpx.post(f"{router}/v2/models/demo/infer", json=body, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["x-mpfn-pool"] in pools
+
+        listed = subprocess.run(
+            [*MPFN, "--state", str(state), "pools", "list", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        docs = json.loads(listed.stdout)
+        assert {d["endpoint"].rstrip("/") for d in docs} == set(pools.values())
+        token = (state / "tls" / "pool-token").read_text().strip()
+        assert token not in listed.stdout
+        assert all(d["auth"]["token"].startswith("file:") for d in docs)
+
+        url = next(iter(pools.values()))
+        trusted = ssl.create_default_context(cafile=state / "tls" / "ca.pem")
+        with pytest.raises(httpx.HTTPError):  # no client certificate: refused in the handshake
+            httpx.get(f"{url}/v2/health/ready", verify=trusted, timeout=10)
+        trusted.load_cert_chain(state / "tls" / "router.pem", state / "tls" / "router-key.pem")
+        plain = httpx.post(f"{url}/v2/models/demo/infer", json=body, verify=trusted, timeout=10)
+        assert plain.status_code == 401  # a client certificate is not enough: the token too
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mpfn.poolauth.ca import CA, Issued
 from mpfn.registry import Registry
 from mpfn.store import LocalStore
 from mpfn.warm import WarmSettings
 from mpfn.warm.warmer import run_once
 from tests.factories import pool
 from tests.servers.mpfn_procs import publish_demo, start_router, start_worker, worker_argv
-from tests.servers.pki import CA, Issued
 from tests.servers.ports import start_on_free_ports
 from tests.servers.process import Proc, start
 

@@ -1,5 +1,7 @@
-"""A private CA for tests, made with `cryptography`: server certificates for loopback
-(valid or expired) and client certificates, written as PEM files."""
+"""A private certificate authority on one machine, made with `cryptography`: server
+certificates for loopback (valid, or expired for tests) and client certificates, written
+as PEM files (keys readable by their owner only). `mpfn up --secure` and the tests use it;
+production pools use the operator's own PKI."""
 
 from __future__ import annotations
 
@@ -8,10 +10,15 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError as exc:  # pragma: no cover - an install without the extra
+    raise ImportError(
+        "a private CA needs the cryptography package: pip install 'mpfn[worker]'"
+    ) from exc
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 class CA:
-    def __init__(self, directory: Path, name: str = "mpfn test CA") -> None:
+    def __init__(self, directory: Path, name: str = "mpfn private CA") -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.key = _key()
