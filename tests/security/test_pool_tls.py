@@ -21,9 +21,8 @@ from mpfn.store import LocalStore
 from mpfn.warm import WarmSettings
 from mpfn.warm.warmer import run_once
 from tests.factories import pool
-from tests.servers.mpfn_procs import publish_demo, start_router, start_worker, worker_argv
-from tests.servers.ports import start_on_free_ports
-from tests.servers.process import Proc, start
+from tests.servers.mpfn_procs import publish_demo, start_router, start_tls_worker, start_worker
+from tests.servers.process import Proc
 
 TOKEN = "pool-token-7f3a9c1e5b"
 NEW_TOKEN = "pool-token-rotated-2d8e4b"
@@ -45,22 +44,7 @@ class Site:
 
 
 def _tls_worker(store: LocalStore, root: Path, name: str, server: Issued, *extra: str) -> Proc:
-    def launch(ports: list[int]) -> Proc:
-        argv = worker_argv(
-            store,
-            root / f"cache-{name}",
-            ports[0],
-            "--preload",
-            "demo",
-            "--tls-cert",
-            str(server.cert),
-            "--tls-key",
-            str(server.key),
-            *extra,
-        )
-        return start(argv, port=ports[0], log_dir=root / "logs", name=name)  # fmt: skip
-
-    return start_on_free_ports(1, launch)
+    return start_tls_worker(store, root, name, server.cert, server.key, *extra)
 
 
 @pytest.fixture(scope="module")

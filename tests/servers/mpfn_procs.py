@@ -163,3 +163,17 @@ def start_up(
             return proc, line.split()[1], lines
     proc.wait(30)
     raise RuntimeError("mpfn up printed no router address:\n" + "".join(lines))
+
+
+def start_tls_worker(
+    state: Store | str, root: Path, name: str, cert: Path, key: Path, *extra: str
+) -> Proc:
+    """An ORT worker serving HTTPS with `cert`/`key` (`extra`: `--tls-client-ca`,
+    `--token-file`, ...); ready once its port answers (probing HTTPS is the caller's)."""
+
+    def launch(ports: list[int]) -> Proc:
+        argv = worker_argv(state, root / f"cache-{name}", ports[0], "--preload", "demo",
+                           "--tls-cert", str(cert), "--tls-key", str(key), *extra)  # fmt: skip
+        return start(argv, port=ports[0], log_dir=root / "logs", name=name)
+
+    return start_on_free_ports(1, launch)
