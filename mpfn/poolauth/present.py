@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mpfn.documents import Pool, PoolTLS
+from mpfn.documents import Pool, PoolAuth, PoolTLS
 from mpfn.poolauth.refs import parse_ref
 from mpfn.poolauth.resolver import SecretResolver
 from mpfn.poolauth.sigv4 import sigv4_headers
@@ -65,10 +64,8 @@ class PoolCredentials:
         resolver: SecretResolver | None = None,
         *,
         aws_credentials: Callable[[], Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.resolver = resolver or SecretResolver()
-        self.clock = clock
         self._aws_credentials = aws_credentials
         self._aws: Any = None
         self._keys: dict[tuple[str, bool], tuple[object, PoolKeys, float]] = {}
@@ -80,14 +77,26 @@ class PoolCredentials:
         slot = (pool.id, admin)
         fingerprint = (pool.auth, pool.tls, str(pool.endpoint))
         hit = self._keys.get(slot)
-        if hit and hit[0] == fingerprint and self.clock() - hit[2] < self.resolver.ttl_s:
+        if hit and hit[0] == fingerprint and self.resolver.clock() < hit[2]:
             return hit[1]
         try:
             keys = await self._build(pool, admin)
         except (SecretUnavailable, BadTLSMaterial) as exc:
             raise CredentialError(f"credentials: {exc}") from None
-        self._keys[slot] = (fingerprint, keys, self.clock())
+        self._keys[slot] = (fingerprint, keys, self._expiry(pool, admin))
         return keys
+
+    def _expiry(self, pool: Pool, admin: bool) -> float:
+        """Keys stay as long as the secrets they were made of are fresh, so a rotated
+        secret reaches the pool's keys within the resolver's TTL."""
+        refs = [pool.tls.ca, pool.tls.cert, pool.tls.key] if pool.tls else []
+        if pool.auth is not None:
+            refs.append(_auth_ref(pool.auth, admin))
+        resolver = self.resolver
+        return min(
+            [resolver.expires_at(parse_ref(r)) for r in refs if r],
+            default=resolver.clock() + resolver.ttl_s,
+        )
 
     async def _secret(self, ref: str) -> bytes:
         return await self.resolver.get(parse_ref(ref))
@@ -97,7 +106,7 @@ class PoolCredentials:
         sign: Signer | None = None
         auth = pool.auth
         if auth is not None:
-            ref = auth.admin_token if admin and auth.admin_token else auth.token
+            ref = _auth_ref(auth, admin)
             if auth.type == "bearer" or (admin and auth.admin_token):
                 assert ref is not None
                 headers["Authorization"] = f"Bearer {(await self._secret(ref)).decode().strip()}"
@@ -148,6 +157,11 @@ class PoolCredentials:
 
     async def aclose(self) -> None:
         await self.resolver.aclose()
+
+
+def _auth_ref(auth: PoolAuth, admin: bool) -> str | None:
+    """The reference of the token a call presents: the management one for `admin`."""
+    return auth.admin_token if admin and auth.admin_token else auth.token
 
 
 def _origin(url: str) -> str:

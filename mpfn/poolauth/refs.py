@@ -9,7 +9,7 @@
 | `k8s:NAMESPACE/NAME/KEY` | one key of a Kubernetes Secret, read through the API |
 
 `#FIELD` picks one field of a secret that holds a JSON object. A reference is what pool
-documents store; the secret itself never is. `describe` is the only text about a reference
+documents store; the secret itself never is. Its `str` is the only text about a reference
 that errors and logs show: scheme and location, never a value.
 """
 
@@ -40,10 +40,6 @@ class SecretRef:
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.location}" + (f"#{self.field}" if self.field else "")
-
-    @property
-    def describe(self) -> str:
-        return str(self)
 
 
 def parse_ref(text: str) -> SecretRef:

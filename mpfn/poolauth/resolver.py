@@ -49,6 +49,11 @@ class SecretResolver:
             return hit[0]
         return None
 
+    def expires_at(self, ref: SecretRef) -> float:
+        """When the cached value of `ref` stops being fresh (now, when none is cached)."""
+        hit = self._values.get(ref)
+        return hit[1] + self.ttl_s if hit is not None else self.clock()
+
     async def get(self, ref: SecretRef) -> bytes:
         value = self.fresh(ref)
         if value is not None:

@@ -192,3 +192,25 @@ async def test_credentials_of_each_kind_and_failures_name_the_reference() -> Non
                 }
             )
         )
+
+
+async def test_pool_keys_last_no_longer_than_the_secrets_they_were_made_of(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("old")
+    clock = Clock()
+    credentials = PoolCredentials(SecretResolver(ttl_s=10, clock=clock))
+
+    def doc(pool_id: str) -> Pool:
+        auth = {"type": "bearer", "token": f"file:{token}"}
+        return Pool.model_validate(
+            {"id": pool_id, "cloud": "local", "endpoint": "http://h:1", "auth": auth}
+        )
+
+    await credentials.keys(doc("a"))  # fetches the token at t=1000
+    clock.now += 9
+    assert (await credentials.keys(doc("b"))).headers["Authorization"] == "Bearer old"
+    token.write_text("new")
+    clock.now += 2  # past the token's TTL, though b's keys were made only 2 s ago
+    assert (await credentials.keys(doc("b"))).headers["Authorization"] == "Bearer new"
