@@ -64,7 +64,7 @@ CATALOG: dict[str, ImageSpec] = {
             target="warmer",
             name="mpfn-warmer",
             description="warmer: one run as a job; the Lambda runtime client for AWS",
-            extras=("warmer",),
+            extras=("warmer", "oci", "tfserving"),
             requirements=(*STORES, "awslambdaric>=2.0"),
             entrypoint=("python3", "-m", "mpfn.functions.warmer"),
             cmd=(),

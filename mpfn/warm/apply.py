@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from mpfn.adapters.base import Adapter, AdapterConfig, AdapterFactory
+from mpfn.adapters.base import Adapter, AdapterConfig, AdapterFactory, ArtifactSource
 from mpfn.adapters.registry import UnknownAdapter, load_factory
 from mpfn.documents import ModelVersion, Pool
 from mpfn.poolauth.present import PoolCredentials
@@ -65,19 +65,45 @@ class Secured:
     client: httpx.AsyncClient | None  # with the pool's TLS context; None: the shared one
 
 
+def _bearer(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("Authorization", "")
+    return value[7:] if value.startswith("Bearer ") else None
+
+
+def adapter_credentials(
+    kind: str, inference: Mapping[str, str], management: Mapping[str, str]
+) -> dict[str, str]:
+    """The resolved headers of a pool's inference and management calls, as the credentials
+    the adapter of `kind` reads: `token`/`api_key` (bearer on every call), `admin_token`
+    (the pool protocol's management token), TorchServe's `inference_key` and
+    `management_key` (bearer), Triton's `management_key` + `management_header` (the header
+    `--http-restricted-api` checks: an `auth` of type `header`)."""
+    out: dict[str, str] = {}
+    token, admin = _bearer(inference), _bearer(management)
+    if token:
+        out.update(token=token, api_key=token)
+    if admin:
+        out["admin_token"] = admin
+    if kind == "torchserve":
+        out.update({k: v for k, v in (("inference_key", token), ("management_key", admin)) if v})
+    elif kind == "triton":
+        named = [(k, v) for k, v in management.items() if k.lower() != "authorization"]
+        if named:
+            out.update(management_header=named[0][0], management_key=named[0][1])
+    return out
+
+
 async def secure_pool(
     pool: Pool, credentials: PoolCredentials, timeout_s: float = 300.0
 ) -> Secured:
-    """Resolve `pool`'s management credential (`auth.admin_token`, else `auth.token`) and
-    TLS context; CredentialError when they cannot be had."""
-    keys = await credentials.keys(pool, admin=True)
-    creds: dict[str, str] = {}
-    bearer = keys.headers.get("Authorization", "")
-    if bearer.startswith("Bearer "):
-        creds = {"token": bearer[7:], "admin_token": bearer[7:]}
+    """Resolve `pool`'s inference and management credentials (`auth.admin_token`, else
+    `auth.token`) and TLS context; CredentialError when they cannot be had."""
+    inference = await credentials.keys(pool)
+    management = await credentials.keys(pool, admin=True)
+    creds = adapter_credentials(management_kind(pool), inference.headers, management.headers)
     client = None
-    if keys.ssl is not None:
-        client = httpx.AsyncClient(timeout=timeout_s, verify=keys.ssl)
+    if management.ssl is not None:
+        client = httpx.AsyncClient(timeout=timeout_s, verify=management.ssl)
     return Secured(creds, client)
 
 
@@ -85,10 +111,12 @@ def adapter_source(
     client: httpx.AsyncClient | None = None,
     timeout_s: float = 300.0,
     secured: Mapping[str, Secured] | None = None,
+    artifacts: ArtifactSource | None = None,
 ) -> AdapterSource:
     """Adapters for pools, all sharing `client` (each adapter makes its own when None)
     but for pools in `secured`, which get their credentials and TLS client. Each gets the
-    pool's `management_url` and `options`."""
+    pool's `management_url` and `options`, and `artifacts` (verified local copies of model
+    files, for adapters that upload them to their backend: Triton, TorchServe)."""
     secured = secured or {}
 
     def make(pool: Pool) -> Adapter:
@@ -99,6 +127,7 @@ def adapter_source(
             management_url=str(pool.management_url) if pool.management_url else None,
             options=pool.options,
             credentials=extra.credentials if extra else {},
+            artifacts=artifacts,
         )
         own = extra.client if extra is not None and extra.client is not None else client
         return factory(management_kind(pool))(config, client=own)

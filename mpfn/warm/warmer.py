@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from mpfn.adapters.base import Adapter
+from mpfn.adapters.base import Adapter, ArtifactSource
+from mpfn.artifacts.cache import fetch_cached
 from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.registry import Registry, latest_version
@@ -72,6 +77,8 @@ from mpfn.warm.usage import UsageHistory, UsageReader
 
 log = logging.getLogger("mpfn.warm")
 
+#: Where the warmer keeps model files it uploads to Triton and TorchServe pools.
+CACHE_DIR_ENV = "MPFN_CACHE_DIR"
 ARTIFACT_MEMORY_FACTOR = 3.0  # resident memory per artifact byte, as the ORT worker assumes
 
 
@@ -162,7 +169,7 @@ async def run_warmer(
         if source is None:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=300.0))
             secured = await _secure(pools, stack, secure_errors)
-            source = adapter_source(client, secured=secured)
+            source = adapter_source(client, secured=secured, artifacts=artifact_source(store))
         made = [
             (pool, secure_errors[pool.id]) if pool.id in secure_errors else _make(source, pool)
             for pool in pools
@@ -214,6 +221,14 @@ async def run_warmer(
         except StoreError as exc:
             plan = plan.model_copy(update={"errors": [*plan.errors, f"writing the plan: {exc}"]})
     return plan
+
+
+def artifact_source(store: Store) -> ArtifactSource:
+    """Verified local copies of `store`'s model files, cached in `$MPFN_CACHE_DIR` (default:
+    the temporary directory, the one writable place in a Lambda function or a read-only
+    container), for adapters that upload models to their backend."""
+    cache = os.environ.get(CACHE_DIR_ENV) or os.path.join(tempfile.gettempdir(), "mpfn-warmer")
+    return functools.partial(fetch_cached, store, cache_dir=Path(cache))
 
 
 def run_once(store: Store, **kwargs: Any) -> WarmPlan:
