@@ -15,7 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mpfn.deploy.k8s_manifests import Images, pool_endpoint, pool_layout, render
+from mpfn.deploy.k8s_manifests import (
+    Images,
+    pool_endpoint,
+    pool_layout,
+    pool_references,
+    render,
+)
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
@@ -66,13 +72,20 @@ def images_for(config: DeployConfig) -> Images:
 
 
 def register_command(config: DeployConfig, pool: PoolConfig) -> str:
-    """The `mpfn pools add` command registering a pool's in-cluster endpoint; a pool whose
-    pod fronts its backend with an adapter server is registered as one."""
+    """The `mpfn pools add` command registering a pool's in-cluster endpoint with its
+    hardware, cost and capacity, as an adapter server when its pod fronts the backend
+    with one, and with references to the credentials the router and warmer mount."""
+    options = {
+        "endpoint": pool_endpoint(config, pool),
+        "adapter": pool.adapter,
+        "hardware": ",".join(pool.hardware),
+        "cost-per-hour": f"{pool.cost_per_hour:g}",
+        "capacity": str(pool.capacity),
+        **pool_references(pool),
+    }
     fronted = " --adapter-server" if pool_layout(pool.adapter) == "fronted" else ""
-    return (
-        f"mpfn pools add {pool.id} --endpoint {pool_endpoint(config, pool)} "
-        f"--adapter {pool.adapter}{fronted}"
-    )
+    flags = " ".join(f"--{key} {value}" for key, value in options.items())
+    return f"mpfn pools add {pool.id} {flags}{fronted}"
 
 
 class K8sTarget:

@@ -15,6 +15,13 @@ One object per file, plus a `kustomization.yaml` listing them (`kubectl apply -k
 Pods read the state from the configured URL; credentials come from an optional Secret
 (`k8s.credentials_secret`) as environment variables. mpfn's own containers (images from
 `mpfn build`) run as uid 10001 on a read-only root filesystem with an emptyDir at /tmp.
+
+Pools may serve HTTPS and require credentials from Secrets (`tls_secret`, `client_certs`,
+`token_secret`): the serving container mounts them and is started with the matching
+flags; the router and the warmer mount, per pool, what they present to it under
+`/etc/mpfn/pools/<pool id>/` (`ca.crt`, `token`, and for the warmer only `admin-token`)
+and the client certificate under `/etc/mpfn/client/`, so the pool documents refer to them
+as `file:` references (`register_command` prints them).
 """
 
 from __future__ import annotations
@@ -34,6 +41,14 @@ PART_OF = "mpfn"
 #: The user mpfn's images run as; their root filesystem may be read-only (HOME=/tmp).
 MPFN_UID = 10001
 CACHE_DIR = "/var/cache/mpfn"
+#: In a pool's serving container: its TLS Secret (tls.crt, tls.key, ca.crt) and its
+#: token Secret (tokens, admin-token).
+POOL_TLS_DIR = "/etc/mpfn/tls"
+POOL_TOKENS_DIR = "/etc/mpfn/pool-auth"
+#: In the router and warmer: what they present to each pool, and their client certificate.
+POOL_KEYS_DIR = "/etc/mpfn/pools"
+CLIENT_TLS_DIR = "/etc/mpfn/client"
+SECRET_MODE = 0o440  # readable by the pod's fsGroup (mpfn's uid) only
 ROUTER_COMMAND = ["python3", "-m", "mpfn.functions.router"]
 #: Image names `mpfn build` gives, tagged `latest`: what a config that names none renders.
 PLACEHOLDER_WORKER = "mpfn-worker:latest"
@@ -111,6 +126,77 @@ def _http_probe(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}}
 
 
+def _pool_probe(pool: PoolConfig) -> dict[str, Any]:
+    """Readiness of a pool's serving container: HTTPS when it serves TLS (the kubelet does
+    not verify it), a TCP connect when it requires client certificates (the kubelet has
+    none to present)."""
+    if pool.client_certs:
+        return {"tcpSocket": {"port": "http"}}
+    probe = _http_probe("/v1/models" if pool.adapter in OPENAI_ADAPTERS else "/v2/health/ready")
+    if pool.tls_secret:
+        probe["httpGet"]["scheme"] = "HTTPS"
+    return probe
+
+
+def _secret_volume(name: str, secret: str) -> dict[str, Any]:
+    return {"name": name, "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}
+
+
+def _serving_security(pool: PoolConfig) -> tuple[list[str], list[Any], list[Any]]:
+    """The flags, volumes and mounts of a pool's serving container for its Secrets."""
+    args: list[str] = []
+    volumes: list[Any] = []
+    mounts: list[Any] = []
+    if pool.tls_secret:
+        args += ["--tls-cert", f"{POOL_TLS_DIR}/tls.crt", "--tls-key", f"{POOL_TLS_DIR}/tls.key"]
+        if pool.client_certs:
+            args += ["--tls-client-ca", f"{POOL_TLS_DIR}/ca.crt"]
+        volumes.append(_secret_volume("pool-tls", pool.tls_secret))
+        mounts.append({"name": "pool-tls", "mountPath": POOL_TLS_DIR, "readOnly": True})
+    if pool.token_secret:
+        args += ["--token-file", f"{POOL_TOKENS_DIR}/tokens"]
+        args += ["--admin-token-file", f"{POOL_TOKENS_DIR}/admin-token"]
+        volumes.append(_secret_volume("pool-tokens", pool.token_secret))
+        mounts.append({"name": "pool-tokens", "mountPath": POOL_TOKENS_DIR, "readOnly": True})
+    return args, volumes, mounts
+
+
+def client_keys(config: DeployConfig, *, admin: bool) -> tuple[list[Any], list[Any]]:
+    """Volumes and mounts giving the router (`admin=False`) or the warmer what they present
+    to secured pools: each pool's CA and token under POOL_KEYS_DIR/<id> (the admin token to
+    the warmer only), the client certificate under CLIENT_TLS_DIR."""
+    volumes: list[Any] = []
+    mounts: list[Any] = []
+    for index, pool in enumerate(config.pools):
+        sources: list[Any] = []
+        if pool.tls_secret:
+            sources.append({"secret": {"name": pool.tls_secret, "items": [_item("ca.crt")]}})
+        if pool.token_secret:
+            items = [_item("token"), *([_item("admin-token")] if admin else [])]
+            sources.append({"secret": {"name": pool.token_secret, "items": items}})
+        if sources:
+            name = f"pool-keys-{index}"
+            volumes.append(
+                {"name": name, "projected": {"defaultMode": SECRET_MODE, "sources": sources}}
+            )
+            mounts.append(
+                {"name": name, "mountPath": f"{POOL_KEYS_DIR}/{pool.id}", "readOnly": True}
+            )
+    if config.k8s.client_tls_secret and any(p.client_certs for p in config.pools):
+        volumes.append(_secret_volume("client-tls", config.k8s.client_tls_secret))
+        mounts.append({"name": "client-tls", "mountPath": CLIENT_TLS_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _fs_group(secret_volumes: list[Any]) -> dict[str, Any]:
+    """A pod whose mpfn containers read Secret files gets mpfn's group on them."""
+    return {"securityContext": {"fsGroup": MPFN_UID}} if secret_volumes else {}
+
+
+def _item(key: str) -> dict[str, str]:
+    return {"key": key, "path": key}
+
+
 def cron_every(minutes: int) -> str:
     if minutes < 60:
         return f"*/{minutes} * * * *"
@@ -122,6 +208,7 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
     ns, name = config.k8s.namespace, "mpfn-router"
     selector = {"app.kubernetes.io/name": name}
     memory = f"{config.router.memory_mb}Mi"
+    key_volumes, key_mounts = client_keys(config, admin=False)
     container = {
         "name": "router",
         "image": image,
@@ -136,7 +223,7 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
             "requests": {"cpu": "250m", "memory": memory},
             "limits": {"memory": memory},
         },
-        "volumeMounts": [_TMP_MOUNT],
+        "volumeMounts": [_TMP_MOUNT, *key_mounts],
         "securityContext": _MPFN_SECURE,
     }
     return [
@@ -153,8 +240,9 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
                         "serviceAccountName": name,
                         "automountServiceAccountToken": False,
                         "terminationGracePeriodSeconds": 30,
+                        **_fs_group(key_volumes),
                         "containers": [container],
-                        "volumes": _empty_dirs("tmp"),
+                        "volumes": [*_empty_dirs("tmp"), *key_volumes],
                     },
                 },
             },
@@ -213,20 +301,19 @@ def pool_containers(
     layout = pool_layout(pool.adapter)
     serving: Manifest = {
         "ports": [{"name": "http", "containerPort": pool.port}],
-        "readinessProbe": _http_probe(
-            "/v1/models" if pool.adapter in OPENAI_ADAPTERS else "/v2/health/ready"
-        ),
+        "readinessProbe": _pool_probe(pool),
         "resources": {"requests": {"cpu": pool.cpu, "memory": pool.memory}, "limits": limits},
     }
+    secure_args, _, secure_mounts = _serving_security(pool)
     mpfn_part: Manifest = {
         "env": _env(config, state, {"MPFN_POOL_ID": pool.id, "PORT": str(pool.port)}),
         "envFrom": _env_from(config),
-        "volumeMounts": [_TMP_MOUNT, _CACHE_MOUNT],
+        "volumeMounts": [_TMP_MOUNT, _CACHE_MOUNT, *secure_mounts],
         "securityContext": _MPFN_SECURE,
     }
     if layout == "worker":
         image = images.pools.get(pool.id) or images.worker
-        args = _pool_args(pool) + list(pool.args)
+        args = _pool_args(pool, *secure_args) + list(pool.args)
         return [{"name": "worker", "image": image, "args": args, **serving, **mpfn_part}]
     backend_port = pool.port if layout == "direct" else pool.backend_port
     backend: Manifest = {
@@ -242,7 +329,7 @@ def pool_containers(
     if layout == "direct":
         return [{**backend, **serving}]
     backend["volumeMounts"] = [_CACHE_MOUNT]  # shared: e.g. a model store the adapter fills
-    adapter_args = _pool_args(pool, "--backend", f"http://127.0.0.1:{backend_port}")
+    adapter_args = _pool_args(pool, "--backend", f"http://127.0.0.1:{backend_port}", *secure_args)
     adapter = {
         "name": "adapter",
         "image": images.adapters[pool.adapter],
@@ -269,10 +356,13 @@ def pool_objects(
         "mpfn.dev/adapter": pool.adapter,
     }
     containers = pool_containers(config, state, pool, images)
-    mounted = {m["name"] for c in containers for m in c.get("volumeMounts", [])}
+    _, secret_volumes, _ = _serving_security(pool)
+    secrets = {v["name"] for v in secret_volumes}
+    mounted = {m["name"] for c in containers for m in c.get("volumeMounts", [])} - secrets
     pod: Manifest = {"automountServiceAccountToken": False, "containers": containers}
-    if mounted:
-        pod["volumes"] = _empty_dirs(*sorted(mounted))
+    pod.update(_fs_group(secret_volumes))
+    if mounted or secrets:
+        pod["volumes"] = [*_empty_dirs(*sorted(mounted)), *secret_volumes]
     return [
         {
             "apiVersion": "apps/v1",
@@ -373,6 +463,7 @@ def access_objects(config: DeployConfig) -> list[Manifest]:
 
 def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifest]:
     ns, name = config.k8s.namespace, "mpfn-warmer"
+    key_volumes, key_mounts = client_keys(config, admin=True)
     container = {  # the image's default command: one warmer run
         "name": "warmer",
         "image": image,
@@ -382,7 +473,7 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
             "requests": {"cpu": "500m", "memory": f"{config.warmer.memory_mb}Mi"},
             "limits": {"memory": f"{config.warmer.memory_mb}Mi"},
         },
-        "volumeMounts": [_TMP_MOUNT],
+        "volumeMounts": [_TMP_MOUNT, *key_mounts],
         "securityContext": _MPFN_SECURE,
     }
     return [
@@ -404,8 +495,9 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
                             "spec": {
                                 "serviceAccountName": name,
                                 "restartPolicy": "Never",
+                                **_fs_group(key_volumes),
                                 "containers": [container],
-                                "volumes": _empty_dirs("tmp"),
+                                "volumes": [*_empty_dirs("tmp"), *key_volumes],
                             },
                         },
                     }
@@ -447,4 +539,27 @@ def render(config: DeployConfig, state: str, images: Images) -> dict[str, str]:
 
 
 def pool_endpoint(config: DeployConfig, pool: PoolConfig) -> str:
-    return f"http://mpfn-pool-{pool.id}.{config.k8s.namespace}.svc.cluster.local:{pool.port}"
+    scheme = "https" if pool.tls_secret else "http"
+    return f"{scheme}://{pool_host(config, pool)}:{pool.port}"
+
+
+def pool_host(config: DeployConfig, pool: PoolConfig) -> str:
+    """The pool Service's in-cluster name: what its TLS certificate must name."""
+    return f"mpfn-pool-{pool.id}.{config.k8s.namespace}.svc.cluster.local"
+
+
+def pool_references(pool: PoolConfig) -> dict[str, str]:
+    """`mpfn pools add` options referring to what the router and warmer mount for `pool`."""
+    keys = f"{POOL_KEYS_DIR}/{pool.id}"
+    out: dict[str, str] = {}
+    if pool.tls_secret:
+        out["tls-ca"] = f"file:{keys}/ca.crt"
+    if pool.client_certs:
+        out["tls-cert"] = f"file:{CLIENT_TLS_DIR}/tls.crt"
+        out["tls-key"] = f"file:{CLIENT_TLS_DIR}/tls.key"
+    if pool.token_secret:
+        out |= {"auth": "bearer", "token": f"file:{keys}/token"}
+        out["admin-token"] = f"file:{keys}/admin-token"
+    elif pool.client_certs:
+        out["auth"] = "mtls"
+    return out

@@ -5,7 +5,8 @@ the container's image, `command` (the entrypoint) and `args`, with `$(VAR)` refe
 expanded from its `env` the way the kubelet does; `env` (entries with `valueFrom` and
 `envFrom` secrets have no local meaning: refused, and skipped when optional); emptyDir
 volumes as a tmpfs, or a host directory given per volume name (to share one between the
-containers of a pod); `--user` from `securityContext.runAsUser`/`runAsGroup`;
+containers of a pod); Secret and projected volumes as the host directory given for them,
+holding the files the kubelet would project; `--user` from `securityContext.runAsUser`/`runAsGroup`;
 `--read-only` when `readOnlyRootFilesystem` says so; always the host's network, so the
 container ports are ports on the host. `ports` renumbers ports, for several pods whose
 manifests use the same ones: an argument, env value or probe port equal to an old port,
@@ -94,8 +95,16 @@ def _mounts(
     for mount in container.get("volumeMounts") or []:
         name, path = mount["name"], mount["mountPath"]
         volume = kinds.get(name)
+        if volume is not None and ("secret" in volume or "projected" in volume):
+            if name not in volume_dirs:
+                raise UnsupportedSpec(
+                    f"volume {name!r}: a Secret translates only to a host directory holding "
+                    "its files (volume_dirs)"
+                )
+            binds.append((volume_dirs[name], path))
+            continue
         if volume is None or "emptyDir" not in volume:
-            raise UnsupportedSpec(f"volume {name!r}: only emptyDir volumes translate")
+            raise UnsupportedSpec(f"volume {name!r}: only emptyDir and Secret volumes translate")
         if name in volume_dirs:
             binds.append((volume_dirs[name], path))
         else:

@@ -100,6 +100,24 @@ class PoolConfig(_Section):
         default_factory=list,
         description="Extra arguments of the adapter server (tfserving, torchserve pools)",
     )
+    tls_secret: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        description="k8s: a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt): the pool "
+        "serves HTTPS with it; the router and warmer trust its ca.crt",
+    )
+    client_certs: bool = Field(
+        default=False,
+        description="k8s: require client certificates signed by tls_secret's ca.crt (mTLS); "
+        "the router and warmer present k8s.client_tls_secret",
+    )
+    token_secret: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        description="k8s: a Secret with `tokens` (the inference tokens the pool accepts, one "
+        "per line), `token` (the one the router and warmer present) and `admin-token` (the "
+        "management API's, the warmer's only)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +137,15 @@ class PoolConfig(_Section):
                 f"in front of the backend ({', '.join(sorted(BACKEND_PORTS))}), "
                 f"not to {self.adapter} pools"
             )
+        secured = self.tls_secret or self.token_secret or self.client_certs
+        if secured and not (fronted or self.adapter == "ort"):
+            raise ValueError(
+                "tls_secret, client_certs and token_secret apply to pools mpfn serves (ort, "
+                f"{', '.join(sorted(BACKEND_PORTS))}); a {self.adapter} backend serves its own "
+                "TLS and credentials: give the registered pool `auth` and `tls` references"
+            )
+        if self.client_certs and not self.tls_secret:
+            raise ValueError("client_certs needs tls_secret (its ca.crt signs client certificates)")
         if fronted and self.backend_port == self.port:
             raise ValueError(
                 f"backend_port {self.port} is the adapter server's port: the backend and "
@@ -261,6 +288,12 @@ class K8sConfig(_Section):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     cpu_target_percent: int = Field(default=70, ge=1, le=100)
     credentials_secret: str | None = Field(default=None, pattern=DNS_NAME)
+    client_tls_secret: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        description="A kubernetes.io/tls Secret: the client certificate the router and warmer "
+        "present to pools with client_certs",
+    )
 
 
 class LocalConfig(_Section):
@@ -290,6 +323,12 @@ class DeployConfig(_Section):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate pool id(s): {', '.join(dupes)}")
+        mtls = [p.id for p in self.pools if p.client_certs]
+        if mtls and not self.k8s.client_tls_secret:
+            raise ValueError(
+                f"pool(s) {', '.join(mtls)} require client certificates: set "
+                "k8s.client_tls_secret (the certificate the router and warmer present)"
+            )
         return self
 
     def prefix(self) -> str:

@@ -266,5 +266,9 @@ def test_each_kind_of_pool_runs_what_serves_its_port(tmp_path: Path) -> None:
     assert (
         "mpfn pools add ts-a --endpoint http://mpfn-pool-ts-a.mpfn.svc.cluster.local:8002" in notes
     )
-    assert "--adapter torchserve --adapter-server" in notes
-    assert "--adapter triton\n" in notes + "\n" and "--adapter ort\n" in notes + "\n"
+    assert (
+        "--adapter torchserve --hardware cpu --cost-per-hour 0 --capacity 4 --adapter-server"
+        in notes
+    )
+    plain = "--hardware cpu --cost-per-hour 0 --capacity 4\n"
+    assert f"--adapter triton {plain}" in notes + "\n" and f"--adapter ort {plain}" in notes + "\n"

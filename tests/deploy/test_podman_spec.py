@@ -110,10 +110,19 @@ def test_plain_container_keeps_the_image_entrypoint_and_a_writable_root() -> Non
     assert not spec.read_only and spec.tmpfs == () and spec.volumes == ()
 
 
-def test_only_empty_dirs_translate() -> None:
+def test_only_empty_dirs_and_secrets_translate() -> None:
     container = {"image": "i", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
-    with pytest.raises(UnsupportedSpec, match="only emptyDir"):
+    with pytest.raises(UnsupportedSpec, match="only emptyDir and Secret"):
         container_spec(container, [{"name": "data", "hostPath": {"path": "/x"}}], name="n")
+
+
+def test_a_secret_volume_is_the_host_directory_given_for_it() -> None:
+    container = {"image": "i", "volumeMounts": [{"name": "tls", "mountPath": "/etc/tls"}]}
+    volumes = [{"name": "tls", "secret": {"secretName": "pool-tls"}}]
+    with pytest.raises(UnsupportedSpec, match="host directory holding its files"):
+        container_spec(container, volumes, name="n")
+    spec = container_spec(container, volumes, name="n", volume_dirs={"tls": "/srv/tls"})
+    assert spec.volumes == (("/srv/tls", "/etc/tls"),)
 
 
 def test_rendered_pods_translate_with_distinct_host_ports() -> None:

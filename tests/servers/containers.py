@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -130,13 +131,15 @@ def start_container(
     raise ContainerError("no free ports after 5 attempts")
 
 
-def _wait(running: RunningContainer, url: str, timeout: float) -> None:
+def _wait(
+    running: RunningContainer, url: str, timeout: float, verify: ssl.SSLContext | bool = True
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not running.container.running():
             raise ContainerError(f"{running.container.name} exited:\n{running.logs()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code < 500:
+            if httpx.get(url, timeout=2.0, verify=verify).status_code < 500:
                 return
         time.sleep(0.2)
     logs = running.logs()
@@ -144,10 +147,20 @@ def _wait(running: RunningContainer, url: str, timeout: float) -> None:
     raise ContainerError(f"{running.container.name} not ready after {timeout}s:\n{logs}")
 
 
-def run_ready(spec: ContainerSpec, ready_url: str, timeout: float = 90.0) -> RunningContainer:
-    """Run `spec` as it is (its ports chosen by the caller) until `ready_url` answers."""
+def run_ready(
+    spec: ContainerSpec,
+    ready_url: str,
+    timeout: float = 90.0,
+    verify: ssl.SSLContext | bool = True,
+) -> RunningContainer:
+    """Run `spec` as it is (its ports chosen by the caller) until `ready_url` answers
+    (`verify`: the TLS context to ask an https URL with)."""
     running = RunningContainer(run_container(spec, runtime()), 0, ())
-    _wait(running, ready_url, timeout)
+    try:
+        _wait(running, ready_url, timeout, verify)
+    except Exception:
+        running.stop()
+        raise
     return running
 
 
