@@ -1,16 +1,19 @@
 """`mpfn up --runtime containers`: the same stack from mpfn's images — two worker
 containers and a router container — the same `router:` line, and nothing left running
-after SIGTERM."""
+after SIGTERM; with `--secure`, the worker containers serve HTTPS with the private CA's
+certificate and refuse callers without the token and a client certificate."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import ssl
 import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers.containers import runtime
 from tests.servers.mpfn_procs import start_up
@@ -23,10 +26,14 @@ def containers_of(port: str) -> list[str]:
     return [n for n in out.split() if n.startswith(f"mpfn-up-{port}-")]
 
 
-def test_up_runs_the_stack_as_containers(images: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "secure"])
+def test_up_runs_the_stack_as_containers(
+    images: dict[str, str], tmp_path: Path, secure: bool
+) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
     state = tmp_path / "state"
-    proc, router, lines = start_up(tmp_path, state, env, "--runtime", "containers")
+    flags = ("--runtime", "containers", *(("--secure",) if secure else ()))
+    proc, router, lines = start_up(tmp_path, state, env, *flags)
     port = router.rsplit(":", 1)[1]
     try:
         text = "".join(lines)
@@ -41,6 +48,13 @@ def test_up_runs_the_stack_as_containers(images: dict[str, str], tmp_path: Path)
         answer = httpx.post(f"{router}/v2/models/demo/infer", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.headers["x-mpfn-pool"] in pools
+        scheme = "https" if secure else "http"
+        assert all(url.startswith(f"{scheme}://") for url in pools.values())
+        if secure:  # the pool itself: TLS with the private CA, a client certificate required
+            worker = next(iter(pools.values()))
+            ca = ssl.create_default_context(cafile=state / "tls" / "ca.pem")
+            with pytest.raises(httpx.HTTPError):
+                httpx.post(f"{worker}/v2/models/demo/infer", json=body, verify=ca, timeout=30)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
