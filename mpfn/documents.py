@@ -23,6 +23,8 @@ from pydantic import (
 from mpfn.poolauth.refs import parse_ref
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: A site name: an AWS or GCP region, a cluster, a machine (`aws-use1`, `onprem-a`).
+SITE_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Datatype = Literal[
@@ -176,6 +178,11 @@ class Pool(_Doc):
     id: str = Field(pattern=NAME_PATTERN)
     cloud: Cloud
     region: str = Field(default="local", min_length=1, max_length=64)
+    site: str | None = Field(
+        default=None,
+        pattern=SITE_PATTERN,
+        description="The deployment site the pool belongs to (routers prefer their own)",
+    )
     adapter: str = Field(default="ort", pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     endpoint: HttpUrl
     hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from mpfn.config import load_config
-from mpfn.store import open_store
+from mpfn.replication import open_state
 
 log = logging.getLogger("mpfn.warm")
 
@@ -26,7 +26,7 @@ def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, A
         from mpfn.warm.metrics import export
 
         config = load_config(state)
-        plan = run_once(open_store(config.state, config.options), apply=apply)
+        plan = run_once(open_state(config.state, config.options), apply=apply)
         metrics = export(plan)
         return {"ok": True, "state": config.state, "metrics": metrics, **plan.summary()}
     except Exception as exc:  # report, never raise: the scheduler retries on its cadence

@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from mpfn.config import Config, ConfigError, load_config
+from mpfn.replication import open_state
 from mpfn.state import Documents, describe_validation_error
-from mpfn.store import Store, StoreError, open_store
+from mpfn.store import Store, StoreError
 
 EXTRAS_HINT = "install the extra it belongs to, e.g. pip install 'mpfn[all]'"
 
@@ -55,7 +56,7 @@ class Ctx:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.config.state, self.config.options)
+            self._store = open_state(self.config.state, self.config.options)
         return self._store
 
     @property

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from mpfn.cli import build, deploy, keys, models, policy, pools, route, run, stats, warm
+from mpfn.cli import build, deploy, keys, models, policy, pools, route, run, state, stats, warm
 from mpfn.cli.common import (
     DEBUG_ENV,
     CliError,
@@ -42,6 +42,7 @@ app.add_typer(warm.app, name="warm")
 app.add_typer(keys.app, name="keys")
 app.add_typer(route.app, name="route")
 app.add_typer(stats.app, name="stats")
+app.add_typer(state.app, name="state")
 app.command("up")(run.up)
 app.command("invoke")(run.invoke)
 app.command("build")(build.build)

@@ -38,6 +38,8 @@ from mpfn.artifacts.cache import fetch_cached
 from mpfn.documents import ModelVersion, Policy, Pool
 from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.registry import Registry, latest_version
+from mpfn.replication.catchup import catch_up
+from mpfn.replication.fanout import ReplicatedStore
 from mpfn.routing import BreakerConfig, Limits
 from mpfn.routing.filter import exclusion_reason
 from mpfn.state import Documents
@@ -155,6 +157,8 @@ async def run_warmer(
     pools = sorted(registry.pools(), key=lambda p: p.id)
     policies = {p.name: p for p in registry.policies()}
     errors: list[str] = []
+    if apply and isinstance(store, ReplicatedStore):  # usage from every site, lagging sites
+        errors += catch_up(store)
 
     reader = UsageReader(store, seal_after_s=settings.seal_after_s, write_rollups=apply)
     fits = FitStore(
