@@ -5,6 +5,11 @@ that stand in for two clouds (different cost), the router, and the warm loop; st
 part it started on Ctrl-C / SIGTERM. The plan (ports, pools) and the parts to start are
 computed up front by pure functions; the parts run as processes (the default) or as
 containers of mpfn's images (`--runtime containers`), through the same launcher shell.
+
+With sites (`--sites a,b`) each site gets its own state replica, its own router (which
+knows its site and reads only its replica) and its own two worker pools; the state
+directory is the primary, writes to it are replicated to every site, and the warm loop
+gathers the sites' usage (`mpfn.replication`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from mpfn.containers import Container, ContainerSpec
 from mpfn.containers import run as run_container
 from mpfn.documents import Pool
 from mpfn.registry import Registry
-from mpfn.store import LocalStore
+from mpfn.store import LocalStore, Store
 
 RUNTIME_FILE = "up.json"  # written into the state directory while `mpfn up` runs
 
@@ -43,18 +48,38 @@ class PoolSpec:
     region: str
     cost_per_hour: float
     port: int
+    site: str | None = None
 
 
 @dataclass(frozen=True)
-class UpPlan:
-    state_dir: Path
+class SiteSpec:
+    name: str
     router_port: int
-    pools: tuple[PoolSpec, ...]
-    secure: bool = False  # pools on TLS (a private CA), requiring a token and mTLS
+    state_dir: Path  # the site's replica
 
     @property
     def router_url(self) -> str:
         return f"http://127.0.0.1:{self.router_port}"
+
+
+@dataclass(frozen=True)
+class UpPlan:
+    state_dir: Path  # with sites: the primary
+    router_port: int  # with sites: the first site's router
+    pools: tuple[PoolSpec, ...]
+    secure: bool = False  # pools on TLS (a private CA), requiring a token and mTLS
+    sites: tuple[SiteSpec, ...] = ()
+
+    @property
+    def router_url(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    def pool_state(self, spec: PoolSpec) -> Path:
+        """The state a pool's worker reads: its site's replica, else the state directory."""
+        for site in self.sites:
+            if site.name == spec.site:
+                return site.state_dir
+        return self.state_dir
 
     def pool_url(self, spec: PoolSpec) -> str:
         return f"{'https' if self.secure else 'http'}://127.0.0.1:{spec.port}"
@@ -112,22 +137,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def replica_dir(state_dir: Path, site: str) -> Path:
+    """Where `mpfn up --sites` keeps a site's replica: beside the state directory."""
+    return state_dir.parent / f"{state_dir.name}-sites" / site
+
+
 def make_plan(
-    state_dir: Path, port: int, pick_port: Callable[[], int] = free_port, secure: bool = False
+    state_dir: Path,
+    port: int,
+    pick_port: Callable[[], int] = free_port,
+    secure: bool = False,
+    sites: tuple[str, ...] = (),
 ) -> UpPlan:
-    """Two pools standing for two clouds with different prices, plus the router port."""
-    return UpPlan(
-        state_dir=state_dir,
-        router_port=port or pick_port(),
-        pools=(
-            PoolSpec("aws-us-east-1", "aws", "us-east-1", 1.20, pick_port()),
-            PoolSpec("gcp-us-central1", "gcp", "us-central1", 0.90, pick_port()),
-        ),
-        secure=secure,
+    """Two pools standing for two clouds with different prices, plus the router port; with
+    `sites`, a router, a replica and two pools per site (the first router on `port`)."""
+    if not sites:
+        return UpPlan(
+            state_dir=state_dir,
+            router_port=port or pick_port(),
+            pools=(
+                PoolSpec("aws-us-east-1", "aws", "us-east-1", 1.20, pick_port()),
+                PoolSpec("gcp-us-central1", "gcp", "us-central1", 0.90, pick_port()),
+            ),
+            secure=secure,
+        )
+    specs = tuple(
+        SiteSpec(name, (port if i == 0 and port else pick_port()), replica_dir(state_dir, name))
+        for i, name in enumerate(sites)
     )
+    pools = tuple(
+        PoolSpec(f"{name}-{n}", "local", name, cost, pick_port(), site=name)
+        for name in sites
+        for n, cost in ((1, 1.20), (2, 0.90))
+    )
+    return UpPlan(state_dir, specs[0].router_port, pools, secure, specs)
 
 
-def ensure_demo_model(store: LocalStore) -> str:
+def ensure_demo_model(store: Store) -> str:
     """Push the demo model as `demo:1` unless it is already registered."""
     from mpfn.artifacts import push_model
     from mpfn.demo import build_demo_model, demo_model_version
@@ -143,7 +189,7 @@ def ensure_demo_model(store: LocalStore) -> str:
     return "demo:1"
 
 
-def register_pools(store: LocalStore, plan: UpPlan, files: SecureFiles | None = None) -> None:
+def register_pools(store: Store, plan: UpPlan, files: SecureFiles | None = None) -> None:
     registry = Registry(store)
     for spec in plan.pools:
         registry.put_pool(
@@ -158,6 +204,7 @@ def register_pools(store: LocalStore, plan: UpPlan, files: SecureFiles | None = 
                     "hardware": ["cpu"],
                     "cost_per_hour": spec.cost_per_hour,
                     "capacity": 4,
+                    **({"site": spec.site} if spec.site else {}),
                 }
             )
         )
@@ -173,33 +220,48 @@ class Component:
     module: str
     args: tuple[str, ...]
     ready_url: str
+    env: tuple[tuple[str, str], ...] = ()  # on top of the stack's environment
 
 
 def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -> list[Component]:
-    """The workers, then the router, as started for `plan`. Pure."""
+    """The workers, then the routers (one, or one per site), as started for `plan`. Pure.
+    With sites, each part reads its site's replica, and each router knows its site."""
     tls = worker_tls_args(files) if files else ()
+
+    def state_of(path: Path) -> str:
+        return store_url if path == plan.state_dir else LocalStore(path, create=False).url
+
     out = [
         Component(
             f"worker-{spec.id}",
             "worker",
             "mpfn.adapters.ort_worker",
             (
-                "--host", "127.0.0.1", "--port", str(spec.port), "--state", store_url,
+                "--host", "127.0.0.1", "--port", str(spec.port),
+                "--state", state_of(plan.pool_state(spec)),
                 "--cache-dir", str(plan.state_dir / "cache" / spec.id), *tls,
             ),
             f"{plan.pool_url(spec)}/v2/health/ready",
         )
         for spec in plan.pools
     ]  # fmt: skip
-    out.append(
-        Component(
-            "router",
-            "router",
-            "mpfn.functions.router",
-            ("--host", "127.0.0.1", "--port", str(plan.router_port), "--log-level", "warning"),
-            f"{plan.router_url}/v2/health/ready",
+    routers: list[tuple[str | None, int, Path]] = [(None, plan.router_port, plan.state_dir)]
+    if plan.sites:
+        routers = [(s.name, s.router_port, s.state_dir) for s in plan.sites]
+    for site, port, state in routers:
+        env: tuple[tuple[str, str], ...] = (("MPFN_STATE", state_of(state)),)
+        if site is not None:
+            env += (("MPFN_ROUTER_SITE", site),)
+        out.append(
+            Component(
+                f"router-{site}" if site else "router",
+                "router",
+                "mpfn.functions.router",
+                ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+                f"http://127.0.0.1:{port}/v2/health/ready",
+                env,
+            )
         )
-    )
     return out
 
 
@@ -254,7 +316,7 @@ def process_launcher(logs: Path, env: dict[str, str]) -> Launcher:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env,
+                env={**env, **dict(component.env)},
                 start_new_session=True,
             )
         return _Process(proc, log)
@@ -265,15 +327,15 @@ def process_launcher(logs: Path, env: dict[str, str]) -> Launcher:
 def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, tool: str) -> Launcher:
     """Containers on the host network, as this user, with the state directory mounted at
     the same path, so every URL and path in the plan means the same inside and out."""
-    state = str(plan.state_dir)
+    mounts = tuple((str(p), str(p)) for p in (plan.state_dir, *(s.state_dir for s in plan.sites)))
 
     def launch(component: Component) -> Running:
         spec = ContainerSpec(
             name=f"mpfn-up-{plan.router_port}-{component.name}",
             image=images[component.target],
             args=component.args,
-            env={"MPFN_STATE": store_url, "PYTHONUNBUFFERED": "1"},
-            volumes=((state, state),),
+            env={"MPFN_STATE": store_url, "PYTHONUNBUFFERED": "1", **dict(component.env)},
+            volumes=mounts,
             user=f"{os.getuid()}:{os.getgid()}",
         )
         return _Container(run_container(spec, tool))
@@ -334,6 +396,22 @@ class Stack:
         return None
 
 
+def replicate_to_sites(local: LocalStore, plan: UpPlan, echo: Callable[[str], None]) -> Store:
+    """With sites: list them in the primary, catch every replica up with it, and return
+    the store that fans writes out to them; else the local store itself."""
+    if not plan.sites:
+        return local
+    from mpfn.replication import Site, Sites, open_state, sync_sites, write_sites
+
+    sites = Sites(sites={s.name: Site(state=str(s.state_dir)) for s in plan.sites})
+    write_sites(local, sites)
+    for report in sync_sites(local, sites):
+        if not report.ok:
+            raise RuntimeError(f"site {report.site}: replica not synced: {report.error}")
+        echo(f"site {report.site}: replica {sites.sites[report.site].state} in sync")
+    return open_state(local.url)
+
+
 def start_stack(
     plan: UpPlan,
     *,
@@ -348,7 +426,8 @@ def start_stack(
     directory's `logs/`)."""
     from mpfn.warm.loop import run_forever
 
-    store = LocalStore(plan.state_dir)
+    local = LocalStore(plan.state_dir)
+    store = replicate_to_sites(local, plan, echo)
     echo("pushing the demo model ...")
     ensure_demo_model(store)
     files = make_secure_files(plan.tls_dir) if plan.secure else None
@@ -363,14 +442,16 @@ def start_stack(
     stack = Stack(plan, [], threading.Event())
     try:
         parts = components(plan, store.url, files)
-        workers, router = parts[:-1], parts[-1]
+        workers, routers = parts[: len(plan.pools)], parts[len(plan.pools) :]
         for component, spec in zip(workers, plan.pools, strict=True):
             stack.parts.append(launch(component))
-            echo(f"worker {spec.id} ({spec.cloud}, ${spec.cost_per_hour}/h): {plan.pool_url(spec)}")
+            where = f"{spec.cloud}, site {spec.site}" if spec.site else spec.cloud
+            echo(f"worker {spec.id} ({where}, ${spec.cost_per_hour}/h): {plan.pool_url(spec)}")
         for component, running in zip(workers, stack.parts, strict=True):
             _wait_ready(component.ready_url, running, component.name, verify=verify)
-        stack.parts.append(launch(router))
-        _wait_ready(router.ready_url, stack.parts[-1], "router")
+        for router in routers:
+            stack.parts.append(launch(router))
+            _wait_ready(router.ready_url, stack.parts[-1], router.name)
         stack.warm_thread = threading.Thread(
             target=run_forever,
             args=(Registry(store), stack.stop_event),
@@ -389,6 +470,8 @@ def start_stack(
                     "router": plan.router_url,
                     "pid": os.getpid(),
                     "pools": {s.id: plan.pool_url(s) for s in plan.pools},
+                    "routers": {s.name: s.router_url for s in plan.sites},
+                    "sites": {s.name: str(s.state_dir) for s in plan.sites},
                 }
             )
         )

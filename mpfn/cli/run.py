@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -46,6 +47,13 @@ def up(
             "client certificate; the router holds them by reference",
         ),
     ] = False,
+    sites: Annotated[
+        str | None,
+        typer.Option(
+            help="several sites on this machine, e.g. a,b: each with its own state replica, "
+            "router and two worker pools; the state directory is the primary"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
     from mpfn.up import make_plan, start_stack
@@ -54,7 +62,7 @@ def up(
     if state:
         c.state_flag = state
     state_dir = _local_state_dir(c.config.state)
-    plan = make_plan(state_dir, port, secure=secure)
+    plan = make_plan(state_dir, port, secure=secure, sites=parse_sites(sites))
     echo = lambda s: console.print(s, highlight=False)  # noqa: E731
     launcher = None
     if runtime == "containers":
@@ -71,7 +79,12 @@ def up(
     signal.signal(signal.SIGINT, on_signal)
     example = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
     console.print(f"state: {state_dir}")
-    print(f"router: {plan.router_url}", flush=True)
+    for site in plan.sites:
+        console.print(f"site {site.name}: replica {site.state_dir}", highlight=False)
+    for site in plan.sites:
+        print(f"router ({site.name}): {site.router_url}", flush=True)
+    if not plan.sites:
+        print(f"router: {plan.router_url}", flush=True)
     console.print("try it:", highlight=False)
     console.print(
         f"  curl -s {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
@@ -93,6 +106,24 @@ def up(
     finally:
         console.print("stopping ...")
         stack.stop()
+
+
+def parse_sites(text: str | None) -> tuple[str, ...]:
+    """`a,b` -> ("a", "b"); CliError for a bad or repeated name."""
+    if text is None:
+        return ()
+    from mpfn.documents import SITE_PATTERN
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if not re.match(SITE_PATTERN, n)]
+    if bad or not names:
+        raise CliError(
+            f"--sites {text!r}: give site names separated by commas, each lowercase letters, "
+            "digits and '-' starting with a letter (e.g. --sites a,b)"
+        )
+    if len(set(names)) != len(names):
+        raise CliError(f"--sites {text!r}: a site is named twice")
+    return names
 
 
 def _container_launcher(plan: UpPlan, echo: Callable[[str], None]) -> Callable[[str], Launcher]:

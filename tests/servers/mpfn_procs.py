@@ -156,11 +156,15 @@ def start_up(
         text=True,
     )
     lines: list[str] = []
+    routers: list[str] = []
+    wanted = len(extra[extra.index("--sites") + 1].split(",")) if "--sites" in extra else 1
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("router: "):
-            return proc, line.split()[1], lines
+        if line.startswith(("router: ", "router (")):  # `router (SITE): URL` per site
+            routers.append(line.split()[-1])
+            if len(routers) == wanted:
+                return proc, routers[0], lines
     proc.wait(30)
     raise RuntimeError("mpfn up printed no router address:\n" + "".join(lines))
 
