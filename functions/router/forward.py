@@ -4,8 +4,10 @@ The body is sent exactly as received (JSON or the binary-tensor extension) throu
 pooled aiohttp session; the response is relayed as bytes, streamed chunk by chunk when the
 backend streams (SSE, chunked). Connection errors, timeouts and 5xx answers (but 501/505)
 fail over to the next attempt of the plan while the request's deadline allows and nothing
-has been sent to the client; after that nothing is retried. Every attempt is reported to
-the routing state (in-flight counts, latency, load headers, breakers). A pool's
+has been sent to the client; after that nothing is retried. An attempt that leaves the
+router's site for a site the route reason did not explain says so in its reason
+(`left site a for b`). Every attempt is reported to the routing state (in-flight
+counts, latency, load headers, breakers). A pool's
 backpressure (429, or 503 + Retry-After) is not a failure: the request tries the next
 pool with room and the breaker is not told. With admission on, every attempt holds a
 slot of its pool (`mpfn.functions.router.admission`); a request that finds no slot within
@@ -38,6 +40,7 @@ from mpfn.routing import Attempt, RoutingState
 from mpfn.routing.admission import Outcome as AttemptOutcome
 from mpfn.routing.admission import classify
 from mpfn.routing.failover import is_failure
+from mpfn.routing.locality import left_for
 from mpfn.routing.serving import backend_url
 from mpfn.routing.stats import QUEUED
 
@@ -135,13 +138,16 @@ def streams(content_type: str, content_length: int | None) -> bool:
     return content_length is None or content_type.startswith("text/event-stream")
 
 
-def with_attempts(reason: str, failed: Sequence[str], causes: Sequence[str] = ()) -> str:
+def with_attempts(
+    reason: str, failed: Sequence[str], causes: Sequence[str] = (), left: str = ""
+) -> str:
     """The route reason after failing over from the pools in `failed` (`causes`: each
-    failure as `pool: why`, shortened into the header)."""
-    if not failed:
-        return reason
-    why = f" ({header_safe('; '.join(causes))})" if causes else ""
-    return f"{reason}; attempt {len(failed) + 1} after {','.join(failed)}{why}"
+    failure as `pool: why`, shortened into the header), and `left`, the clause of an
+    attempt that left the router's site."""
+    if failed:
+        why = f" ({header_safe('; '.join(causes))})" if causes else ""
+        reason = f"{reason}; attempt {len(failed) + 1} after {','.join(failed)}{why}"
+    return f"{reason}; {left}" if left else reason
 
 
 def header_safe(text: str, limit: int = 300) -> str:
@@ -192,8 +198,10 @@ class Forwarder:
         admission: Admission | None = None,
         queue_wait: QueueWait | None = None,
         credentials: PoolCredentials | None = None,
+        site: str | None = None,
     ) -> None:
         self.state = state
+        self.site = site  # the router's site (None: none, or locality off)
         self.credentials = credentials or PoolCredentials()
         self.admission = admission  # None: no router-side limits
         self.queue_wait = queue_wait or (lambda expected_ms, left_s: left_s)
@@ -232,6 +240,7 @@ class Forwarder:
         admission = self.admission
         queued_s = 0.0
         granted: Pool | None = None
+        first = plan[0].pool if plan else None  # the pool the route reason explains
         if admission is not None and plan:
             wait_s = self.queue_wait(plan[0].expected_ms, timeout_s)
             begun = loop.time()
@@ -267,6 +276,7 @@ class Forwarder:
                 total=None, sock_connect=min(self.connect_timeout_s, remaining), sock_read=remaining
             )
             wait_s = answer_wait_s(attempt, timeout_s, remaining, index == len(plan) - 1)
+            left = left_for(self.site, first, pool) if first is not None else ""
             state.started(pool_id, clock())
             started = time.perf_counter()
             # set once the attempt's outcome was reported: the queue the pool reported
@@ -276,7 +286,7 @@ class Forwarder:
             try:
                 answered = await call(send, attempt, path, body, headers, timeout,
                                                started, failed, reason, reported,
-                                               wait_s, failures)  # fmt: skip
+                                               wait_s, failures, left)  # fmt: skip
             except (aiohttp.ClientError, TimeoutError, CredentialError) as exc:
                 # Connection and TLS errors, timeouts, credentials that could not be had, a
                 # buffered read that broke off: nothing reached the client yet, so the
@@ -361,6 +371,7 @@ class Forwarder:
         reported: list[int | None],
         wait_s: float | None = None,
         causes: Sequence[str] = (),
+        left: str = "",
     ) -> int | str | Busy:
         """One attempt: the status relayed to the client, why it failed (a retryable
         answer), or `Busy` when the pool answered that it is full. Connection errors,
@@ -404,7 +415,7 @@ class Forwarder:
                 )
                 reported.append(None)
                 return error
-            why = with_attempts(reason, failed, causes)
+            why = with_attempts(reason, failed, causes, left)
             if streams(resp.content_type, resp.content_length):
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))

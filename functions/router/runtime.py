@@ -102,6 +102,7 @@ class RouterRuntime:
             admission=self.admission,
             queue_wait=settings.queue_wait_s,
             credentials=credentials or PoolCredentials(SecretResolver(ttl_s=settings.secret_ttl_s)),
+            site=self.routing_config.home,
         )
         self.metrics = RouterMetrics()
         self.metrics.watch(

@@ -5,12 +5,14 @@ Only plain values live here; nothing in this module opens a connection or reads 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from mpfn.routing import STRATEGIES, BreakerConfig, RoutingConfig
 from mpfn.routing.admission import AdmissionConfig
+from mpfn.routing.tuning import SITE_RULE, is_site_name
 
 AUTH_MODES = ("none", "keys")
 
@@ -90,6 +92,10 @@ class RouterSettings:
     limit_per_capacity: float = 2.0
     max_limit: float = 256.0
     secret_ttl_s: float = 300.0
+    site: str = ""
+    locality: bool = True
+    cross_site_ms: float = 30.0
+    cross_site_cost_per_1k: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s",
@@ -118,6 +124,12 @@ class RouterSettings:
             raise ValueError("queue_min_ms, queue_factor, max_queue, line_per_slot must be >= 0")
         if self.limit_per_capacity <= 0 or self.max_limit < 1:
             raise ValueError("limit_per_capacity must be > 0 and max_limit >= 1")
+        if self.site and not is_site_name(self.site):
+            raise ValueError(f"site must be a site name ({SITE_RULE}), not {self.site!r}")
+        for name in ("cross_site_ms", "cross_site_cost_per_1k"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0")
         if self.pushgateway_url and not self.pushgateway_url.startswith(("http://", "https://")):
             raise ValueError("pushgateway_url must be an http:// or https:// URL")
 
@@ -128,7 +140,14 @@ class RouterSettings:
 
     @property
     def routing_config(self) -> RoutingConfig:
-        return RoutingConfig(max_attempts=self.max_attempts, max_error_rate=self.max_error_rate)
+        return RoutingConfig(
+            max_attempts=self.max_attempts,
+            max_error_rate=self.max_error_rate,
+            site=self.site or None,
+            locality=self.locality,
+            cross_site_ms=self.cross_site_ms,
+            cross_site_cost_per_1k=self.cross_site_cost_per_1k,
+        )
 
     @property
     def admission_config(self) -> AdmissionConfig:

@@ -37,7 +37,13 @@ def add(
     pool_id: Annotated[str, typer.Argument(help="Pool id", show_default=False)],
     endpoint: Annotated[str, typer.Option(help="Adapter endpoint URL")],
     cloud: Annotated[str, typer.Option(help="aws | gcp | azure | onprem | local")] = "local",
-    region: Annotated[str, typer.Option(help="Region or site name")] = "local",
+    region: Annotated[
+        str, typer.Option(help="Region (policies and x-mpfn-region filter by it)")
+    ] = "local",
+    site: Annotated[
+        str | None,
+        typer.Option(help="Deployment site (aws-use1, onprem-a); routers prefer their own"),
+    ] = None,
     adapter: Annotated[str, typer.Option(help="Adapter kind (ort, triton, openai, ...)")] = "ort",
     hardware: Annotated[str, typer.Option(help="Comma-separated hardware")] = "cpu",
     cost_per_hour: Annotated[float, typer.Option(help="USD per hour")] = 0.0,
@@ -81,6 +87,7 @@ def add(
             "endpoint": endpoint,
             "cloud": cloud,
             "region": region,
+            "site": site,
             "adapter": adapter,
             "hardware": _csv(hardware),
             "cost_per_hour": cost_per_hour,
@@ -113,12 +120,15 @@ def list_pools(
     if json_out:
         print_json([as_json(p) for p in pools])
         return
-    table = Table("id", "cloud", "region", "adapter", "endpoint", "hardware", "$/h", "models")
+    table = Table(
+        "id", "cloud", "region", "site", "adapter", "endpoint", "hardware", "$/h", "models"
+    )
     for p in pools:
         table.add_row(
             p.id,
             p.cloud,
             p.region,
+            p.site or "-",
             p.adapter,
             str(p.endpoint),
             ",".join(p.hardware),

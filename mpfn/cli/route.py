@@ -4,12 +4,14 @@ Loads the registry and the `stats/` snapshots from the store, then runs the rout
 decision (`mpfn.routing.decide.explain_request`) with the given headers: candidates with
 their expected latency (base, queue, load), cost, SLO verdict, error rate and weight;
 excluded pools with the reason; the choice and the failover plan. Routing knobs come
-from the same `MPFN_ROUTER_*` variables the router reads. A live router also knows its
-own recent measurements, which this command cannot see.
+from the same `MPFN_ROUTER_*` variables the router reads; `--site` explains the decision
+of a router in that site. A live router also knows its own recent measurements, which
+this command cannot see.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Annotated, Any, cast
@@ -41,11 +43,15 @@ def _print(out: dict[str, Any]) -> None:
     console.print(
         f"model [bold]{out['model']}[/]  strategy {out['strategy']}  objective {out['objective']}"
         f"  SLO {'-' if slo is None else f'{slo:g} ms'}  timeout {out['timeout_ms']:g} ms"
+        f"  site {out['site'] or '-'}"
     )
-    table = Table("pool", "expected ms", "base", "queue", "load", "$/1k", "SLO", "errors", "weight")
+    table = Table(
+        "pool", "site", "expected ms", "base", "queue", "load", "$/1k", "SLO", "errors", "weight"
+    )
     for c in out["candidates"]:
         table.add_row(
             c["pool"],
+            c["site"] or "-",
             f"{c['expected_ms']:.2f}",
             f"{c['base_ms']:.2f}",
             f"{c['queue_ms']:.2f}",
@@ -79,6 +85,12 @@ def explain(
         list[str] | None,
         typer.Option("--header", "-H", help="Request header NAME=VALUE (repeatable)"),
     ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="Explain as a router of this site would decide (default: MPFN_ROUTER_SITE)"
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Show candidates, exclusions with reasons, scores and the choice for MODEL."""
@@ -88,10 +100,15 @@ def explain(
     from mpfn.routing.decide import RouteRequest, default_policy, explain_request
     from mpfn.routing.errors import RouteError
     from mpfn.routing.snapshot import SnapshotLoader
+    from mpfn.routing.tuning import SITE_RULE, is_site_name
 
     if protocol not in ("v2", "openai"):
         raise CliError(f"--protocol must be v2 or openai, not {protocol!r}")
+    if site is not None and not is_site_name(site):
+        raise CliError(f"--site {site!r} is not a site name ({SITE_RULE})")
     settings = RouterSettings.from_env()
+    if site is not None:
+        settings = dataclasses.replace(settings, site=site)
     headers = parse_headers(header or [])
     hints = parse_hints(headers)
     loader = SnapshotLoader(get_ctx(ctx).store)

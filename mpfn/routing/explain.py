@@ -20,7 +20,7 @@ REASON_HEADER = "x-mpfn-route-reason"
 class Explanation:
     """One decision in full. `candidates` are ranked best first; the first `near` of
     them shared the traffic with `weights`; `skipped` models of the fallback chain had
-    no candidate."""
+    no candidate; `site` is the router's (None: none, or locality off)."""
 
     model: str
     objective: str
@@ -34,6 +34,7 @@ class Explanation:
     choice: str | None
     skipped: tuple[str, ...]
     route_reason: str
+    site: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (pools by id, USD per 1k requests)."""
@@ -45,10 +46,12 @@ class Explanation:
             "pinned": self.pinned,
             "choice": self.choice,
             "route_reason": self.route_reason,
+            "site": self.site,
             "skipped_models": list(self.skipped),
             "candidates": [
                 {
                     "pool": s.pool.id,
+                    "site": s.pool.site,
                     "expected_ms": round(s.latency_ms, 3),
                     "base_ms": round(s.base_ms, 3),
                     "queue_ms": round(s.queue_ms, 3),
@@ -73,9 +76,11 @@ def route_reason(
     near: int = 1,
     pinned: bool = False,
     fallback_from: str | None = None,
+    left_site: str = "",
 ) -> str:
     """A one-line summary of a decision, for example
-    `slo-then-cost: 4.1ms $0.0021/1k meets-slo; 2 of 3 near; 1 excluded`."""
+    `slo-then-cost: 4.1ms $0.0021/1k meets-slo; 2 of 3 near; 1 excluded`, and
+    `left_site`, the clause saying why the choice is in another site than the router's."""
     if chosen is None:
         return f"no candidate; {n_excluded} excluded"
     parts = [
@@ -88,4 +93,6 @@ def route_reason(
         parts.append("pinned")
     if fallback_from is not None:
         parts.append(f"fallback from {fallback_from}")
+    if left_site:
+        parts.append(left_site)
     return "; ".join(parts)

@@ -21,6 +21,7 @@ from mpfn.routing.compat import DEFAULT_FORMATS, FormatTable
 from mpfn.routing.explain import Explanation, route_reason
 from mpfn.routing.filter import Exclusion, filter_pools, policy_reason
 from mpfn.routing.hints import NO_HINTS, PIN, HintError, Limits, RequestHints, tighten
+from mpfn.routing.locality import left_site
 from mpfn.routing.pick import swrr, weights_for
 from mpfn.routing.score import Score, rank, score_pools
 from mpfn.routing.stats import Feedback
@@ -49,7 +50,9 @@ class Decision(NamedTuple):
     """The outcome of `route`. `plan` is empty when nothing can serve the request.
 
     `wrr_key`/`wrr_next` are the round-robin weights to commit (see `RoutingState`);
-    `strategy` names the pick strategy (`mpfn`, or a baseline of `strategies`).
+    `strategy` names the pick strategy (`mpfn`, or a baseline of `strategies`); `site` is
+    the router's site (None: none, or locality off) and `left_site` says why the choice
+    is in another one (empty when it is not).
     """
 
     plan: tuple[Attempt, ...]
@@ -63,6 +66,8 @@ class Decision(NamedTuple):
     wrr_key: str = ""
     wrr_next: Mapping[str, float] = MappingProxyType({})
     strategy: str = "mpfn"
+    site: str | None = None
+    left_site: str = ""
 
     @property
     def chosen(self) -> Attempt | None:
@@ -81,6 +86,7 @@ class Decision(NamedTuple):
             fallback_from=self.requested
             if first is not None and first.model.name != self.requested
             else None,
+            left_site=self.left_site,
         )
 
     def explain(self) -> Explanation:
@@ -98,6 +104,7 @@ class Decision(NamedTuple):
             choice=first.pool.id if first else None,
             skipped=self.skipped,
             route_reason=self.route_reason,
+            site=self.site,
         )
 
 
@@ -199,7 +206,13 @@ def route(
             count += len(r.ranked)
     if not found:
         return Decision(
-            (), limits, target.model.name, (), tuple(exclusions), skipped=tuple(skipped)
+            (),
+            limits,
+            target.model.name,
+            (),
+            tuple(exclusions),
+            skipped=tuple(skipped),
+            site=cfg.home,
         )
     primary, limits = found[0]
     ranked = primary.ranked
@@ -215,6 +228,10 @@ def route(
     plan = [Attempt(s.pool, model, s.latency_ms) for s in ranked]
     for r, _ in found[1:]:
         plan.extend(Attempt(s.pool, r.target.model, s.latency_ms) for s in r.ranked)
+    left = ""
+    if cfg.home is not None:
+        pools = primary.target.pools
+        left = left_site(ranked[0], ranked, pools, exclusions, model.name, limits, cfg)
     return Decision(
         tuple(plan[: cfg.max_attempts]),
         limits,
@@ -226,6 +243,8 @@ def route(
         tuple(skipped),
         wrr_key,
         wrr_next,
+        site=cfg.home,
+        left_site=left,
     )
 
 

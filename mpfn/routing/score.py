@@ -1,7 +1,8 @@
 """The score step: expected latency and cost of each candidate, ranked by the objective.
 
     base    = EWMA latency of (pool, model), else of the pool, else the prior (the
-              fastest pool average among the candidates, capped by `prior_latency_ms`);
+              fastest pool average among the candidates, capped by `prior_latency_ms`,
+              plus `cross_site_ms` for a pool in another site than the router's);
               each stale average blends back towards the next one with age
     queue   = base * (in-flight + queued) / capacity
               in-flight = max(the router's own count, the adapter's fresh report)
@@ -9,12 +10,14 @@
               `assume_loaded`), else model.load_time_ms or the default
     latency = base + queue + load
     cost    = cost_per_hour * (base + load) / 3_600_000 / capacity   (USD per request)
+              + cross_site_cost_per_1k / 1000 for a pool in another site (egress)
     errors  = the pool's moving failure rate, faded towards 0 with age
 
 Candidates over the cost budget become exclusions. `rank` orders the rest by the
 objective: `fastest` by latency, `cheapest` by cost, `slo-then-cost` by cost among
 those predicted to meet the SLO, then everyone else by latency; pools failing more
-often than `max_error_rate` come after all others. Pure; no clock reads.
+often than `max_error_rate` come after all others. Pools of the router's own site go
+first on ties and within the tolerance band. Pure; no clock reads.
 """
 
 from __future__ import annotations
@@ -60,11 +63,15 @@ def estimate(
     prior_ms: float | None = None,
 ) -> Score:
     """Expected latency and cost of sending one request for `model` to `pool`;
-    `prior_ms` (default `cfg.prior_latency_ms`) stands in for what was never observed."""
+    `prior_ms` (default `cfg.prior_latency_ms`) stands in for what was never observed,
+    plus `cfg.cross_site_ms` when the pool is in another site than the router's."""
     pool_id = pool.id
     stats = feedback.stats.get(pool_id, EMPTY_STATS)
     half_life = cfg.stale_half_life_s
     prior = cfg.prior_latency_ms if prior_ms is None else prior_ms
+    away = cfg.away(pool)
+    if away:  # observed averages include the distance already; the prior does not
+        prior += cfg.cross_site_ms
     pool_ms = decayed(stats.latency, prior, now, half_life)
     base = decayed(feedback.latency.get((pool_id, ref)), pool_ms, now, half_life)
     inflight = feedback.inflight.get(pool_id, 0)
@@ -84,6 +91,8 @@ def estimate(
     )
     latency = base + queue + load
     cost = pool.cost_per_hour * (base + load) / 3_600_000.0 / capacity
+    if away:
+        cost += cfg.cross_site_cost_per_1k / 1000.0
     slo = limits.latency_slo_ms
     errors = error_rate_at(stats, now, half_life) if stats.error_rate else 0.0
     return Score(pool, latency, base, queue, load, cost, slo is None or latency <= slo, errors)
@@ -123,14 +132,23 @@ def score_pools(
     return scores, excluded
 
 
+def orders_by_cost(scores: Sequence[Score], limits: Limits) -> tuple[bool, bool]:
+    """(split, by_cost): whether `rank` puts pools meeting the SLO first
+    (`slo-then-cost` with at least one of them), and whether it orders by cost."""
+    objective = limits.objective
+    split = objective == "slo-then-cost" and any(s.meets_slo for s in scores)
+    return split, split or objective == "cheapest"
+
+
 def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[list[Score], int]:
     """`scores` best first by the objective of `limits`, and how many of the first are
     within `cfg.tolerance` of the best (they share the traffic). Flaky pools (failure
-    rate over `cfg.max_error_rate`) go last. Ties go by latency, then pool id."""
-    objective = limits.objective
+    rate over `cfg.max_error_rate`) go last. Ties go by latency, then to a pool of the
+    router's own site, then by pool id; when the pools within the tolerance include some
+    of the router's site, only those share the traffic (the others follow them)."""
     max_err = cfg.max_error_rate
-    split = objective == "slo-then-cost" and any(s.meets_slo for s in scores)
-    by_cost = split or objective == "cheapest"
+    split, by_cost = orders_by_cost(scores, limits)
+    away = cfg.away
     if split:
         ranked = sorted(
             scores,
@@ -139,15 +157,19 @@ def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[l
                 not s.meets_slo,
                 s.cost if s.meets_slo else s.latency_ms,
                 s.latency_ms,
+                away(s.pool),
                 s.pool.id,
             ),
         )
     elif by_cost:
         ranked = sorted(
-            scores, key=lambda s: (s.error_rate > max_err, s.cost, s.latency_ms, s.pool.id)
+            scores,
+            key=lambda s: (s.error_rate > max_err, s.cost, s.latency_ms, away(s.pool), s.pool.id),
         )
     else:
-        ranked = sorted(scores, key=lambda s: (s.error_rate > max_err, s.latency_ms, s.pool.id))
+        ranked = sorted(
+            scores, key=lambda s: (s.error_rate > max_err, s.latency_ms, away(s.pool), s.pool.id)
+        )
     if not ranked:
         return ranked, 0
     best = ranked[0]
@@ -163,4 +185,16 @@ def rank(scores: Sequence[Score], limits: Limits, cfg: RoutingConfig) -> tuple[l
         if (s.cost if by_cost else s.latency_ms) > limit:
             break
         near += 1
+    if near > 1 and cfg.home is not None:
+        return home_first(ranked, near, cfg)
     return ranked, near
+
+
+def home_first(ranked: list[Score], near: int, cfg: RoutingConfig) -> tuple[list[Score], int]:
+    """The band of the first `near` with the pools not away from the router's site first,
+    and only those sharing the traffic; unchanged when the band is all one or the other."""
+    band = ranked[:near]
+    home = [s for s in band if not cfg.away(s.pool)]
+    if not home or len(home) == near:
+        return ranked, near
+    return [*home, *(s for s in band if cfg.away(s.pool)), *ranked[near:]], len(home)

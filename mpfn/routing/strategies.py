@@ -78,7 +78,9 @@ def route_baseline(
     scores, over_budget = score_pools(target.model, kept, feedback, limits, now, cfg)
     excluded.extend(over_budget)
     if not scores:
-        return Decision((), limits, target.model.name, (), tuple(excluded), strategy=strategy)
+        return Decision(
+            (), limits, target.model.name, (), tuple(excluded), strategy=strategy, site=cfg.home
+        )
     ordered = order(strategy, scores, feedback, rng, turn)
     plan = tuple(Attempt(s.pool, target.model, s.latency_ms) for s in ordered)
     return Decision(
@@ -90,4 +92,5 @@ def route_baseline(
         near=1,
         weights=(1.0,),
         strategy=strategy,
+        site=cfg.home,
     )

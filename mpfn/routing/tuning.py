@@ -6,7 +6,19 @@ router (or a test) can run with its own settings side by side with another's.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+
+from mpfn.documents import SITE_PATTERN, Pool
+
+_SITE_RE = re.compile(SITE_PATTERN)
+SITE_RULE = "lower-case letters, digits and '-', starting with a letter, at most 32 characters"
+
+
+def is_site_name(name: str) -> bool:
+    """Whether `name` may name a site (a pool's `site`, a router's)."""
+    return _SITE_RE.match(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,12 @@ class RoutingConfig:
       candidate (flaky pools are used only when nothing better is left).
     - `max_attempts`: length cap of a failover plan, fallback models included.
     - `max_chain`: most models in one fallback chain (the primary included).
+    - `site`: the site the router runs in (None: no site, pools' sites are ignored).
+    - `locality`: False ignores every site (to compare decisions with and without it).
+    - `cross_site_ms`: added to the prior of a pool in another site that was never
+      observed (observed latencies already include the distance).
+    - `cross_site_cost_per_1k`: USD per 1k requests added to the cost of a pool in another
+      site: the egress of sending requests and answers there, from the provider's price.
     """
 
     prior_latency_ms: float = 50.0
@@ -47,6 +65,10 @@ class RoutingConfig:
     max_error_rate: float = 0.2
     max_attempts: int = 4
     max_chain: int = 8
+    site: str | None = None
+    locality: bool = True
+    cross_site_ms: float = 30.0
+    cross_site_cost_per_1k: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ewma_alpha <= 1.0:
@@ -61,6 +83,22 @@ class RoutingConfig:
             raise ValueError("error_alpha must be in (0, 1] and max_error_rate in [0, 1]")
         if self.max_attempts < 1 or self.max_chain < 1:
             raise ValueError("max_attempts and max_chain must be >= 1")
+        if self.site is not None and not is_site_name(self.site):
+            raise ValueError(f"site {self.site!r} is not a site name ({SITE_RULE})")
+        for value in (self.cross_site_ms, self.cross_site_cost_per_1k):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError("cross_site_ms and cross_site_cost_per_1k must be finite, >= 0")
+
+    @property
+    def home(self) -> str | None:
+        """The site routing prefers: the router's, or None when locality is off."""
+        return self.site if self.locality else None
+
+    def away(self, pool: Pool) -> bool:
+        """Whether `pool` is in another site than the router's (a pool without a site, or
+        a router without one or with locality off, is never away)."""
+        home = self.home
+        return home is not None and pool.site is not None and pool.site != home
 
 
 DEFAULT_CONFIG = RoutingConfig()

@@ -102,6 +102,35 @@ def test_pools_and_policy(tmp_path: Path) -> None:
     assert json.loads(run(["pools", "list", "--json"], cwd=tmp_path).stdout) == []
 
 
+def test_pool_sites_and_explaining_as_a_site(tmp_path: Path, model_file: Path) -> None:
+    run(["models", "push", str(model_file), "--name", "m", "--version", "1"], cwd=tmp_path)
+    for pool_id, site in (("a-1", "a"), ("b-1", "b")):
+        endpoint = f"http://{pool_id}.invalid:8000"
+        run(["pools", "add", pool_id, "--endpoint", endpoint, "--site", site], cwd=tmp_path)
+    run(["pools", "add", "n", "--endpoint", "http://n.invalid:8000"], cwd=tmp_path)
+    pools = json.loads(run(["pools", "list", "--json"], cwd=tmp_path).stdout)
+    assert {p["id"]: p["site"] for p in pools} == {"a-1": "a", "b-1": "b", "n": None}
+    table = run(["pools", "list"], cwd=tmp_path).stdout
+    assert "site" in table.splitlines()[1] and "b-1" in table
+    # Never observed, the pool of the other site is expected 30 ms slower.
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("MPFN_ROUTER_")}
+    explain = ["route", "explain", "m", "--json"]
+    at_a = json.loads(run([*explain, "--site", "a"], cwd=tmp_path, env=plain).stdout)
+    assert at_a["site"] == "a" and at_a["plan"][-1]["pool"] == "b-1"
+    by_pool = {c["pool"]: c for c in at_a["candidates"]}
+    assert by_pool["b-1"]["site"] == "b"
+    assert by_pool["b-1"]["expected_ms"] == by_pool["a-1"]["expected_ms"] + 30.0
+    at_b = json.loads(run([*explain, "--site", "b"], cwd=tmp_path, env=plain).stdout)
+    assert at_b["plan"][-1]["pool"] == "a-1"
+    off = {**plain, "MPFN_ROUTER_LOCALITY": "off"}
+    ignored = json.loads(run([*explain, "--site", "a"], cwd=tmp_path, env=off).stdout)
+    assert ignored["site"] is None
+    assert {c["expected_ms"] for c in ignored["candidates"]} == {by_pool["a-1"]["expected_ms"]}
+    wide = {**plain, "COLUMNS": "200"}
+    human = run(["route", "explain", "m", "--site", "a"], cwd=tmp_path, env=wide).stdout
+    assert "site a" in human.splitlines()[0] and "choice: a-1" in human
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -115,6 +144,8 @@ def test_pools_and_policy(tmp_path: Path) -> None:
             "cost_per_hour",
         ),
         (["pools", "rm", "nope"], "pool 'nope' is not registered"),
+        (["pools", "add", "a", "--endpoint", "http://x/", "--site", "US East"], "site"),
+        (["route", "explain", "m", "--site", "US East"], "--site 'US East' is not a site name"),
         (["policy", "set", "p.yaml"], "latency_slo_ms"),
         (["policy", "show", "nope"], "policy 'nope' is not set"),
         (["--state", "ftp://x/y", "status"], "unsupported state URL"),

@@ -119,3 +119,43 @@ def test_up_secure_serves_through_tls_pools_that_refuse_everyone_else(tmp_path: 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_up_sites_runs_a_router_replica_and_pools_per_site(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
+    state = tmp_path / "state"
+    proc, _, lines = start_up(tmp_path, state, env, "--sites", "east,west")
+    try:
+        routers = dict(
+            (line.split()[1].strip("():"), line.split()[2])
+            for line in lines
+            if line.startswith("router (")
+        )
+        assert list(routers) == ["east", "west"]
+        up = json.loads((state / "up.json").read_text())
+        assert up["routers"] == routers and up["router"] == routers["east"]
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": X}]}
+        for url in routers.values():
+            resp = httpx.post(f"{url}/v2/models/demo/infer", json=body, timeout=30)
+            assert resp.status_code == 200, resp.text
+        listed = subprocess.run(
+            [*MPFN, "--state", str(state), "pools", "list", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        sited = sorted((d["id"], d["site"]) for d in json.loads(listed.stdout))
+        assert sited == [(f"{s}-{n}", s) for s in ("east", "west") for n in (1, 2)]
+        # every site's replica holds the registry; a write now reaches them all
+        for site in ("east", "west"):
+            replica = tmp_path / "state-sites" / site
+            assert up["sites"][site] == str(replica)
+            assert (replica / "pools" / "east-1.json").exists()
+        subprocess.run(
+            [*MPFN, "--state", str(state), "pools", "add", "extra", "--endpoint",
+             "http://extra.invalid:8000", "--site", "west"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert all((tmp_path / "state-sites" / s / "pools" / "extra.json").exists()
+                   for s in ("east", "west"))  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

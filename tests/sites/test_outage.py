@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,12 @@ from tests.servers.process import Proc
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
 KEYS = {"AWS_ACCESS_KEY_ID": "mpfn-site-key", "AWS_SECRET_ACCESS_KEY": "mpfn-site-secret"}
-FAST = {"connect_timeout": 1.0, "read_timeout": 2.0, "max_attempts": 1, "region": "us-east-1"}
+FAST: dict[str, Any] = {
+    "connect_timeout": 1.0,
+    "read_timeout": 2.0,
+    "max_attempts": 1,
+    "region": "us-east-1",
+}
 
 
 @dataclass
