@@ -2,7 +2,7 @@
 
 `refresh` probes every pool (health, loaded models, a few timed requests) and writes
 `stats/<pool>.json`; `show` prints what is stored. The probing itself lives in
-`mpfn.cli.probe`; this module only parses options and prints.
+`mpfn.routing.probe`; this module only parses options and prints.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def refresh(
 ) -> None:
     """Probe pools and write their stats/<pool>.json snapshots."""
     # imported here: the router pulls in its web stack, which other commands do not need
-    from mpfn.cli.probe import refresh_stats
+    from mpfn.routing.probe import refresh_stats
     from mpfn.routing.snapshot import SnapshotLoader
 
     store = get_ctx(ctx).store

@@ -1,13 +1,14 @@
 """Probe pools and turn what they answer into `stats/<pool>.json` snapshots.
 
-`mpfn stats refresh` (and any scheduled job) calls `refresh_stats`: for every pool it
+`mpfn stats refresh` and every warmer run call `refresh_stats`: for every pool it
 checks health, asks which registered model versions are loaded, and times a few real
 requests (a zero-filled v2 infer of each loaded model whose inputs are known; the model
 list of OpenAI-compatible pools), then writes one `PoolStatsDocument` per pool. New
 router instances start from these snapshots instead of priors; running routers pick up
 changed ones on their next refresh. A pool that does not answer gets a snapshot with
 error rate 1, so routers rank it last until they see it answer. Every HTTP call goes
-through one injectable `httpx.AsyncClient`; `snapshot_document` is pure.
+through one injectable `httpx.AsyncClient`, or a pool's own (its credentials and TLS, from
+`clients`); `snapshot_document` is pure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -189,11 +190,14 @@ async def refresh_stats(
     client: httpx.AsyncClient | None = None,
     timeout_s: float = 5.0,
     clock: Callable[[], float] = time.time,
+    clients: Mapping[str, httpx.AsyncClient] | None = None,
 ) -> list[PoolStatsDocument]:
-    """Probe `pools` (all when empty) concurrently and write their snapshots.
+    """Probe `pools` (all when empty) concurrently and write their snapshots; a pool in
+    `clients` is probed with its own client.
 
     Raises LookupError for a pool id that is not registered.
     """
+    own_clients = clients or {}
     chosen = list(snapshot.pools)
     if pools:
         known = {p.id: p for p in snapshot.pools}
@@ -205,7 +209,10 @@ async def refresh_stats(
     http = client or httpx.AsyncClient(timeout=timeout_s)
     try:
         results = await asyncio.gather(
-            *(probe_pool(http, p, models_of(snapshot, p), samples) for p in chosen)
+            *(
+                probe_pool(own_clients.get(p.id, http), p, models_of(snapshot, p), samples)
+                for p in chosen
+            )
         )
     finally:
         if own:

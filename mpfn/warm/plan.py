@@ -56,6 +56,9 @@ class WarmSettings(_Doc):
     )
     report_days: float = Field(default=14.0, gt=0, description="Forecast report retention")
     pinned: list[str] = Field(default_factory=list, description="Models kept loaded everywhere")
+    refresh_stats: bool = Field(
+        default=True, description="Probe every pool each run and write stats/<pool>.json"
+    )
 
     @model_validator(mode="after")
     def _band(self) -> WarmSettings:

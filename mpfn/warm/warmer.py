@@ -205,6 +205,8 @@ async def run_warmer(
         for a in actions
         if a.status == "failed"
     ]
+    if apply and settings.refresh_stats and adapters is None:
+        errors += await _refresh_stats(store, pools)
     if apply:
         _write_reports(store, state, now, settings, errors)
     plan = WarmPlan(
@@ -280,6 +282,43 @@ async def _secure(
         if secured.client is not None:
             stack.push_async_callback(secured.client.aclose)
     return out
+
+
+async def _refresh_stats(store: Store, pools: Sequence[Pool]) -> list[str]:
+    """Probe every pool (with its credentials) and write `stats/`: routers starting now,
+    and `mpfn route explain`, begin from what the pools answer today. Pools signed per
+    request (SigV4) are left to the routers' own observations."""
+    from mpfn.routing.probe import refresh_stats
+    from mpfn.routing.snapshot import SnapshotLoader
+
+    errors: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        credentials = PoolCredentials()
+        stack.push_async_callback(credentials.aclose)
+        clients: dict[str, httpx.AsyncClient] = {}
+        probed: list[str] = []
+        for pool in pools:
+            if needs_keys(pool):
+                try:
+                    keys = await credentials.keys(pool)
+                except CredentialError as exc:
+                    errors.append(f"stats of pool {pool.id}: {exc}")
+                    continue
+                if keys.sign is not None:
+                    continue
+                client = httpx.AsyncClient(
+                    timeout=5.0, headers=dict(keys.headers), verify=keys.ssl or True
+                )
+                stack.push_async_callback(client.aclose)
+                clients[pool.id] = client
+            probed.append(pool.id)
+        try:
+            if probed:
+                snapshot = await asyncio.to_thread(SnapshotLoader(store).load)
+                await refresh_stats(store, snapshot, pools=probed, samples=1, clients=clients)
+        except (StoreError, LookupError) as exc:
+            errors.append(f"refreshing stats/: {one_line(exc)}")
+    return errors
 
 
 def _signal(m: _Model, now: float, settings: WarmSettings) -> ModelSignal:

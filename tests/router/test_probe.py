@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from mpfn.cli.probe import ProbeResult, probe_body, snapshot_document
 from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion, TensorSpec
 from mpfn.routing import RoutingState
+from mpfn.routing.probe import ProbeResult, probe_body, snapshot_document
 
 
 def test_probe_body_is_a_zero_batch_of_one() -> None:
