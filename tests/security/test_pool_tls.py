@@ -17,6 +17,8 @@ import pytest
 
 from mpfn.poolauth.ca import CA, Issued
 from mpfn.registry import Registry
+from mpfn.routing import PoolStatsDocument
+from mpfn.state import Documents
 from mpfn.store import LocalStore
 from mpfn.warm import WarmSettings
 from mpfn.warm.warmer import run_once
@@ -175,6 +177,10 @@ def test_the_warmer_manages_a_pool_through_its_credentials(site: Site) -> None:
     done = {(a.action, a.pool) for a in plan.actions if a.status == "done"}
     assert ("load", "ok") in done
     assert any(e.startswith("pool lost: credentials: file:") for e in plan.errors), plan.errors
+    # the run refreshed stats/ too, probing the pool through its TLS and token
+    stats = Documents(store).get("stats/ok.json", PoolStatsDocument)
+    assert stats.error_rate == 0.0 and "demo/1" in (stats.loaded or []), stats
+    assert any(e.startswith("stats of pool lost: credentials:") for e in plan.errors)
 
 
 def test_no_secret_in_any_log_or_answer(site: Site) -> None:
