@@ -16,6 +16,7 @@ from rich.table import Table
 from mpfn.cli.common import console, fail, get_ctx, handle_errors, print_json
 from mpfn.replication import Site, Sites, SyncReport, read_sites, sync_sites, write_sites
 from mpfn.replication.fanout import ReplicatedStore, behind_sites
+from mpfn.routing.tuning import SITE_RULE, is_site_name
 from mpfn.store import Store
 
 app = typer.Typer(
@@ -64,6 +65,8 @@ def add_site(
     sync: Annotated[bool, typer.Option(help="Copy the state to it now")] = True,
 ) -> None:
     """Add (or change) a site; its replica is filled from the primary."""
+    if not is_site_name(name):
+        fail(f"site name {name!r}: use {SITE_RULE} (e.g. aws-use1, onprem-a)")
     primary = _primary(get_ctx(ctx).store)
     options = {"s3": {"endpoint_url": s3_endpoint}} if s3_endpoint else {}
     sites = _sites(primary)
