@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,18 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@asynccontextmanager
+async def router(store: LocalStore, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A router app on `store` with `overrides` to its settings, as an ASGI client."""
+    app = create_app(store, settings=settings(**overrides))
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
+            yield c
+    finally:
+        await app.runtime.stop()
 
 
 def app_with_clock(

@@ -15,11 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mpfn.auth import issue_key
 from mpfn.demo import demo_model_version
-from mpfn.functions.router.asgi import create_app
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 from tests.router.backend import Backend, serve
-from tests.router.conftest import make_pool, seed, settings
+from tests.router.conftest import make_pool, router, seed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -45,17 +44,6 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
     return parse(r.text)
-
-
-@asynccontextmanager
-async def router(store: LocalStore, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, settings=settings(**overrides))
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
-            yield c
-    finally:
-        await app.runtime.stop()
 
 
 BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'

@@ -4,33 +4,18 @@ says so in `x-mpfn-route-reason`; `MPFN_ROUTER_LOCALITY=off` ignores sites."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.documents import Pool
-from mpfn.functions.router.asgi import create_app
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.store import LocalStore
 from tests.router.backend import Backend
-from tests.router.conftest import make_pool, seed, settings
+from tests.router.conftest import make_pool, router, seed
 
 INFER = "/v2/models/demo/infer"
-
-
-@asynccontextmanager
-async def router(store: LocalStore, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, settings=settings(**overrides))
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://router") as c:
-            yield c
-    finally:
-        await app.runtime.stop()
 
 
 def two_sites(store: LocalStore, a_url: str, b_url: str) -> None:
