@@ -69,6 +69,8 @@ class UpPlan:
     pools: tuple[PoolSpec, ...]
     secure: bool = False  # pools on TLS (a private CA), requiring a token and mTLS
     sites: tuple[SiteSpec, ...] = ()
+    site: str | None = None  # the one site this stack is (its router's site, its pools')
+    primary: str | None = None  # with `site`: the primary state writes go to
 
     @property
     def router_url(self) -> str:
@@ -148,9 +150,19 @@ def make_plan(
     pick_port: Callable[[], int] = free_port,
     secure: bool = False,
     sites: tuple[str, ...] = (),
+    site: str | None = None,
+    primary: str | None = None,
 ) -> UpPlan:
     """Two pools standing for two clouds with different prices, plus the router port; with
-    `sites`, a router, a replica and two pools per site (the first router on `port`)."""
+    `sites`, a router, a replica and two pools per site (the first router on `port`);
+    with `site`, one site of a larger deployment (pools `<site>-1`, `<site>-2`) whose
+    state directory is a replica of `primary`."""
+    if site is not None:
+        pools = tuple(
+            PoolSpec(f"{site}-{n}", "local", site, cost, pick_port(), site=site)
+            for n, cost in ((1, 1.20), (2, 0.90))
+        )
+        return UpPlan(state_dir, port or pick_port(), pools, secure, site=site, primary=primary)
     if not sites:
         return UpPlan(
             state_dir=state_dir,
@@ -245,7 +257,7 @@ def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -
         )
         for spec in plan.pools
     ]  # fmt: skip
-    routers: list[tuple[str | None, int, Path]] = [(None, plan.router_port, plan.state_dir)]
+    routers: list[tuple[str | None, int, Path]] = [(plan.site, plan.router_port, plan.state_dir)]
     if plan.sites:
         routers = [(s.name, s.router_port, s.state_dir) for s in plan.sites]
     for site, port, state in routers:
@@ -419,6 +431,7 @@ def start_stack(
     warm_interval_s: float = 30.0,
     echo: Callable[[str], None] = print,
     launcher: Callable[[str], Launcher] | None = None,
+    primary_options: dict[str, Any] | None = None,
 ) -> Stack:
     """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure.
 
@@ -427,7 +440,12 @@ def start_stack(
     from mpfn.warm.loop import run_forever
 
     local = LocalStore(plan.state_dir)
-    store = replicate_to_sites(local, plan, echo)
+    if plan.site:  # one site of a deployment: write the primary, read the replica
+        from mpfn.replication import open_state
+
+        store = open_state(plan.primary or local.url, primary_options)
+    else:
+        store = replicate_to_sites(local, plan, echo)
     echo("pushing the demo model ...")
     ensure_demo_model(store)
     files = make_secure_files(plan.tls_dir) if plan.secure else None
@@ -437,11 +455,11 @@ def start_stack(
         verify = ssl.create_default_context(cafile=files.ca)
         verify.load_cert_chain(files.client_cert, files.client_key)
         echo(f"pools on TLS: private CA {files.ca}, token and client certificate required")
-    env = {**os.environ, "MPFN_STATE": store.url, "PYTHONUNBUFFERED": "1"}
-    launch = launcher(store.url) if launcher else process_launcher(plan.state_dir / "logs", env)
+    env = {**os.environ, "MPFN_STATE": local.url, "PYTHONUNBUFFERED": "1"}
+    launch = launcher(local.url) if launcher else process_launcher(plan.state_dir / "logs", env)
     stack = Stack(plan, [], threading.Event())
     try:
-        parts = components(plan, store.url, files)
+        parts = components(plan, local.url, files)
         workers, routers = parts[: len(plan.pools)], parts[len(plan.pools) :]
         for component, spec in zip(workers, plan.pools, strict=True):
             stack.parts.append(launch(component))

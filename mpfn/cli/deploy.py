@@ -25,6 +25,7 @@ from mpfn.deploy.errors import DeployFailure
 
 if TYPE_CHECKING:
     from mpfn.deploy import DeployConfig, Outcome, Project, Target
+    from mpfn.deploy.sites import SiteOutcome
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +49,9 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a deploy setting: PATH=VALUE (repeatable)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan and outcome as JSON")]
+SiteOpt = Annotated[
+    str | None, typer.Option("--site", help="Only this site of deploy.sites (default: all)")
+]
 
 
 def deploy_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -95,6 +99,52 @@ def _open(
     return open_target(*_config(ctx, target, stage, region, assignments))
 
 
+def _sites(
+    ctx: typer.Context,
+    site: str | None,
+    target: str | None,
+    stage: str | None,
+    region: str | None,
+    assignments: list[str] | None,
+) -> tuple[list[DeployConfig], Project] | None:
+    """The site configs when mpfn.yaml has `deploy.sites`, else None (one target)."""
+    from mpfn.deploy import Project
+    from mpfn.deploy.siteconfig import has_sites, load_site_configs
+
+    c = get_ctx(ctx)
+    if not has_sites(c.config.options):
+        if site is not None:
+            raise CliError(f"--site {site}: mpfn.yaml has no deploy.sites")
+        return None
+    if target or region:
+        raise CliError(
+            "mpfn.yaml deploys sites: --target and --region do not apply (each site names "
+            "its own); use --site NAME, or --set sites.NAME.SETTING=VALUE"
+        )
+    configs = load_site_configs(
+        c.config.options,
+        c.config.project_dir,
+        stage=stage,
+        assignments=tuple(assignments or ()),
+        only=site,
+    )
+    return configs, Project(c.config.project_dir, c.config.state, dict(c.config.options))
+
+
+def _report_sites(
+    outcomes: list[SiteOutcome], json_out: bool, echo: Echo, dry_run: bool, *, show_outputs: bool
+) -> None:
+    if json_out:
+        print_json({"sites": [o.as_dict() for o in outcomes]})
+        return
+    if dry_run:
+        echo("dry run: nothing was changed.")
+    for o in outcomes if show_outputs else ():
+        outputs = {**o.resources.record.outputs, **o.registry.record.outputs}
+        for key, value in sorted(outputs.items()):
+            echo(f"{o.site}: {key}: {value}")
+
+
 def _echo(json_out: bool) -> Echo:
     def echo(line: str) -> None:
         (err_console if json_out else console).print(line, highlight=False, soft_wrap=True)
@@ -132,6 +182,7 @@ def deploy(
         Path | None, typer.Option("--export", help="Write SAM, Terraform, k8s, Grafana to DIR")
     ] = None,
     json_out: JsonOpt = False,
+    site: SiteOpt = None,
 ) -> None:
     """Plan and apply a deployment (`status` and `logs` show what is deployed)."""
     if ctx.invoked_subcommand is not None:
@@ -140,6 +191,13 @@ def deploy(
     from mpfn.deploy import deploy as run_deploy
 
     echo = _echo(json_out)
+    sites = _sites(ctx, site, target, stage, region, assignments) if export is None else None
+    if sites is not None:
+        from mpfn.deploy.sites import deploy_sites
+
+        outcomes = deploy_sites(*sites, echo, dry_run=dry_run)
+        _report_sites(outcomes, json_out, echo, dry_run, show_outputs=True)
+        return
     if export is not None:
         from mpfn.deploy.export import export_all
 
@@ -215,12 +273,23 @@ def destroy(
         typer.Option("--delete-state", help="Also empty and delete the state bucket"),
     ] = False,
     json_out: JsonOpt = False,
+    site: SiteOpt = None,
 ) -> None:
     """Remove what `mpfn deploy` created (the state bucket only when empty or asked)."""
     from mpfn.deploy import PlanOptions
     from mpfn.deploy import destroy as run_destroy
 
     echo = _echo(json_out)
+    sites = _sites(ctx, site, target, stage, region, assignments)
+    if sites is not None:
+        from mpfn.deploy.sites import destroy_sites
+
+        options = PlanOptions(delete_state=delete_state)
+        outcomes = destroy_sites(*sites, echo, dry_run=dry_run, options=options)
+        _report_sites(outcomes, json_out, echo, dry_run, show_outputs=False)
+        if not dry_run and not json_out:
+            echo("done.")
+        return
     tgt = _open(ctx, target, stage, region, assignments)
     outcome = run_destroy(
         tgt, echo, dry_run=dry_run, options=PlanOptions(delete_state=delete_state)

@@ -54,6 +54,20 @@ def up(
             "router and two worker pools; the state directory is the primary"
         ),
     ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="run as one site of a deployment: its router knows the site, its pools "
+            "are <site>-1 and <site>-2 (what `mpfn deploy` runs for a local site)"
+        ),
+    ] = None,
+    primary: Annotated[
+        str | None,
+        typer.Option(
+            help="with --site: the primary state; registrations are written there (and "
+            "replicated), the state directory is this site's replica"
+        ),
+    ] = None,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
     from mpfn.up import make_plan, start_stack
@@ -62,14 +76,28 @@ def up(
     if state:
         c.state_flag = state
     state_dir = _local_state_dir(c.config.state)
-    plan = make_plan(state_dir, port, secure=secure, sites=parse_sites(sites))
+    if site is not None and sites:
+        raise CliError("--site and --sites cannot be combined")
+    if primary is not None and site is None:
+        raise CliError("--primary applies to one site of a deployment: give --site too")
+    if site is not None:
+        parse_sites(site)
+    plan = make_plan(
+        state_dir, port, secure=secure, sites=parse_sites(sites), site=site, primary=primary
+    )
     echo = lambda s: console.print(s, highlight=False)  # noqa: E731
     launcher = None
     if runtime == "containers":
         launcher = _container_launcher(plan, echo)
     elif runtime != "processes":
         raise CliError(f"unknown runtime {runtime!r}; choose processes or containers")
-    stack = start_stack(plan, keep_alive_s=keep_alive, echo=echo, launcher=launcher)
+    stack = start_stack(
+        plan,
+        keep_alive_s=keep_alive,
+        echo=echo,
+        launcher=launcher,
+        primary_options=c.config.options,
+    )
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -79,11 +107,13 @@ def up(
     signal.signal(signal.SIGINT, on_signal)
     example = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
     console.print(f"state: {state_dir}")
-    for site in plan.sites:
-        console.print(f"site {site.name}: replica {site.state_dir}", highlight=False)
-    for site in plan.sites:
-        print(f"router ({site.name}): {site.router_url}", flush=True)
-    if not plan.sites:
+    for spec in plan.sites:
+        console.print(f"site {spec.name}: replica {spec.state_dir}", highlight=False)
+    for spec in plan.sites:
+        print(f"router ({spec.name}): {spec.router_url}", flush=True)
+    if plan.site:
+        print(f"router ({plan.site}): {plan.router_url}", flush=True)
+    elif not plan.sites:
         print(f"router: {plan.router_url}", flush=True)
     console.print("try it:", highlight=False)
     console.print(

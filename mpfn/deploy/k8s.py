@@ -23,6 +23,7 @@ from mpfn.deploy.k8s_manifests import (
     render,
 )
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
+from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
 from mpfn.deploy.spec import DeployConfig, DeployConfigError, PoolConfig, require
@@ -135,10 +136,38 @@ class K8sTarget:
         return {"manifests": str(self.directory)}
 
     def records(self) -> RecordStore:
-        return project_records(self.project, self.name, self.config.stage)
+        return project_records(self.project, self.name, self.config.record_stage())
 
     def planner(self, options: PlanOptions) -> Planner:
         return Planner(options)
+
+    def placements(self) -> list[PoolPlacement]:
+        """Each pool's in-cluster Service, with references to what the router and warmer
+        mount for it (registered by a deploy with sites)."""
+        out = []
+        for pool in self.config.pools:
+            refs = pool_references(pool)
+            auth: dict[str, Any] | None = None
+            if refs.get("auth") == "bearer":
+                auth = {
+                    "type": "bearer",
+                    "token": refs["token"],
+                    "admin_token": refs["admin-token"],
+                }
+            elif refs.get("auth") == "mtls":
+                auth = {"type": "mtls"}
+            tls = {k: refs[f"tls-{k}"] for k in ("ca", "cert", "key") if f"tls-{k}" in refs}
+            out.append(
+                PoolPlacement(
+                    pool,
+                    "onprem",
+                    self.config.site or self.config.k8s.namespace,
+                    pool_endpoint(self.config, pool),
+                    auth=auth,
+                    tls=tls or None,
+                )
+            )
+        return out
 
     def notes(self) -> list[str]:
         notes = [f"manifests: {self.directory} (apply with: kubectl apply -k {self.directory})"]

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -134,7 +134,7 @@ class LocalTarget:
         argv = [
             sys.executable, "-m", "mpfn", "--state", str(self.state_dir), "up",
             "--port", str(stack.port), "--keep-alive", str(stack.keep_alive_s),
-            "--runtime", stack.runtime,
+            "--runtime", stack.runtime, *self._site_args(),
         ]  # fmt: skip
         with (self.logs_dir / "up.log").open("ab") as log:
             proc = subprocess.Popen(
@@ -142,6 +142,7 @@ class LocalTarget:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                cwd=self.project.directory,  # its mpfn.yaml: how to reach the primary
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
@@ -169,6 +170,16 @@ class LocalTarget:
         self._stop(proc.pid)
         raise LocalStackError(f"the local stack was not ready after {timeout_s:.0f}s")
 
+    def _site_args(self) -> list[str]:
+        """One site of a deployment: its router knows the site; registrations go to the
+        primary when the site's state is a replica."""
+        site = self.config.site
+        if site is None:
+            return []
+        primary = self.project.state
+        replica = f"file://{self.state_dir.expanduser().resolve()}"
+        return ["--site", site] + (["--primary", primary] if primary != replica else [])
+
     def _stop(self, pid: int, timeout_s: float = 30.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -183,7 +194,10 @@ class LocalTarget:
         (self.state_dir / SETTINGS_FILE).unlink(missing_ok=True)
 
     def records(self) -> RecordStore:
-        return project_records(self.project, self.name, self.config.stage)
+        state = f"file://{self.state_dir}"  # the stack's own state: a site's is its replica
+        return project_records(
+            replace(self.project, state=state), self.name, self.config.record_stage()
+        )
 
     def planner(self, options: PlanOptions) -> Planner:
         return Planner(options)

@@ -21,6 +21,7 @@ from mpfn.deploy.errors import DeployFailure
 from mpfn.state import describe_validation_error
 
 DNS_NAME = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+SITE_NAME = r"^[a-z][a-z0-9-]{0,15}$"
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827)
 Hardware = Literal["cpu", "nvidia", "amd", "intel", "tpu", "inferentia", "apple"]
 
@@ -191,6 +192,12 @@ class AwsVpcConfig(_Section):
 
     subnet_ids: list[str] = Field(default_factory=list, max_length=16)
     security_group_ids: list[str] = Field(default_factory=list, max_length=5)
+    vpc_id: str | None = Field(
+        default=None,
+        pattern=r"^vpc-[0-9a-f]{8,17}$",
+        description="The subnets' VPC (pools' DNS namespace); default: looked up from the "
+        "first subnet",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> AwsVpcConfig:
@@ -217,6 +224,29 @@ class AwsVpcConfig(_Section):
         return self
 
 
+class AwsEcsConfig(_Section):
+    """How the aws target runs `deploy.pools`: ECS services, on Fargate (CPU pools) or on
+    an EC2 GPU capacity provider (nvidia pools)."""
+
+    gpu_instance_type: str = Field(
+        default="g5.xlarge",
+        pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
+        description="EC2 instance type of the GPU capacity (GPU pools)",
+    )
+    gpu_ami: str | None = Field(
+        default=None,
+        pattern=r"^ami-[0-9a-f]{8,17}$",
+        description="An ECS-optimized GPU AMI id (required with GPU pools)",
+    )
+    gpu_max_instances: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Upper bound of the GPU Auto Scaling group (default: the GPU pools' "
+        "replicas, at least 1)",
+    )
+
+
 class AwsConfig(_Section):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     state: str | None = Field(default=None, description="s3://BUCKET/PREFIX (default: state)")
@@ -228,6 +258,9 @@ class AwsConfig(_Section):
     secret_access_key: str | None = None
     vpc: AwsVpcConfig | None = Field(
         default=None, description="Run the router and warmer Lambdas in these subnets"
+    )
+    ecs: AwsEcsConfig = Field(
+        default_factory=AwsEcsConfig, description="How deploy.pools run (ECS)"
     )
 
     @model_validator(mode="after")
@@ -278,6 +311,11 @@ class GcpConfig(_Section):
     vpc: GcpVpcConfig | None = Field(
         default=None, description="Egress of the router and warmer into a VPC network"
     )
+    gpu_type: str = Field(
+        default="nvidia-l4",
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        description="Cloud Run accelerator of GPU pools (hardware nvidia, gpus 1)",
+    )
     endpoints: GcpEndpoints = Field(default_factory=GcpEndpoints)
 
 
@@ -307,6 +345,12 @@ class DeployConfig(_Section):
     target: str | None = None
     name: str = Field(default="mpfn", pattern=r"^[a-z][a-z0-9-]{0,19}$")
     stage: str = Field(default="dev", pattern=r"^[a-z][a-z0-9-]{0,11}$")
+    site: str | None = Field(
+        default=None,
+        pattern=SITE_NAME,
+        description="The site this config deploys (one entry of deploy.sites); set by the "
+        "sites loader, never in the file",
+    )
     build_dir: str = ".mpfn-build"
     router: RouterConfig = Field(default_factory=RouterConfig)
     warmer: WarmerConfig = Field(default_factory=WarmerConfig)
@@ -332,8 +376,13 @@ class DeployConfig(_Section):
         return self
 
     def prefix(self) -> str:
-        """`<name>-<stage>`: the stem of every resource name."""
-        return f"{self.name}-{self.stage}"
+        """`<name>-<stage>[-<site>]`: the stem of every resource name."""
+        stem = f"{self.name}-{self.stage}"
+        return f"{stem}-{self.site}" if self.site else stem
+
+    def record_stage(self) -> str:
+        """The deployment record's name: the stage, and the site when there is one."""
+        return f"{self.stage}@{self.site}" if self.site else self.stage
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -417,6 +466,12 @@ def load_deploy_config(
         region=region,
         assignments=assignments,
     )
+    if data.get("sites"):
+        raise DeployConfigError(
+            f"mpfn.yaml deploys sites ({', '.join(map(str, data['sites']))}): run `mpfn deploy` "
+            "without --target or --region (every site), or with --site NAME"
+        )
+    data.pop("sites", None)
     try:
         return DeployConfig.model_validate(data)
     except ValidationError as exc:
