@@ -477,6 +477,7 @@ def start_stack(
                 "interval_s": warm_interval_s,
                 "keep_alive_s": keep_alive_s,
                 "pinned": frozenset({"demo"}),
+                "site": plan.site,
             },
             name="mpfn-warm",
             daemon=True,

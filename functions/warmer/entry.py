@@ -1,14 +1,16 @@
 """Run the warmer once from the environment and summarize it; shared by every entry point.
 
 The state comes from `MPFN_STATE` (or `mpfn.yaml`, as for the CLI); store options such as
-an S3 endpoint come from the usual SDK variables. `run_from_env` never raises: a failed
-run is `{"ok": false, "error": "<one line>"}`. The warmer is off the routing path, so a
+an S3 endpoint come from the usual SDK variables. `MPFN_WARM_SITE` limits the run to one
+site's pools. `run_from_env` never raises: a failed run is `{"ok": false, "error":
+"<one line>"}`. The warmer is off the routing path, so a
 failure here only means models are not pre-warmed this time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -16,6 +18,7 @@ from mpfn.config import load_config
 from mpfn.replication import open_state
 
 log = logging.getLogger("mpfn.warm")
+SITE_ENV = "MPFN_WARM_SITE"  # set by deploy for a site's warmer: it warms that site's pools
 
 
 def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, Any]:
@@ -26,7 +29,8 @@ def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, A
         from mpfn.warm.metrics import export
 
         config = load_config(state)
-        plan = run_once(open_state(config.state, config.options), apply=apply)
+        site = os.environ.get(SITE_ENV) or None
+        plan = run_once(open_state(config.state, config.options), apply=apply, site=site)
         metrics = export(plan)
         return {"ok": True, "state": config.state, "metrics": metrics, **plan.summary()}
     except Exception as exc:  # report, never raise: the scheduler retries on its cadence

@@ -13,10 +13,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mpfn.cli.common import CliError, console, get_ctx, handle_errors, print_json
+from mpfn.cli.common import (
+    CliError,
+    Ctx,
+    console,
+    err_console,
+    get_ctx,
+    handle_errors,
+    print_json,
+)
 from mpfn.registry import NotRegistered, Registry, parse_model_ref
+from mpfn.store import Store, StoreError
 
 if TYPE_CHECKING:
+    from mpfn.entrypoints import RouterEntry
     from mpfn.up import Launcher, UpPlan
 
 
@@ -220,14 +230,37 @@ def invoke(
     input_json: Annotated[str, typer.Option("--input", "-i", help="JSON request or @FILE")],
     router: Annotated[
         str | None,
-        typer.Option(help="Router URL (default: the running `mpfn up`, or $MPFN_ROUTER)"),
+        typer.Option(
+            help="Router URL (default: $MPFN_ROUTER, else the routers the state records, "
+            "else the running `mpfn up`)"
+        ),
+    ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="Try this site's router first (of those the state records); the others "
+            "are failed over to",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="mpfn API key, sent as 'Authorization: Bearer <key>' (default: $MPFN_API_KEY)",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
-    """Send one inference request to the router and print the response."""
+    """Send one inference request to the router and print the response.
+
+    Without --router or $MPFN_ROUTER, the routers the state records are tried, --site's
+    first, failing over to the next site when one is down or answers 502/503/504; the
+    site that answered is printed on stderr.
+    """
     import os
 
-    import httpx
-
+    from mpfn.client import Client, ClientError
     from mpfn.up import read_router_url
 
     c = get_ctx(ctx)
@@ -237,33 +270,78 @@ def invoke(
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"--input is not valid JSON: {exc}") from None
-    datatypes: dict[str, str] = {}
+    datatypes: dict[str, str] | None = None
     state_dir = None
     if c.config.state.startswith("file://"):
         state_dir = Path(c.config.state[len("file://") :])
-        try:
-            doc = Registry(c.store).model(name, version)
-            datatypes = {t.name: t.datatype for t in doc.inputs}
-        except NotRegistered:
-            datatypes = {}  # not registered here: datatypes come from the values
-    url = (
-        router
-        or os.environ.get("MPFN_ROUTER")
-        or (read_router_url(state_dir) if state_dir else None)
-    )
-    if not url:
+        datatypes = _input_datatypes(c.store, name, version)
+    url = router or os.environ.get("MPFN_ROUTER")
+    entries = [] if url else _recorded_routers(c)
+    if site is not None and not entries:
+        raise CliError(
+            "--site picks one of the routers the state records, and "
+            + ("--router/$MPFN_ROUTER names one router" if url else "it records none")
+        )
+    if not url and not entries:
+        url = read_router_url(state_dir) if state_dir else None
+    if not url and not entries:
         raise CliError("no router: start `mpfn up`, or pass --router URL")
+    if datatypes is None:
+        datatypes = _input_datatypes(c.store, name, version) if entries else {}
     path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
     body = build_infer_request(payload, datatypes)
+    key = api_key or os.environ.get("MPFN_API_KEY") or None
     try:
-        resp = httpx.post(url.rstrip("/") + path, json=body, timeout=60.0)
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach the router at {url}: {exc}") from None
+        client = Client(entries or [_router_entry(url or "")], prefer=site, api_key=key)
+        with client:
+            resp = client.request("POST", path, json=body)
+    except ClientError as exc:
+        raise CliError(str(exc)) from None
+    served = client.last
+    if entries and served is not None:
+        skipped = "".join(f"; {a.site} skipped: {a.why}" for a in served.failed_over)
+        err_console.print(
+            f"answered by site {served.site} ({served.url}){skipped}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
     try:
         data = resp.json()
     except ValueError:
         data = {"error": resp.text}
     if resp.status_code >= 400:
-        raise CliError(f"{resp.status_code}: {data.get('error', data)}")
+        message = data.get("error", data) if isinstance(data, dict) else data
+        raise CliError(f"{resp.status_code}: {message}")
     data.setdefault("parameters", {})["pool"] = resp.headers.get("x-mpfn-pool")
     print_json(data)
+
+
+def _input_datatypes(store: Store, name: str, version: str | None) -> dict[str, str]:
+    """The registered model's input datatypes, or {} when the state does not have it."""
+    try:
+        doc = Registry(store).model(name, version)
+    except NotRegistered:
+        return {}  # not registered here: datatypes come from the values
+    return {t.name: t.datatype for t in doc.inputs}
+
+
+def _recorded_routers(c: Ctx) -> list[RouterEntry]:
+    """The routers the state records; none when it records none or cannot be read."""
+    from mpfn.entrypoints import read_routers
+
+    try:
+        return read_routers(c.store)
+    except (StoreError, OSError, ImportError):
+        return []
+
+
+def _router_entry(url: str) -> RouterEntry:
+    from pydantic import ValidationError
+
+    from mpfn.entrypoints import DEFAULT_SITE, RouterEntry
+
+    try:
+        return RouterEntry(site=DEFAULT_SITE, url=url)  # type: ignore[arg-type]
+    except ValidationError:
+        raise CliError(f"router {url!r} is not an http(s) URL") from None

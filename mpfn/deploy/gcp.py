@@ -1,5 +1,5 @@
 """The `gcp` target: state bucket, service accounts with narrow roles, router on Cloud Run,
-warmer as a Cloud Run job triggered by Cloud Scheduler.
+warmer as a Cloud Run job triggered by Cloud Scheduler, each pool as a Cloud Run service.
 
 Roles are granted on the project with IAM conditions that confine them to the state
 prefix: the router may read objects under it (and list only that prefix) and create
@@ -9,6 +9,11 @@ as that account. The router service is public (`allUsers` invoker) only when
 `deploy.gcp.public` is set. With `deploy.gcp.vpc` the service and the job send traffic
 into a VPC network (Direct VPC egress or a connector, see `gcp_vpc`), so they reach pools
 on private addresses. Images come from the config (built separately).
+
+Pools (`deploy.pools`, see `gcp_pools`) run as the pools' service account, which may
+read objects under the prefix; their ingress is internal and only the router's and the
+warmer's accounts hold the invoker role on them, so they are registered with
+`google-id-token` auth (`placements`).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mpfn.deploy import gcp_vpc
+from mpfn.deploy import gcp_pools, gcp_vpc
 from mpfn.deploy.gcp_api import GcpApi, GcpSettings, sdk
 from mpfn.deploy.gcp_resources import (
     GcsBucket,
     RoleGrant,
     RunJob,
+    RunPoolService,
     RunService,
     SchedulerJob,
     ServiceAccount,
@@ -30,6 +36,7 @@ from mpfn.deploy.gcp_resources import (
 )
 from mpfn.deploy.k8s_manifests import cron_every
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey
+from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
 from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
@@ -70,7 +77,9 @@ class GcpTarget:
         stem = config.prefix()
         self.router, self.warmer = f"{stem}-router", f"{stem}-warmer"
         self.router_sa, self.warmer_sa = f"{stem[:21]}-router", f"{stem[:21]}-warmer"
+        self.pools_sa = f"{stem[:21]}-pools"
         self.schedule = f"{stem}-warmer-schedule"
+        self.pool_services = self._pool_resources()  # a bad pool fails before any call
 
     # -- desired --------------------------------------------------------------------------
 
@@ -127,7 +136,7 @@ class GcpTarget:
                     service_account=email,
                     memory_mb=warmer.memory_mb,
                     timeout_s=warmer.timeout_s,
-                    environment=(("MPFN_STATE", self.state_url),),
+                    environment=self.config.warmer_environment(self.state_url),
                     vpc=vpc,
                     invoker=email,
                 ),
@@ -138,7 +147,55 @@ class GcpTarget:
                     service_account=email,
                 ),
             ]
+        return resources + self.pool_services
+
+    def _pool_invokers(self) -> tuple[str, ...]:
+        """The only members allowed to call a pool: the router's and the warmer's accounts."""
+        accounts = [self.router_sa] + ([self.warmer_sa] if self.config.warmer.image else [])
+        return tuple(sorted(self._member(a) for a in accounts))
+
+    def _pool_resources(self) -> list[Resource]:
+        if not self.config.pools:
+            return []
+        read, _ = state_conditions(self.bucket, self.prefix)
+        vpc = gcp_vpc.desired(self.config.gcp.vpc, self.project_id, self.region)
+        stem = self.config.prefix()
+        email = self.api.service_account_email(self.pools_sa)
+        resources: list[Resource] = [
+            ServiceAccount(self.pools_sa, display_name=f"mpfn pools ({stem})"),
+            RoleGrant(
+                f"{stem}-pools-read",
+                "roles/storage.objectViewer",
+                self._member(self.pools_sa),
+                read,
+            ),
+        ]
+        invokers = self._pool_invokers()
+        for pool in self.config.pools:
+            resources.append(
+                gcp_pools.desired(
+                    self.config,
+                    pool,
+                    state=self.state_url,
+                    service_account=email,
+                    vpc=vpc,
+                    invokers=invokers,
+                )
+            )
         return resources
+
+    def placements(self) -> list[PoolPlacement]:
+        """Where the router and the warmer reach each pool: its service's URL once the
+        service exists (None before, e.g. on a dry run), with a Google ID token for it."""
+        out = []
+        for pool in self.config.pools:
+            found = self._observe_pool(gcp_pools.service_name(self.config, pool))
+            uri = found.url if found is not None and found.url else None
+            auth: dict[str, Any] = {"type": "google-id-token"}
+            if uri:
+                auth["audience"] = uri
+            out.append(PoolPlacement(pool, "gcp", self.region, uri, auth=auth))
+        return out
 
     def resource_keys(self) -> list[ResourceKey]:
         return [r.key for r in self.desired()]
@@ -162,6 +219,12 @@ class GcpTarget:
             notes.append("the router service is public (allUsers): protect it with mpfn API keys")
         if not self.config.warmer.image:
             notes.append("no deploy.warmer.image: the warmer job and its schedule are skipped")
+        vpc = self.config.gcp.vpc
+        if self.config.pools and (vpc is None or vpc.egress != "all-traffic"):
+            notes.append(
+                "pool services accept internal traffic only: the router and warmer reach them "
+                "with deploy.gcp.vpc egress all-traffic"
+            )
         if self.config.gcp.vpc and self.config.gcp.vpc.egress == "all-traffic":
             notes.append(
                 "all egress goes through the VPC: its subnetwork needs Private Google Access "
@@ -173,9 +236,13 @@ class GcpTarget:
         return {"state": self.state_url, "project": self.project_id, "region": self.region}
 
     def logs(self, lines: int) -> list[str]:
+        services = [self.router] + [
+            gcp_pools.service_name(self.config, pool) for pool in self.config.pools
+        ]
         return [
-            f"gcloud run services logs read {self.router} --region {self.region} "
+            f"gcloud run services logs read {service} --region {self.region} "
             f"--project {self.project_id} --limit {lines}"
+            for service in services
         ]
 
     # -- observe --------------------------------------------------------------------------
@@ -187,6 +254,7 @@ class GcpTarget:
             RoleGrant.kind: self._observe_grant,
             RunService.kind: self._observe_service,
             RunJob.kind: self._observe_job,
+            RunPoolService.kind: self._observe_pool,
             SchedulerJob.kind: self._observe_schedule,
         }
         self._policy: dict[str, Any] | None = None
@@ -262,6 +330,15 @@ class GcpTarget:
             public="allUsers" in self._invokers(self.api.services, full),
             url=svc.uri,
         )
+
+    def _observe_pool(self, name: str) -> RunPoolService | None:
+        full = self._service_name("services", name)
+        svc = self.api.find(f"get service {name}", lambda: self.api.services.get_service(name=full))
+        if svc is None:
+            return None
+        invokers = tuple(sorted(self._invokers(self.api.services, full)))
+        vpc = gcp_vpc.observed(svc.template.vpc_access)
+        return gcp_pools.observed(name, svc, vpc, invokers)
 
     def _observe_job(self, name: str) -> RunJob | None:
         full = self._service_name("jobs", name)
@@ -417,6 +494,29 @@ class GcpTarget:
             f"delete service {change.name}",
             lambda: self.api.services.delete_service(name=full).result(timeout=600),
         )
+
+    def _create_RunPoolService(self, change: Change) -> None:
+        svc = change.desired
+        assert isinstance(svc, RunPoolService)
+        body = gcp_pools.service_message(svc, gcp_vpc.message(svc.vpc))
+        full = self._service_name("services", svc.name)
+        if change.action is Action.CREATE:
+            self.api.call(
+                f"create service {svc.name}",
+                lambda: self.api.services.create_service(
+                    parent=self.settings.parent, service=body, service_id=svc.name
+                ).result(timeout=600),
+            )
+        else:
+            body.name = full
+            self.api.call(
+                f"update service {svc.name}",
+                lambda: self.api.services.update_service(service=body).result(timeout=600),
+            )
+        self._set_invokers(self.api.services, full, list(svc.invokers))
+
+    _update_RunPoolService = _create_RunPoolService
+    _delete_RunPoolService = _delete_RunService
 
     def _create_RunJob(self, change: Change) -> None:
         run_v2 = sdk("google.cloud.run_v2")

@@ -4,7 +4,9 @@ GCS bucket (state)   <- router account: read the prefix (and list only it), crea
                      <- warmer account: read/write under the prefix
 Cloud Run service (router; IAM-only or public)
 Cloud Run job (warmer; only the warmer account may run it) <- Cloud Scheduler job
-both with optional VPC egress (Direct VPC: network/subnetwork; or a VPC Access connector)
+all with optional VPC egress (Direct VPC: network/subnetwork; or a VPC Access connector)
+Cloud Run service per pool (internal ingress; only the router and warmer accounts invoke
+it; runs as the pools' account, which may read the prefix)
 
 VPC access is kept as sorted (setting, value) pairs (see `gcp_vpc`), compared like any
 other setting.
@@ -78,6 +80,37 @@ class RunJob(Resource):
     environment: tuple[tuple[str, str], ...] = ()
     vpc: VpcAccess = ()
     invoker: str = ""
+
+
+@dataclass(frozen=True)
+class RunPoolService(Resource):
+    """A pool as a Cloud Run service. `image` runs the pool: the ORT worker, or the
+    backend. With `adapter_image` the adapter server is the ingress container on `port`
+    and the backend a sidecar on `backend_port`; otherwise `image` takes requests on
+    `port`. `cpu`, `memory` and `gpus` are the limits of the container running `image`."""
+
+    kind: ClassVar[str] = "gcp.run.pool"
+    order: ClassVar[int] = 40
+    image: str = ""
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    adapter_image: str = ""
+    adapter_args: tuple[str, ...] = ()
+    adapter_environment: tuple[tuple[str, str], ...] = ()
+    port: int = 8000
+    backend_port: int = 0
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = 0
+    accelerator: str = ""
+    gpu_zonal_redundancy: bool = False
+    min_instances: int = 0
+    max_instances: int = 1
+    service_account: str = ""
+    ingress: str = "internal"
+    vpc: VpcAccess = ()
+    invokers: tuple[str, ...] = ()
+    url: str = observed_only("")
 
 
 @dataclass(frozen=True)

@@ -467,7 +467,7 @@ def warmer_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
     container = {  # the image's default command: one warmer run
         "name": "warmer",
         "image": image,
-        "env": _env(config, state),
+        "env": _env(config, state, dict(config.warmer_environment(state))),
         "envFrom": _env_from(config),
         "resources": {
             "requests": {"cpu": "500m", "memory": f"{config.warmer.memory_mb}Mi"},

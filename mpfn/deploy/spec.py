@@ -380,6 +380,11 @@ class DeployConfig(_Section):
         stem = f"{self.name}-{self.stage}"
         return f"{stem}-{self.site}" if self.site else stem
 
+    def warmer_environment(self, state: str) -> tuple[tuple[str, str], ...]:
+        """The warmer's variables: its state, and (for a site) the site whose pools it warms."""
+        env = {"MPFN_STATE": state, **({"MPFN_WARM_SITE": self.site} if self.site else {})}
+        return tuple(sorted(env.items()))
+
     def record_stage(self) -> str:
         """The deployment record's name: the stage, and the site when there is one."""
         return f"{self.stage}@{self.site}" if self.site else self.stage

@@ -23,16 +23,19 @@ def run_forever(
     interval_s: float = 30.0,
     keep_alive_s: float | None = None,
     pinned: frozenset[str] = frozenset(),
+    site: str | None = None,
 ) -> None:
     """Run the warmer until `stop` is set. `keep_alive_s` (when given) and `pinned`
-    override `config/warmer.json`; pinned models are added to the ones it lists."""
+    override `config/warmer.json`; pinned models are added to the ones it lists. With
+    `site`, only that site's pools are warmed."""
     while not stop.is_set():
         try:
             base = load_settings(registry.store)
             overrides: dict[str, object] = {"pinned": sorted(set(base.pinned) | pinned)}
             if keep_alive_s is not None:
                 overrides["keep_alive_s"] = keep_alive_s
-            plan = run_once(registry.store, settings=load_settings(registry.store, **overrides))
+            settings = load_settings(registry.store, **overrides)
+            plan = run_once(registry.store, settings=settings, site=site)
             summary = plan.summary()
             if summary["loads"] or summary["unloads"] or summary["errors"]:
                 log.info("warm: %s", summary)

@@ -147,14 +147,20 @@ async def run_warmer(
     adapters: AdapterSource | None = None,
     now: float | None = None,
     apply: bool = True,
+    site: str | None = None,
 ) -> WarmPlan:
-    """One run (see the module docstring); returns the plan it applied or would apply."""
+    """One run (see the module docstring); returns the plan it applied or would apply.
+    With `site`, only that site's pools (and pools of no site) are warmed and probed: each
+    site's warmer looks after its own pools."""
     started = time.perf_counter()
     now = time.time() if now is None else now
     settings = settings or load_settings(store)
     registry = Registry(store)
     models = latest_models(registry.models())
-    pools = sorted(registry.pools(), key=lambda p: p.id)
+    pools = sorted(
+        (p for p in registry.pools() if site is None or p.site in (None, site)),
+        key=lambda p: p.id,
+    )
     policies = {p.name: p for p in registry.policies()}
     errors: list[str] = []
     if apply and isinstance(store, ReplicatedStore):  # usage from every site, lagging sites

@@ -9,6 +9,16 @@ done, getIamPolicy/setIamPolicy), Cloud Scheduler jobs (create/get/patch/delete)
 service accounts (create/get/delete) and Resource Manager project IAM policies
 (get/set with etags). Unknown names answer 404, duplicates 409, in the
 Google error format. `GET /_dump` returns everything it holds.
+
+Services are checked as Cloud Run v2 checks a revision template, and answer 400
+(INVALID_ARGUMENT) otherwise: several containers are named uniquely and exactly one (the
+ingress container) has a port; `dependsOn` names another container; reserved environment
+variables (PORT, K_SERVICE, ...) are refused; limits hold only cpu, memory and
+`nvidia.com/gpu` (1, on one container, exactly when `nodeSelector.accelerator` names a
+known accelerator, with at least 4 CPUs and 16Gi); scaling bounds are ordered. A service
+reads back with Cloud Run's output fields: `uri`, `urls`, `ingress` defaulted to
+INGRESS_TRAFFIC_ALL, `generation`, `observedGeneration` and a ready `terminalCondition`.
+It is a stand-in: it runs nothing and checks no image, quota, region or permission.
 """
 
 from __future__ import annotations
@@ -36,6 +46,10 @@ SCHEDULER = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/jobs(?:/([^/:]+))
 IAM = re.compile(r"^/v1/projects/([^/]+)/serviceAccounts(?:/([^/:]+))?$")
 PROJECT_POLICY = re.compile(r"^/v1/projects/([^/:]+):(getIamPolicy|setIamPolicy)$")
 TYPES = {"services": "Service", "jobs": "Job"}
+RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+LIMIT_KEYS = frozenset({"cpu", "memory", "nvidia.com/gpu"})
+ACCELERATORS = frozenset({"nvidia-l4", "nvidia-rtx-pro-6000"})
+MEMORY = re.compile(r"^(\d+)(Mi|Gi)$")
 
 LOCK = threading.Lock()
 RUN: dict[str, dict[str, Any]] = {}  # full resource name -> resource, per API
@@ -53,6 +67,78 @@ class ApiError(Exception):
 
 def not_found(name: str) -> ApiError:
     return ApiError(404, "NOT_FOUND", f"Resource '{name}' was not found")
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "INVALID_ARGUMENT", message)
+
+
+def _mib(text: str) -> int:
+    match = MEMORY.match(text)
+    if not match:
+        raise invalid(f"memory limit {text!r} is not a valid quantity")
+    return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
+
+
+def _cpus(text: str) -> float:
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def check_service(body: dict[str, Any]) -> None:
+    """Refuse what Cloud Run v2 refuses in a service's revision template."""
+    template = body.get("template") or {}
+    containers = template.get("containers") or []
+    if not containers:
+        raise invalid("template.containers: a revision needs at least one container")
+    names = [c.get("name", "") for c in containers]
+    if len(containers) > 1:
+        if not all(names) or len(set(names)) != len(names):
+            raise invalid("template.containers: with several containers each has a unique name")
+        if sum(1 for c in containers if c.get("ports")) != 1:
+            raise invalid("template.containers: exactly one container must specify a port")
+    gpu_containers = []
+    for container in containers:
+        if len(container.get("ports") or []) > 1:
+            raise invalid(f"container {container.get('name')}: only a single port")
+        for env in container.get("env") or []:
+            if env.get("name") in RESERVED_ENV:
+                raise invalid(f"env {env['name']} is reserved")
+        for dep in container.get("dependsOn") or []:
+            if dep not in names or dep == container.get("name"):
+                raise invalid(f"dependsOn {dep!r} names no other container")
+        limits = (container.get("resources") or {}).get("limits") or {}
+        unknown = set(limits) - LIMIT_KEYS
+        if unknown:
+            raise invalid(f"resources.limits: unsupported {', '.join(sorted(unknown))}")
+        if "nvidia.com/gpu" in limits:
+            if limits["nvidia.com/gpu"] != "1":
+                raise invalid("nvidia.com/gpu: the only supported value is 1")
+            if _cpus(limits.get("cpu", "1")) < 4 or _mib(limits.get("memory", "512Mi")) < 16384:
+                raise invalid("a GPU needs at least 4 CPUs and 16Gi of memory")
+            gpu_containers.append(container)
+    accelerator = (template.get("nodeSelector") or {}).get("accelerator")
+    if accelerator is not None and accelerator not in ACCELERATORS:
+        raise invalid(f"nodeSelector.accelerator {accelerator!r} is not supported")
+    if len(gpu_containers) > 1 or bool(accelerator) != bool(gpu_containers):
+        raise invalid("a GPU needs nodeSelector.accelerator and one container with it")
+    scaling = template.get("scaling") or {}
+    low, high = scaling.get("minInstanceCount", 0), scaling.get("maxInstanceCount")
+    if high is not None and int(low) > int(high):
+        raise invalid("scaling: minInstanceCount exceeds maxInstanceCount")
+
+
+def serving(name: str, rid: str, resource: dict[str, Any], uri: str) -> dict[str, Any]:
+    """A service as Cloud Run reads it back: defaults and output fields filled in."""
+    generation = resource["generation"]
+    return {
+        "ingress": "INGRESS_TRAFFIC_ALL",
+        **resource,
+        "uri": uri,
+        "urls": [uri],
+        "observedGeneration": generation,
+        "latestReadyRevision": f"{name}/revisions/{rid}-{int(generation):05d}",
+        "terminalCondition": {"type": "Ready", "state": "CONDITION_SUCCEEDED"},
+    }
 
 
 def done_operation(parent: str, kind: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +164,9 @@ def run_api(method: str, match: re.Match[str], query: dict[str, list[str]], body
             raise ApiError(409, "ALREADY_EXISTS", f"Resource '{name}' already exists")
         resource = {**body, "name": name, "uid": str(uuid.uuid4()), "generation": "1"}
         if kind == "services":
-            resource["uri"] = f"https://{rid}-{uuid.uuid4().hex[:10]}-uc.a.run.app"
+            check_service(body)
+            uri = f"https://{rid}-{uuid.uuid4().hex[:10]}-uc.a.run.app"
+            resource = serving(name, rid, resource, uri)
         RUN[name] = resource
         return done_operation(parent, kind, resource)
     name = f"{parent}/{kind}/{rid}"
@@ -95,13 +183,16 @@ def run_api(method: str, match: re.Match[str], query: dict[str, list[str]], body
         return RUN[name]
     if method == "PATCH":
         old = RUN[name]
-        RUN[name] = {
+        new = {
             **body,
             "name": name,
             "uid": old["uid"],
             "generation": str(int(old["generation"]) + 1),
-            **({"uri": old["uri"]} if "uri" in old else {}),
         }
+        if kind == "services":
+            check_service(body)
+            new = serving(name, rid, new, old["uri"])
+        RUN[name] = new
         return done_operation(parent, kind, RUN[name])
     if method == "DELETE":
         POLICIES.pop(name, None)

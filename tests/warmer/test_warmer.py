@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from mpfn.registry import Registry
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 from mpfn.warm import WarmPlan, WarmSettings, run_once
 from mpfn.warm.plan import PLAN_KEY, fit_key, report_key
+from tests.factories import pool
 from tests.servers.ports import unused_port
 from tests.warmer.helpers import (
     NOW,
@@ -132,3 +134,20 @@ def test_pinned_models_are_kept_on_every_pool(
     plan = run_once(warm_store, now=NOW, settings=settings)
     assert ready(workers.cheap) == {"other"} and ready(workers.dear) == {"other"}
     assert plan.models[0].reason == "pinned"
+
+
+def test_a_site_warmer_looks_after_its_own_pools_only(
+    warm_store: LocalStore, catalog: Catalog, workers: Workers
+) -> None:
+    add_models(warm_store, catalog, ["busy"])
+    write_usage(warm_store, "busy", hourly(NOW, 5 * 24, 30))
+    registry = Registry(warm_store)
+    for pool_id, worker, site in (("east-1", workers.cheap, "east"), ("eu-1", workers.dear, "eu")):
+        doc = pool(pool_id, worker.url, cost=0.5)
+        registry.put_pool(doc.model_copy(update={"site": site}))
+
+    plan = run_once(warm_store, now=NOW, site="eu")
+
+    assert [p.pool for p in plan.pools] == ["eu-1"]
+    assert {(a.action, a.pool) for a in plan.actions} == {("load", "eu-1")}
+    assert ready(workers.dear) == {"busy"} and ready(workers.cheap) == set()

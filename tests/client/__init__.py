@@ -1,0 +1,1 @@
+"""Tests of mpfn.client and `mpfn invoke` against real routers on loopback."""
