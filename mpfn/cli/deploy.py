@@ -186,7 +186,7 @@ def deploy(
 ) -> None:
     """Plan and apply a deployment (`status` and `logs` show what is deployed)."""
     if ctx.invoked_subcommand is not None:
-        ctx.meta[_META] = (target, stage, region, assignments)
+        ctx.meta[_META] = (target, stage, region, assignments, site)
         return
     from mpfn.deploy import deploy as run_deploy
 
@@ -212,20 +212,23 @@ def deploy(
     _report(outcome, json_out, echo)
 
 
-def _sub_target(ctx: typer.Context) -> Target:
-    target, stage, region, assignments = ctx.meta.get(_META) or (None, None, None, None)
-    return _open(ctx, target, stage, region, assignments)
+def _sub_targets(ctx: typer.Context) -> list[Target]:
+    """The one target, or every site's (or `--site`'s) when mpfn.yaml has sites."""
+    from mpfn.deploy import open_target
+
+    target, stage, region, assignments, site = ctx.meta.get(_META) or (None,) * 5
+    sites = _sites(ctx, site, target, stage, region, assignments)
+    if sites is None:
+        return [_open(ctx, target, stage, region, assignments)]
+    configs, project = sites
+    return [open_target(config, project) for config in configs]
 
 
-@deploy_app.command("status")
-@handle_errors
-@deploy_errors
-def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Show the deployment record (and, for local, whether the processes run)."""
-    tgt = _sub_target(ctx)
+def _status(tgt: Target) -> dict[str, Any]:
     records = tgt.records()
     record = records.read() if records is not None else None
     info: dict[str, Any] = {
+        **({"site": tgt.config.site} if tgt.config.site else {}),
         "target": tgt.name,
         "stage": tgt.config.stage,
         "deployed": record is not None,
@@ -234,16 +237,27 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         "outputs": dict(record.outputs) if record else {},
     }
     info.update(tgt.status())
+    return info
+
+
+@deploy_app.command("status")
+@handle_errors
+@deploy_errors
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show the deployment record (and, for local, whether the processes run); with
+    sites, one block per site."""
+    infos = [_status(tgt) for tgt in _sub_targets(ctx)]
     if json_out:
-        print_json(info)
+        print_json(infos[0] if len(infos) == 1 and "site" not in infos[0] else infos)
         return
-    for key, value in info.items():
-        if isinstance(value, list):
-            console.print(f"{key:>10}:", highlight=False)
-            for item in value:
-                console.print(f"{'':>12}{item}", highlight=False)
-        else:
-            console.print(f"{key:>10}: {value}", highlight=False)
+    for info in infos:
+        for key, value in info.items():
+            if isinstance(value, list):
+                console.print(f"{key:>10}:", highlight=False)
+                for item in value:
+                    console.print(f"{'':>12}{item}", highlight=False)
+            else:
+                console.print(f"{key:>10}: {value}", highlight=False)
 
 
 @deploy_app.command("logs")
@@ -254,9 +268,11 @@ def logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log")] = 40,
 ) -> None:
     """Print the tail of each deployed process's log (local), or where the logs are."""
-    tgt = _sub_target(ctx)
-    for line in tgt.logs(lines):
-        sys.stdout.write(line + "\n")
+    for tgt in _sub_targets(ctx):
+        if tgt.config.site:
+            sys.stdout.write(f"== site {tgt.config.site} ({tgt.name}) ==\n")
+        for line in tgt.logs(lines):
+            sys.stdout.write(line + "\n")
 
 
 @handle_errors

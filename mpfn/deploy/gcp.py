@@ -211,7 +211,7 @@ class GcpTarget:
         def opener() -> GCSStore:
             return GCSStore(self.bucket, self.prefix, client=self.api.storage)
 
-        return RecordStore(opener, self.name, self.config.stage)
+        return RecordStore(opener, self.name, self.config.record_stage())
 
     def notes(self) -> list[str]:
         notes = []

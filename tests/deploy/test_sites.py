@@ -9,6 +9,7 @@ router serve from its replica, redeploys (a no-op), and destroys site by site.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -228,4 +229,10 @@ def test_cli_with_sites_refuses_target_and_shows_every_plan(tmp_path: Path) -> N
     assert "site a" not in one.stdout and "== site b (local) ==" in one.stdout
     unknown = run_cli(tmp_path, "deploy", "--dry-run", "--site", "c")
     assert unknown.returncode == 1 and "no such site" in unknown.stderr
+    status = run_cli(tmp_path, "deploy", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [(s["site"], s["deployed"]) for s in json.loads(status.stdout)] == [
+        ("a", False),
+        ("b", False),
+    ]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
