@@ -111,7 +111,9 @@ def score_pools(
     The prior for what was never observed is the fastest pool average among `pools`
     (capped by `cfg.prior_latency_ms`): an untried pool is expected to be as good as the
     best known one, so it gets tried, and a stale average fades towards it, so a pool
-    that was slow once is tried again.
+    that was slow once is tried again. Another site's average counts less the
+    `cross_site_ms` it includes, so an untried pool at home is not priced at the distance
+    to the only pool observed so far.
     """
     ref = model_ref(model)
     scores: list[Score] = []
@@ -121,8 +123,13 @@ def score_pools(
     stats = feedback.stats
     for pool in pools:
         seen = stats.get(pool.id)
-        if seen is not None and seen.latency is not None and seen.latency.value < prior:
-            prior = seen.latency.value
+        if seen is None or seen.latency is None:
+            continue
+        # the prior is distance-free: another site's average less the distance to it
+        value = seen.latency.value
+        if cfg.away(pool):
+            value = max(value - cfg.cross_site_ms, 0.0)
+        prior = min(prior, value)
     for pool in pools:
         s = estimate(model, ref, pool, feedback, limits, now, cfg, prior)
         if budget is not None and s.cost > budget + cfg.cost_epsilon:

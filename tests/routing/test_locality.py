@@ -78,10 +78,10 @@ def test_cross_site_ms_only_raises_the_prior_of_unobserved_pools() -> None:
     scores, _ = score_pools(M, pools, NO_FEEDBACK, FASTEST, 0.0, cfg)
     prior = cfg.prior_latency_ms
     assert [s.base_ms for s in scores] == [prior, prior + 30.0, prior + 30.0]
-    # b-1 was observed: its average already holds the distance. The prior (the fastest
-    # average, 20 ms) still costs the unobserved b-2 the distance, not a-1.
-    scores, _ = score_pools(M, pools, observed({"b-1": 20.0}), FASTEST, 0.0, cfg)
-    assert [s.base_ms for s in scores] == [20.0, 20.0, 50.0]
+    # b-1 was observed: its average already holds the distance. The prior is that average
+    # less the distance (50 - 30 ms): the unobserved b-2 pays the distance, a-1 does not.
+    scores, _ = score_pools(M, pools, observed({"b-1": 50.0}), FASTEST, 0.0, cfg)
+    assert [s.base_ms for s in scores] == [20.0, 50.0, 50.0]
     # An average observed for the model itself counts as it is too.
     fb = Feedback({}, {("b-1", REF): Ewma(15.0, 0.0)}, {}, {}, {})
     scores, _ = score_pools(M, pools, fb, FASTEST, 0.0, cfg)
@@ -245,3 +245,13 @@ def test_config_checks_the_site() -> None:
     with pytest.raises(ValueError, match="cross_site_ms"):
         RoutingConfig(cross_site_ms=-1.0)
     assert RoutingConfig(site="a", locality=False).home is None
+
+
+def test_an_untried_home_pool_is_not_priced_at_the_distance_to_a_remote_one() -> None:
+    # only the remote pool was observed: 42 ms, of which 40 ms are the way there and back
+    pools = [pool("a-1", site="a", cost=1.0), pool("b-1", site="b", cost=0.05)]
+    cfg = RoutingConfig(site="a", cross_site_ms=40.0)
+    scores, _ = score_pools(M, pools, observed({"b-1": 42.0}), Limits(), 0.0, cfg)
+    assert {s.pool.id: s.base_ms for s in scores}["a-1"] == pytest.approx(2.0)
+    ranked, _ = rank(scores, Limits(), cfg)
+    assert ranked[0].pool.id == "a-1"  # tried, so its own latency replaces the guess

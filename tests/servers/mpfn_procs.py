@@ -8,6 +8,7 @@ restarted on other ports if theirs was taken (`tests.servers.ports`).
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -111,6 +112,10 @@ def start_router(
     """A uvicorn router on `state`; `settings` are `MPFN_ROUTER_*` values by field name
     (`{"refresh_ttl_s": "0.2"}`), `env` more environment variables."""
     sock = listening_socket()
+    # uvicorn takes an inherited socket for a Unix one and never sets TCP_NODELAY on its
+    # connections; accepted sockets inherit it from the listener (Linux), so set it here,
+    # or every keep-alive response waits ~40 ms for delayed ACKs
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     port = int(sock.getsockname()[1])
     # A `log_config` decides everything about logging, access lines included.
     logging = (
