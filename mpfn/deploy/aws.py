@@ -10,6 +10,12 @@ image the warmer, its role and its schedule are left out. With `deploy.aws.vpc` 
 functions attach to its subnets and security groups (so they reach pools on private
 addresses) and their roles may manage the network interfaces that takes; removing the
 section detaches them.
+
+`deploy.pools` run as ECS services (see `aws_pools` for the shape, `aws_ecs` for how they
+are observed and applied): a cluster `<prefix>`, Fargate tasks for CPU pools, an EC2 GPU
+capacity provider for nvidia pools, and a Cloud Map name per pool in the private DNS
+namespace `<prefix>.mpfn.internal` of `deploy.aws.vpc`. `placements` says where each pool
+is reached, from the config alone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 
 from mpfn.deploy import packaging
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
+from mpfn.deploy.aws_ecs import EcsPools
+from mpfn.deploy.aws_pools import EcsNames, check_pools, placements
 from mpfn.deploy.aws_resources import (
     POLICY_NAME,
     FunctionUrl,
@@ -41,6 +49,7 @@ from mpfn.deploy.aws_resources import (
     warmer_policy,
 )
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey
+from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
 from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
@@ -67,7 +76,7 @@ def state_location(config: DeployConfig, project: Project) -> tuple[str, str]:
     return bucket, prefix
 
 
-class AwsTarget:
+class AwsTarget(EcsPools):
     name = "aws"
 
     def __init__(
@@ -100,6 +109,8 @@ class AwsTarget:
         self.scheduler_role = f"{stem}-scheduler-role"
         self.schedule = f"{stem}-warmer-schedule"
         self.vpc = Vpc.configured(config.aws.vpc)
+        self.ecs = EcsNames(stem)
+        self.pool_images = check_pools(config)
 
     @property
     def state_url(self) -> str:
@@ -123,7 +134,7 @@ class AwsTarget:
                 (ImageFunction.kind, self.warmer),
                 (Schedule.kind, self.schedule),
             ]
-        return keys
+        return keys + self.pool_keys()
 
     def environment(self) -> tuple[tuple[str, str], ...]:
         env = {**self.config.router.env, "MPFN_STATE": self.state_url}
@@ -181,7 +192,7 @@ class AwsTarget:
                     command=WARMER_LAMBDA_COMMAND,
                     memory_mb=warmer.memory_mb,
                     timeout_s=warmer.timeout_s,
-                    environment=(("MPFN_STATE", self.state_url),),
+                    environment=self.config.warmer_environment(self.state_url),
                     subnet_ids=self.vpc.subnet_ids,
                     security_group_ids=self.vpc.security_group_ids,
                 ),
@@ -192,7 +203,11 @@ class AwsTarget:
                     expression=rate(warmer.every_minutes),
                 ),
             ]
-        return resources
+        return resources + self.pool_resources(scope, self.state_url)
+
+    def placements(self) -> list[PoolPlacement]:
+        """Where each pool of the config is reached (its Cloud Map name); no I/O."""
+        return placements(self.config, self.region)
 
     def planner(self, options: PlanOptions) -> Planner:
         return Planner(options)
@@ -212,14 +227,17 @@ class AwsTarget:
                 "admit their security groups, and the subnets need a route to S3 (a gateway "
                 "endpoint or NAT) for the state"
             )
-        return notes
+        return notes + self.pool_notes()
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state_url, "region": self.region}
 
     def logs(self, lines: int) -> list[str]:
         names = [self.router] + ([self.warmer] if self.config.warmer.image else [])
-        return [f"aws logs tail /aws/lambda/{n} --region {self.region} --follow" for n in names]
+        groups = [f"/aws/lambda/{n}" for n in names]
+        if self.config.pools:
+            groups.append(self.ecs.log_group)
+        return [f"aws logs tail {g} --region {self.region} --follow" for g in groups]
 
     def records(self) -> RecordStore | None:
         if self.api.bucket_region(self.bucket) is None:
@@ -237,7 +255,7 @@ class AwsTarget:
                 secret_access_key=self.settings.secret_access_key,
             )
 
-        return RecordStore(opener, self.name, self.config.stage)
+        return RecordStore(opener, self.name, self.config.record_stage())
 
     # -- observe --------------------------------------------------------------------------
 
@@ -250,6 +268,7 @@ class AwsTarget:
             ImageFunction.kind: self._observe_image_function,
             FunctionUrl.kind: self._observe_url,
             Schedule.kind: self._observe_schedule,
+            **self.pool_readers(),
         }
         return {(kind, name): readers[kind](name) for kind, name in keys if kind in readers}
 

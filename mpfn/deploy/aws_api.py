@@ -1,4 +1,5 @@
-"""The one wrapper through which deploy talks to AWS (S3, IAM, Lambda, Scheduler, Logs).
+"""The one wrapper through which deploy talks to AWS (S3, IAM, Lambda, Scheduler, Logs, and
+for pools ECS, Cloud Map, EC2 launch templates and Auto Scaling).
 
 Every call goes through `AwsApi`, built from region, endpoint and credentials in the
 config (an endpoint points it at an emulator on loopback). Readers return None for
@@ -17,7 +18,19 @@ from typing import Any
 from mpfn.deploy.errors import DeployFailure
 
 _NOT_FOUND = frozenset(
-    {"NoSuchEntity", "ResourceNotFoundException", "NoSuchBucket", "404", "NotFound"}
+    {
+        "NoSuchEntity",
+        "ResourceNotFoundException",
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+        "ClusterNotFoundException",
+        "NamespaceNotFound",
+        "ServiceNotFound",
+        "OperationNotFound",
+        "InvalidLaunchTemplateName.NotFoundException",
+        "InvalidLaunchTemplateId.NotFound",
+    }
 )
 
 #: What Lambda says while a role change has not reached it yet.
@@ -81,7 +94,7 @@ class AwsApi:
             )
         return self._clients[service]
 
-    def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    def call(self, service: str, operation: str, /, **kwargs: Any) -> dict[str, Any]:
         """One API call; errors become `AwsError`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -93,7 +106,7 @@ class AwsApi:
             raise AwsError(f"{service}.{operation}: {_one_line(exc)}") from None
         return result
 
-    def find(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+    def find(self, service: str, operation: str, /, **kwargs: Any) -> dict[str, Any] | None:
         """Like `call`, but None when the resource does not exist."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -339,3 +352,249 @@ class AwsApi:
 
     def delete_log_group(self, name: str) -> None:
         self.call("logs", "delete_log_group", logGroupName=name)
+
+    # -- pools: EC2, IAM instance profiles, Auto Scaling ----------------------------------
+
+    def retrying(
+        self,
+        service: str,
+        operation: str,
+        /,
+        *,
+        busy: tuple[str, ...],
+        attempts: int = 30,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """A call AWS refuses while something it depends on winds down (a draining
+        service, a terminating instance): retried while the error names one of `busy`."""
+        for attempt in range(attempts):
+            try:
+                return self.call(service, operation, **kwargs)
+            except AwsError as exc:
+                if not any(text in str(exc) for text in busy) or attempt == attempts - 1:
+                    raise
+                self.sleep(min(2.0 * (attempt + 1), 10.0))
+        raise AssertionError("unreachable")
+
+    def subnet_vpc(self, subnet: str) -> str:
+        found = self.call("ec2", "describe_subnets", SubnetIds=[subnet])["Subnets"]
+        if not found:
+            raise AwsError(f"ec2.describe_subnets: no subnet {subnet}")
+        return str(found[0]["VpcId"])
+
+    def get_instance_profile(self, name: str) -> dict[str, Any] | None:
+        found = self.find("iam", "get_instance_profile", InstanceProfileName=name)
+        return found["InstanceProfile"] if found else None
+
+    def put_instance_profile(self, name: str, role: str) -> None:
+        """The profile `name` holding exactly `role`."""
+        profile = self.get_instance_profile(name)
+        if profile is None:
+            self.call("iam", "create_instance_profile", InstanceProfileName=name)
+            held: list[str] = []
+        else:
+            held = [r["RoleName"] for r in profile.get("Roles", [])]
+        for other in held:
+            if other != role:
+                self.call(
+                    "iam",
+                    "remove_role_from_instance_profile",
+                    InstanceProfileName=name,
+                    RoleName=other,
+                )
+        if role not in held:
+            self.call(
+                "iam", "add_role_to_instance_profile", InstanceProfileName=name, RoleName=role
+            )
+
+    def delete_instance_profile(self, name: str) -> None:
+        profile = self.get_instance_profile(name)
+        for role in (profile or {}).get("Roles", []):
+            self.call(
+                "iam",
+                "remove_role_from_instance_profile",
+                InstanceProfileName=name,
+                RoleName=role["RoleName"],
+            )
+        self.call("iam", "delete_instance_profile", InstanceProfileName=name)
+
+    def get_launch_template(self, name: str) -> dict[str, Any] | None:
+        """The default version of the launch template `name`."""
+        found = self.find(
+            "ec2",
+            "describe_launch_template_versions",
+            LaunchTemplateName=name,
+            Versions=["$Default"],
+        )
+        versions = (found or {}).get("LaunchTemplateVersions") or []
+        return dict(versions[0]) if versions else None
+
+    def put_launch_template(self, name: str, data: dict[str, Any]) -> None:
+        """Create the template, or add a version with `data` and make it the default."""
+        if self.get_launch_template(name) is None:
+            self.call(
+                "ec2", "create_launch_template", LaunchTemplateName=name, LaunchTemplateData=data
+            )
+            return
+        version = self.call(
+            "ec2",
+            "create_launch_template_version",
+            LaunchTemplateName=name,
+            LaunchTemplateData=data,
+        )["LaunchTemplateVersion"]["VersionNumber"]
+        self.call(
+            "ec2", "modify_launch_template", LaunchTemplateName=name, DefaultVersion=str(version)
+        )
+
+    def get_auto_scaling_group(self, name: str) -> dict[str, Any] | None:
+        page = self.call(
+            "autoscaling", "describe_auto_scaling_groups", AutoScalingGroupNames=[name]
+        )
+        groups = [g for g in page.get("AutoScalingGroups", []) if g.get("Status") is None]
+        return dict(groups[0]) if groups else None
+
+    # -- pools: ECS -----------------------------------------------------------------------
+
+    def get_cluster(self, name: str) -> dict[str, Any] | None:
+        found = self.call("ecs", "describe_clusters", clusters=[name])["clusters"]
+        active = [c for c in found if c.get("status") in ("ACTIVE", "PROVISIONING")]
+        return dict(active[0]) if active else None
+
+    def get_ecs_service(self, cluster: str, name: str) -> dict[str, Any] | None:
+        """The service, unless it is absent or deleted (INACTIVE, DRAINING)."""
+        found = self.find("ecs", "describe_services", cluster=cluster, services=[name])
+        services = [s for s in (found or {}).get("services", []) if s.get("status") == "ACTIVE"]
+        return dict(services[0]) if services else None
+
+    def wait_service_gone(self, cluster: str, name: str, attempts: int = 60) -> None:
+        """Wait until a deleted service has drained (ECS keeps it DRAINING a while)."""
+        for _ in range(attempts):
+            found = self.find("ecs", "describe_services", cluster=cluster, services=[name])
+            live = [s for s in (found or {}).get("services", []) if s.get("status") != "INACTIVE"]
+            if not live:
+                return
+            self.sleep(5.0)
+        raise AwsError(f"ecs service {cluster}/{name}: still draining after {attempts} checks")
+
+    def task_definition_arns(self, family: str, status: str = "ACTIVE") -> list[str]:
+        """The revisions of exactly `family` in `status` (ACTIVE, INACTIVE), newest first."""
+        arns: list[str] = []
+        token: dict[str, Any] = {}
+        while True:
+            page = self.call(
+                "ecs",
+                "list_task_definitions",
+                familyPrefix=family,
+                status=status,
+                sort="DESC",
+                **token,
+            )
+            arns += [
+                a
+                for a in page.get("taskDefinitionArns", [])
+                if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+            ]
+            if not page.get("nextToken"):
+                break
+            token = {"nextToken": page["nextToken"]}
+        return sorted(arns, key=lambda a: int(a.rsplit(":", 1)[-1]), reverse=True)
+
+    def describe_task_definition(self, ref: str) -> dict[str, Any]:
+        found = self.call("ecs", "describe_task_definition", taskDefinition=ref)
+        return dict(found["taskDefinition"])
+
+    def deregister_task_definitions(self, arns: list[str]) -> None:
+        """Make revisions INACTIVE: no new task starts from them, running ones keep them."""
+        for arn in arns:
+            self.call("ecs", "deregister_task_definition", taskDefinition=arn)
+
+    def delete_task_definitions(self, arns: list[str]) -> None:
+        """Delete INACTIVE revisions (ECS removes each once nothing uses it)."""
+        for start in range(0, len(arns), 10):
+            self.call("ecs", "delete_task_definitions", taskDefinitions=arns[start : start + 10])
+
+    def get_capacity_provider(self, name: str) -> dict[str, Any] | None:
+        page = self.call("ecs", "describe_capacity_providers", capacityProviders=[name])
+        found = [
+            c
+            for c in page.get("capacityProviders", [])
+            if c.get("status") == "ACTIVE" and c.get("name") == name
+        ]
+        return dict(found[0]) if found else None
+
+    def set_cluster_capacity_provider(self, cluster: str, name: str, *, attached: bool) -> None:
+        """Attach `name` to the cluster (or detach it), keeping the others attached."""
+        current = self.get_cluster(cluster)
+        if current is None:
+            return
+        providers = [p for p in current.get("capacityProviders", []) if p != name]
+        strategy = [
+            s
+            for s in current.get("defaultCapacityProviderStrategy", [])
+            if s.get("capacityProvider") != name
+        ]
+        self.call(
+            "ecs",
+            "put_cluster_capacity_providers",
+            cluster=cluster,
+            capacityProviders=[*providers, name] if attached else providers,
+            defaultCapacityProviderStrategy=strategy,
+        )
+
+    # -- pools: Cloud Map -----------------------------------------------------------------
+
+    def find_namespace(self, name: str) -> dict[str, Any] | None:
+        """The private DNS namespace `name` (listed, then matched by name and type)."""
+        token: dict[str, Any] = {}
+        while True:
+            page = self.call(
+                "servicediscovery",
+                "list_namespaces",
+                Filters=[{"Name": "TYPE", "Values": ["DNS_PRIVATE"], "Condition": "EQ"}],
+                **token,
+            )
+            for namespace in page.get("Namespaces", []):
+                if namespace.get("Name") == name and namespace.get("Type") == "DNS_PRIVATE":
+                    return dict(namespace)
+            if not page.get("NextToken"):
+                return None
+            token = {"NextToken": page["NextToken"]}
+
+    def tags_of(self, arn: str) -> dict[str, str]:
+        tags = self.call("servicediscovery", "list_tags_for_resource", ResourceARN=arn)
+        return {str(t["Key"]): str(t["Value"]) for t in tags.get("Tags", [])}
+
+    def wait_operation(self, operation_id: str, attempts: int = 120) -> dict[str, Any]:
+        """Wait for a Cloud Map operation to succeed; its targets."""
+        for _ in range(attempts):
+            found = self.call("servicediscovery", "get_operation", OperationId=operation_id)
+            operation = found["Operation"]
+            if operation["Status"] == "SUCCESS":
+                return dict(operation.get("Targets") or {})
+            if operation["Status"] == "FAIL":
+                reason = operation.get("ErrorMessage") or operation.get("ErrorCode")
+                raise AwsError(f"servicediscovery operation {operation_id}: {reason}")
+            self.sleep(2.0)
+        raise AwsError(f"servicediscovery operation {operation_id}: unfinished")
+
+    def find_discovery_service(self, namespace_id: str, name: str) -> dict[str, Any] | None:
+        """The Cloud Map service `name` of the namespace (each candidate is read back, as
+        a listing does not say which namespace a service is in)."""
+        token: dict[str, Any] = {}
+        while True:
+            page = self.call(
+                "servicediscovery",
+                "list_services",
+                Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}],
+                **token,
+            )
+            for summary in page.get("Services", []):
+                if summary.get("Name") != name:
+                    continue
+                found = self.find("servicediscovery", "get_service", Id=summary["Id"])
+                service = (found or {}).get("Service") or {}
+                if service.get("NamespaceId") == namespace_id:
+                    return dict(service)
+            if not page.get("NextToken"):
+                return None
+            token = {"NextToken": page["NextToken"]}

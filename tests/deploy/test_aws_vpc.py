@@ -174,7 +174,7 @@ class SettlingApi(AwsApi):
         super().__init__(AwsSettings(region="us-east-1"), sleep=self.slept.append)
         self.refusals, self.error, self.attempts = refusals, error, 0
 
-    def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    def call(self, service: str, operation: str, /, **kwargs: Any) -> dict[str, Any]:
         if operation == "update_function_configuration":
             self.attempts += 1
             if self.attempts <= self.refusals:

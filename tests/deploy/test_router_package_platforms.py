@@ -43,7 +43,7 @@ class RecordingApi(AwsApi):
         super().__init__(settings)
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def call(self, service: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+    def call(self, service: str, operation: str, /, **kwargs: Any) -> dict[str, Any]:
         self.calls.append((operation, kwargs))
         return super().call(service, operation, **kwargs)
 
