@@ -22,6 +22,7 @@ import yaml
 from mpfn.config import load_config
 from mpfn.deploy import DeployConfig, DeployConfigError, Project, Target, open_target
 from mpfn.deploy.aws import AwsTarget
+from mpfn.deploy.aws_api import AwsApi, AwsSettings
 from mpfn.deploy.packaging import RouterPackage
 from mpfn.deploy.siteconfig import load_site_configs
 from mpfn.deploy.sites import check_replicas, deploy_sites, destroy_sites
@@ -30,6 +31,7 @@ from mpfn.registry import Registry
 from mpfn.replication import read_sites
 from mpfn.store import open_store
 from tests.deploy.conftest import KEY, REGION, SECRET, run_cli
+from tests.deploy.test_aws_vpc import network
 from tests.servers.process import Proc
 
 GCP_PROJECT = "mpfn-test-project"
@@ -37,13 +39,21 @@ GCP_REGION = "us-central1"  # fake-gcs-server keeps every bucket there
 DEMO = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
 
 
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
 def write_project(directory: Path, moto: Proc, fake_gcs: Proc, standin: Proc) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
+    settings = AwsSettings(
+        region=REGION, endpoint_url=moto.url, access_key_id=KEY, secret_access_key=SECRET
+    )
+    subnets, groups = network(AwsApi(settings))
     aws = {
         "region": REGION,
         "endpoint_url": moto.url,
         "access_key_id": KEY,
         "secret_access_key": SECRET,
+        "vpc": {"subnet_ids": subnets, "security_group_ids": groups[:1]},
     }
     raw: dict[str, Any] = {
         "state": f"s3://mpfn-east-{tag}/mpfn",  # the primary: the AWS site's own state
@@ -55,9 +65,18 @@ def write_project(directory: Path, moto: Proc, fake_gcs: Proc, standin: Proc) ->
             "build_dir": str(directory.parent / "mpfn-build"),
             "router": {"image": "europe-docker.pkg.dev/p/mpfn/router:1", "min_instances": 0},
             "sites": {
-                "east": {"target": "aws", "aws": aws},
+                "east": {
+                    "target": "aws",
+                    "aws": aws,
+                    "images": {"worker": f"{ECR}/mpfn-worker:1"},
+                    "pools": [{"id": "east-cpu", "replicas": 2, "cpu": "1", "memory": "2Gi",
+                               "cost_per_hour": 0.05, "capacity": 8}],
+                },
                 "eu": {
                     "target": "gcp",
+                    "images": {"worker": "europe-docker.pkg.dev/p/mpfn/worker:1"},
+                    "pools": [{"id": "eu-l4", "hardware": ["nvidia"], "gpus": 1, "cpu": "4",
+                               "memory": "16Gi", "cost_per_hour": 0.8, "capacity": 4}],
                     "gcp": {
                         "project": GCP_PROJECT,
                         "region": GCP_REGION,
@@ -73,6 +92,16 @@ def write_project(directory: Path, moto: Proc, fake_gcs: Proc, standin: Proc) ->
     }  # fmt: skip
     (directory / "mpfn.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return raw
+
+
+def settings_of(raw: dict[str, Any]) -> AwsSettings:
+    aws = raw["deploy"]["sites"]["east"]["aws"]
+    return AwsSettings(
+        region=REGION,
+        endpoint_url=aws["endpoint_url"],
+        access_key_id=KEY,
+        secret_access_key=SECRET,
+    )
 
 
 def configs(directory: Path, **kwargs: Any) -> tuple[list[DeployConfig], Project]:
@@ -139,7 +168,20 @@ def test_three_clouds_plan_apply_noop_and_destroy(
         assert routers["eu"].auth == "google-id-token"
         assert routers["lab"].auth == "none"
         pools = {p.id: p for p in Registry(primary).pools()}
-        assert {p.site for p in pools.values()} == {"lab"}  # the local site's own pools
+        assert sorted(pools) == ["east-cpu", "eu-l4", "lab-1", "lab-2"]
+        east, eu = pools["east-cpu"], pools["eu-l4"]
+        assert (east.site, east.cloud, east.region) == ("east", "aws", REGION)
+        assert str(east.endpoint) == f"http://east-cpu.{sites[0].prefix()}.mpfn.internal:8000/"
+        assert (east.hardware, east.cost_per_hour, east.capacity) == (["cpu"], 0.05, 8)
+        assert (eu.site, eu.cloud, eu.hardware, eu.capacity) == ("eu", "gcp", ["nvidia"], 4)
+        assert eu.auth is not None and eu.auth.type == "google-id-token"
+        assert str(eu.endpoint).startswith("https://")
+        assert eu.auth.audience == str(eu.endpoint).rstrip("/")
+        assert {pools["lab-1"].site, pools["lab-2"].site} == {"lab"}
+        ecs = AwsApi(settings_of(raw)).call(
+            "ecs", "describe_services", cluster=sites[0].prefix(), services=["east-cpu"]
+        )
+        assert [s["desiredCount"] for s in ecs["services"]] == [2]
         # every replica holds what the primary holds: models, pools, router entries
         for name in ("eu", "lab"):
             replica = open_store(
@@ -168,6 +210,7 @@ def test_three_clouds_plan_apply_noop_and_destroy(
 
     primary = open_store(project.state, project.options)
     assert read_routers(primary) == []
+    assert AwsApi(settings_of(raw)).get_cluster(sites[0].prefix()) is None
     assert Registry(primary).pools() == []
     assert not (read_sites(primary) or None) or read_sites(primary).sites == {}  # type: ignore[union-attr]
     assert raw["deploy"]["sites"]["lab"]["local"]["state"] == "./lab"
