@@ -173,12 +173,15 @@ async def run_warmer(
     state = {name: _forecast(reader, fits, doc, now, settings) for name, doc in models.items()}
     errors += [f"model {n}: {m.error}" for n, m in state.items() if m.error]
 
+    stats_errors: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
+        credentials = PoolCredentials()  # one per run: warming and probing share the keys
+        stack.push_async_callback(credentials.aclose)
         source = adapters
         secure_errors: dict[str, str] = {}
         if source is None:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=300.0))
-            secured = await _secure(pools, stack, secure_errors)
+            secured = await _secure(pools, stack, secure_errors, credentials)
             source = adapter_source(client, secured=secured, artifacts=artifact_source(store))
         made = [
             (pool, secure_errors[pool.id]) if pool.id in secure_errors else _make(source, pool)
@@ -205,14 +208,15 @@ async def run_warmer(
                 await adapter.aclose()
             except Exception as exc:
                 log.debug("closing an adapter failed: %s", exc)
+        if apply and settings.refresh_stats and adapters is None:
+            stats_errors = await _refresh_stats(store, pools, credentials)
     errors += [f"pool {pid}: {e}" for pid, e in sorted(pool_errors.items())]
     errors += [
         f"pool {a.pool}: {a.action} {a.model}:{a.version}: {a.error}"
         for a in actions
         if a.status == "failed"
     ]
-    if apply and settings.refresh_stats and adapters is None:
-        errors += await _refresh_stats(store, pools)
+    errors += stats_errors
     if apply:
         _write_reports(store, state, now, settings, errors)
     plan = WarmPlan(
@@ -269,15 +273,16 @@ def _forecast(
 
 
 async def _secure(
-    pools: Sequence[Pool], stack: contextlib.AsyncExitStack, errors: dict[str, str]
+    pools: Sequence[Pool],
+    stack: contextlib.AsyncExitStack,
+    errors: dict[str, str],
+    credentials: PoolCredentials,
 ) -> dict[str, Secured]:
     """Credentials and TLS clients of the pools that have `auth` or `tls`; a pool whose
     credentials cannot be had gets its reason in `errors` (never a secret)."""
     wanted = [p for p in pools if needs_keys(p)]
     if not wanted:
         return {}
-    credentials = PoolCredentials()
-    stack.push_async_callback(credentials.aclose)
     out: dict[str, Secured] = {}
     for pool in wanted:
         try:
@@ -290,7 +295,9 @@ async def _secure(
     return out
 
 
-async def _refresh_stats(store: Store, pools: Sequence[Pool]) -> list[str]:
+async def _refresh_stats(
+    store: Store, pools: Sequence[Pool], credentials: PoolCredentials
+) -> list[str]:
     """Probe every pool (with its credentials) and write `stats/`: routers starting now,
     and `mpfn route explain`, begin from what the pools answer today. Pools signed per
     request (SigV4) are left to the routers' own observations."""
@@ -299,8 +306,6 @@ async def _refresh_stats(store: Store, pools: Sequence[Pool]) -> list[str]:
 
     errors: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
-        credentials = PoolCredentials()
-        stack.push_async_callback(credentials.aclose)
         clients: dict[str, httpx.AsyncClient] = {}
         probed: list[str] = []
         for pool in pools:
