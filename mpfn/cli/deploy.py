@@ -1,9 +1,9 @@
 """`mpfn deploy` / `mpfn destroy`: plan, show, apply (see `mpfn.deploy.deployer`).
 
     mpfn deploy --target aws [--stage prod] [--region eu-west-1] [--set router.memory_mb=1024]
-    mpfn deploy --target aws --dry-run        # print the plan, create nothing
+    mpfn deploy --target aws --dry-run        # print the plan, create nothing (reads the cloud)
     mpfn deploy --export DIR                  # SAM, Terraform, k8s manifests, Grafana
-    mpfn deploy status | logs                 # what is deployed; local process logs
+    mpfn deploy status|logs [--target local]  # what is deployed; local process logs
     mpfn destroy --target aws [--delete-state]
 
 Settings come from the `deploy:` section of mpfn.yaml, overlaid by the stage, overlaid by
@@ -49,6 +49,17 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a deploy setting: PATH=VALUE (repeatable)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan and outcome as JSON")]
+StatusJsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the deployment record(s) as JSON")
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the plan only; nothing is created or changed. aws and gcp still read "
+        "the cloud to compare against it, so they need live credentials",
+    ),
+]
 SiteOpt = Annotated[
     str | None, typer.Option("--site", help="Only this site of deploy.sites (default: all)")
 ]
@@ -152,19 +163,21 @@ def _echo(json_out: bool) -> Echo:
     return echo
 
 
-def _report(outcome: Outcome, json_out: bool, echo: Echo) -> None:
+def _report(outcome: Outcome, json_out: bool, echo: Echo, registry: Outcome | None) -> None:
+    outputs = {**outcome.record.outputs, **(registry.record.outputs if registry else {})}
     if json_out:
         print_json(
             {
                 "plan": outcome.plan.as_dict(),
-                "applied": outcome.applied,
-                "outputs": outcome.record.outputs,
+                "applied": outcome.applied or bool(registry and registry.applied),
+                "outputs": outputs,
+                **({"registry": registry.plan.as_dict()} if registry else {}),
             }
         )
         return
-    if outcome.applied:
+    if outcome.applied or (registry and registry.applied):
         echo("done.")
-    for key, value in sorted(outcome.record.outputs.items()):
+    for key, value in sorted(outputs.items()):
         echo(f"{key}: {value}")
 
 
@@ -177,7 +190,7 @@ def deploy(
     stage: StageOpt = None,
     region: RegionOpt = None,
     assignments: SetOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
+    dry_run: DryRunOpt = False,
     export: Annotated[
         Path | None, typer.Option("--export", help="Write SAM, Terraform, k8s, Grafana to DIR")
     ] = None,
@@ -186,9 +199,9 @@ def deploy(
 ) -> None:
     """Plan and apply a deployment (`status` and `logs` show what is deployed)."""
     if ctx.invoked_subcommand is not None:
-        ctx.meta[_META] = (target, stage, region, assignments, site)
+        ctx.meta[_META] = (target, stage, region, assignments, site, json_out)
         return
-    from mpfn.deploy import deploy as run_deploy
+    from mpfn.deploy.sites import deploy_one
 
     echo = _echo(json_out)
     sites = _sites(ctx, site, target, stage, region, assignments) if export is None else None
@@ -206,17 +219,32 @@ def deploy(
             echo(f"wrote {path}")
         return
     tgt = _open(ctx, target, stage, region, assignments)
-    outcome = run_deploy(tgt, echo, dry_run=dry_run)
+    outcome, registry = deploy_one(tgt, echo, dry_run=dry_run)
     if dry_run and not json_out:
         echo("dry run: nothing was changed.")
-    _report(outcome, json_out, echo)
+    _report(outcome, json_out, echo, registry)
 
 
-def _sub_targets(ctx: typer.Context) -> list[Target]:
-    """The one target, or every site's (or `--site`'s) when mpfn.yaml has sites."""
+def _sub_targets(
+    ctx: typer.Context,
+    target: str | None,
+    stage: str | None,
+    region: str | None,
+    assignments: list[str] | None,
+    site: str | None,
+) -> list[Target]:
+    """The one target, or every site's (or `--site`'s) when mpfn.yaml has sites. The
+    options may follow `deploy` or the sub-command; the sub-command's win."""
     from mpfn.deploy import open_target
 
-    target, stage, region, assignments, site = ctx.meta.get(_META) or (None,) * 5
+    first_target, first_stage, first_region, first_set, first_site, _ = (
+        ctx.meta.get(_META) or (None,) * 6
+    )
+    target = target if target is not None else first_target
+    stage = stage if stage is not None else first_stage
+    region = region if region is not None else first_region
+    site = site if site is not None else first_site
+    assignments = [*(first_set or ()), *(assignments or ())]
     sites = _sites(ctx, site, target, stage, region, assignments)
     if sites is None:
         return [_open(ctx, target, stage, region, assignments)]
@@ -243,11 +271,20 @@ def _status(tgt: Target) -> dict[str, Any]:
 @deploy_app.command("status")
 @handle_errors
 @deploy_errors
-def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def status(
+    ctx: typer.Context,
+    target: TargetOpt = None,
+    stage: StageOpt = None,
+    region: RegionOpt = None,
+    assignments: SetOpt = None,
+    site: SiteOpt = None,
+    json_out: StatusJsonOpt = False,
+) -> None:
     """Show the deployment record (and, for local, whether the processes run); with
     sites, one block per site."""
-    infos = [_status(tgt) for tgt in _sub_targets(ctx)]
-    if json_out:
+    targets = _sub_targets(ctx, target, stage, region, assignments, site)
+    infos = [_status(tgt) for tgt in targets]
+    if json_out or (ctx.meta.get(_META) or (None,) * 6)[5]:
         print_json(infos[0] if len(infos) == 1 and "site" not in infos[0] else infos)
         return
     for info in infos:
@@ -265,10 +302,15 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @deploy_errors
 def logs(
     ctx: typer.Context,
+    target: TargetOpt = None,
+    stage: StageOpt = None,
+    region: RegionOpt = None,
+    assignments: SetOpt = None,
+    site: SiteOpt = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines per log")] = 40,
 ) -> None:
     """Print the tail of each deployed process's log (local), or where the logs are."""
-    for tgt in _sub_targets(ctx):
+    for tgt in _sub_targets(ctx, target, stage, region, assignments, site):
         if tgt.config.site:
             sys.stdout.write(f"== site {tgt.config.site} ({tgt.name}) ==\n")
         for line in tgt.logs(lines):
@@ -283,7 +325,7 @@ def destroy(
     stage: StageOpt = None,
     region: RegionOpt = None,
     assignments: SetOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
+    dry_run: DryRunOpt = False,
     delete_state: Annotated[
         bool,
         typer.Option("--delete-state", help="Also empty and delete the state bucket"),
@@ -293,7 +335,7 @@ def destroy(
 ) -> None:
     """Remove what `mpfn deploy` created (the state bucket only when empty or asked)."""
     from mpfn.deploy import PlanOptions
-    from mpfn.deploy import destroy as run_destroy
+    from mpfn.deploy.sites import destroy_one
 
     echo = _echo(json_out)
     sites = _sites(ctx, site, target, stage, region, assignments)
@@ -307,12 +349,12 @@ def destroy(
             echo("done.")
         return
     tgt = _open(ctx, target, stage, region, assignments)
-    outcome = run_destroy(
+    outcome, registry = destroy_one(
         tgt, echo, dry_run=dry_run, options=PlanOptions(delete_state=delete_state)
     )
     if dry_run and not json_out:
         echo("dry run: nothing was changed.")
-    _report(outcome, json_out, echo)
+    _report(outcome, json_out, echo, registry)
 
 
 def register(app: typer.Typer) -> None:

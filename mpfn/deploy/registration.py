@@ -7,7 +7,9 @@ hardware, cost and capacity), and the site's router entry (`routers/<site>.json`
 clients fail over between). `RegistryTarget` plans them with the same planner as cloud
 resources, so a dry run shows them, a redeploy leaves them alone, and destroying the site
 removes exactly what deploy registered (its record is `deploy/registry/<stage>@<site>`).
-Adding a site syncs its replica from the primary.
+Adding a site syncs its replica from the primary. A cloud deployment without sites is one
+site to this module: its pools and its router entry (`routers/default.json`) go to the
+target's own state.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
 from mpfn.deploy.spec import DeployConfig
 from mpfn.documents import Pool, pool_key
-from mpfn.entrypoints import RouterEntry, read_router, remove_router, write_router
+from mpfn.entrypoints import (
+    DEFAULT_SITE,
+    RouterEntry,
+    read_router,
+    remove_router,
+    write_router,
+)
 from mpfn.replication import SITES_KEY, Site, Sites, open_state, read_sites, sync_replica
 from mpfn.state import Documents
 from mpfn.store import KeyNotFound, Store, StoreError, StoreUnavailable, open_store
@@ -72,12 +80,28 @@ def replica_options(config: DeployConfig) -> dict[str, Any]:
     return {}
 
 
+def store_options(config: DeployConfig, base: dict[str, Any]) -> dict[str, Any]:
+    """Options to open the site's store from here: `base` (the mpfn.yaml sections) with
+    the site's endpoint and region, and the deploy credentials of its target (used, never
+    written anywhere)."""
+    out = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
+    for section, values in replica_options(config).items():
+        out[section] = {**(out.get(section) or {}), **values}
+    if config.target == "aws":
+        aws = config.aws
+        keys = {"profile": aws.profile, "access_key_id": aws.access_key_id,
+                "secret_access_key": aws.secret_access_key}  # fmt: skip
+        out["s3"] = {**out.get("s3", {}), **{k: v for k, v in keys.items() if v}}
+    return out
+
+
 def router_entry(config: DeployConfig, url: str | None) -> RouterEntry | None:
     """How clients reach the site's router, once it has a URL (k8s routers have none:
     they are reached through the cluster's own ingress)."""
-    if not url or config.site is None:
+    if not url:
         return None
-    entry: dict[str, Any] = {"site": config.site, "url": url, "target": config.target}
+    site = config.site or DEFAULT_SITE
+    entry: dict[str, Any] = {"site": site, "url": url, "target": config.target}
     if config.target == "aws" and config.aws.auth == "AWS_IAM":
         entry |= {"auth": "sigv4", "region": config.aws.region}
     elif config.target == "gcp" and not config.gcp.public:
@@ -101,9 +125,8 @@ class RegistryTarget:
         router_url: str | None = None,
         echo: Echo = print,
     ) -> None:
-        assert config.site is not None, "the registry target is per site"
         self.config = config
-        self.site: str = config.site
+        self.site: str = config.site or DEFAULT_SITE  # a deployment without sites: one
         self.primary = primary
         self.options = primary_options
         self.replica = replica
@@ -123,21 +146,23 @@ class RegistryTarget:
     def resource_keys(self) -> list[ResourceKey]:
         """What destroying the site removes: the site, its router entry, and every pool of
         the site (also those its stack registered itself, like a local site's)."""
-        keys = [(SiteReplica.kind, self.site), (RouterRegistration.kind, self.site)]
+        keys = [(RouterRegistration.kind, self.site)]
+        if self.config.site is not None:
+            keys.insert(0, (SiteReplica.kind, self.site))
         pools = {p.id for p in self.config.pools}
         # the primary may be unreadable: the configured pools are listed anyway
         with contextlib.suppress(StoreError):
             listed = Documents(self.store).list("pools/", Pool)
-            pools |= {p.id for p in listed if p.site == self.site}
+            pools |= {p.id for p in listed if p.site is not None and p.site == self.config.site}
         return keys + [(PoolRegistration.kind, pool) for pool in sorted(pools)]
 
     def desired(self) -> Sequence[Resource]:
         out: list[Resource] = []
-        if self.replica != self.primary:
+        if self.config.site is not None and self.replica != self.primary:
             options = json.dumps(replica_options(self.config), sort_keys=True)
             out.append(SiteReplica(self.site, state=self.replica, options=options))
         for placement in self.placements:
-            doc = pool_document(placement, self.site)
+            doc = pool_document(placement, self.config.site)
             if doc is not None:
                 out.append(PoolRegistration(doc.id, document=canonical(doc)))
         entry = router_entry(self.config, self.router_url)
@@ -217,7 +242,7 @@ class RegistryTarget:
         Documents(self.store).update(SITES_KEY, Sites, edit, create=True)
         if change.action is Action.DELETE:
             return
-        replica = open_store(self.replica, {**self.options, **replica_options(self.config)})
+        replica = open_store(self.replica, store_options(self.config, self.options))
         report = sync_replica(self.store, replica, self.site)
         if report.ok:
             self.echo(f"site {self.site}: replica {self.replica} in sync ({report.copied} copied)")

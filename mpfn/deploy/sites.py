@@ -19,7 +19,7 @@ from mpfn.deploy.deployer import Outcome, deploy, destroy
 from mpfn.deploy.errors import DeployFailure
 from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import PlanOptions
-from mpfn.deploy.registration import RegistryTarget
+from mpfn.deploy.registration import RegistryTarget, store_options
 from mpfn.deploy.siteconfig import site_state
 from mpfn.deploy.spec import DeployConfig, DeployConfigError
 from mpfn.deploy.targets import Project, Target, open_target
@@ -83,6 +83,42 @@ def _registry(
         router_url=router_url,
         echo=echo,
     )
+
+
+def _registry_of_one(target: Target, router_url: str | None, echo: Echo) -> RegistryTarget | None:
+    """A cloud deployment without sites registers its pools and router in its own state."""
+    state: str | None = getattr(target, "state_url", None)
+    if target.name not in ("aws", "gcp") or state is None:
+        return None
+    project: Project = target.project  # type: ignore[attr-defined]
+    options = store_options(target.config, project.options)
+    return RegistryTarget(
+        target.config,
+        state,
+        options,
+        replica=state,
+        placements=placements_of(target),
+        router_url=router_url,
+        echo=echo,
+    )
+
+
+def deploy_one(
+    target: Target, echo: Echo, *, dry_run: bool = False
+) -> tuple[Outcome, Outcome | None]:
+    """`mpfn deploy --target T`: the target's plan, then (aws, gcp) its registrations."""
+    resources = deploy(target, echo, dry_run=dry_run)
+    registry = _registry_of_one(target, resources.record.outputs.get("router_url"), echo)
+    return resources, (deploy(registry, echo, dry_run=dry_run) if registry else None)
+
+
+def destroy_one(
+    target: Target, echo: Echo, *, dry_run: bool = False, options: PlanOptions | None = None
+) -> tuple[Outcome, Outcome | None]:
+    """`mpfn destroy --target T`: the registrations first, then the target's resources."""
+    registry = _registry_of_one(target, None, echo)
+    entries = destroy(registry, echo, dry_run=dry_run) if registry else None
+    return destroy(target, echo, dry_run=dry_run, options=options), entries
 
 
 def _site(config: DeployConfig, what: str, run: Callable[[], SiteOutcome]) -> SiteOutcome:

@@ -25,12 +25,19 @@ from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
 from mpfn.deploy.packaging import RouterPackage
 from mpfn.deploy.siteconfig import load_site_configs
-from mpfn.deploy.sites import check_replicas, deploy_sites, destroy_sites
+from mpfn.deploy.sites import (
+    check_replicas,
+    deploy_one,
+    deploy_sites,
+    destroy_one,
+    destroy_sites,
+)
 from mpfn.entrypoints import read_routers
 from mpfn.registry import Registry
 from mpfn.replication import read_sites
 from mpfn.store import open_store
-from tests.deploy.conftest import KEY, REGION, SECRET, run_cli
+from tests.deploy.conftest import KEY, REGION, SECRET, AwsProject, aws_target, run_cli
+from tests.deploy.test_aws_pools import with_pools
 from tests.deploy.test_aws_vpc import network
 from tests.servers.process import Proc
 
@@ -279,3 +286,26 @@ def test_cli_with_sites_refuses_target_and_shows_every_plan(tmp_path: Path) -> N
         ("b", False),
     ]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_cloud_deployment_without_sites_registers_its_pools_and_router(
+    aws_project: AwsProject, router_package: RouterPackage
+) -> None:
+    with_pools(aws_project, [{"id": "cpu-a", "cost_per_hour": 0.1, "capacity": 6}])
+    lines: list[str] = []
+    tgt = aws_target(aws_project, router_package)
+    _, entries = deploy_one(tgt, lines.append, dry_run=True)
+    assert entries is not None and entries.plan.is_noop is False
+    try:
+        _, entries = deploy_one(aws_target(aws_project, router_package), lines.append)
+        assert entries is not None and "router_url" in entries.record.outputs
+        state = open_store(tgt.state_url, aws_project.config()[1].options)
+        [router] = read_routers(state)
+        assert (router.site, router.auth, router.region) == ("default", "sigv4", REGION)
+        [pool] = Registry(state).pools()
+        assert (pool.id, pool.site, pool.cost_per_hour, pool.capacity) == ("cpu-a", None, 0.1, 6)
+        _, again = deploy_one(aws_target(aws_project, router_package), lines.append)
+        assert again is not None and again.plan.is_noop
+    finally:
+        destroy_one(aws_target(aws_project, router_package), lines.append)
+    assert aws_project.api().bucket_region(aws_project.bucket) is None  # nothing left behind
