@@ -169,6 +169,48 @@ class PoolTLS(_Doc):
         return self
 
 
+ScalerKind = Literal["ecs", "cloudrun", "k8s", "local"]
+
+
+class PoolScaling(_Doc):
+    """How a pool's size is changed (`mpfn.scaling`): the API that sets its replica count,
+    the bounds the warmer keeps it in, and whether a router may wake it from zero."""
+
+    kind: ScalerKind
+    min_replicas: int = Field(default=0, ge=0, le=1000, description="0: may scale to zero")
+    max_replicas: int = Field(default=1, ge=1, le=1000)
+    wake: bool = Field(
+        default=True, description="A router holding a request for it may ask for one replica"
+    )
+    region: str | None = Field(default=None, description="ecs: the service's region")
+    cluster: str | None = Field(default=None, description="ecs: the cluster")
+    service: str | None = Field(
+        default=None,
+        description="ecs: the service name; cloudrun: projects/P/locations/L/services/S",
+    )
+    namespace: str | None = Field(default=None, description="k8s: the Deployment's namespace")
+    deployment: str | None = Field(default=None, description="k8s: the Deployment")
+    api_url: str | None = Field(
+        default=None,
+        description="The API endpoint (ecs, cloudrun: an emulator; k8s: default in-cluster)",
+    )
+
+    @model_validator(mode="after")
+    def _where(self) -> PoolScaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        needs = {
+            "ecs": ("region", "cluster", "service"),
+            "cloudrun": ("service",),
+            "k8s": ("namespace", "deployment"),
+            "local": (),
+        }[self.kind]
+        missing = [name for name in needs if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"scaling kind {self.kind} needs {', '.join(missing)}")
+        return self
+
+
 class Pool(_Doc):
     """A place backends run: one adapter endpoint in one cloud/region/on-prem site."""
 
@@ -207,6 +249,9 @@ class Pool(_Doc):
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter options (see the adapter's docs)"
+    )
+    scaling: PoolScaling | None = Field(
+        default=None, description="How its replica count is set (`mpfn pools scale`)"
     )
 
     @model_validator(mode="after")

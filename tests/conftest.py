@@ -10,6 +10,7 @@ import pytest
 
 from tests.servers import fake_gcs, moto_s3
 from tests.servers import pushgateway as gateway
+from tests.servers.gcp_standin import gcp_standin_server
 from tests.servers.otlp import Receiver
 from tests.servers.otlp import otlp_receiver as running_receiver
 from tests.servers.process import Proc
@@ -31,6 +32,13 @@ def moto_server(server_logs: Path) -> Iterator[Proc]:
 def fake_gcs_server(server_logs: Path) -> Iterator[Proc]:
     """fake-gcs-server on loopback; tests use their own buckets."""
     with fake_gcs.fake_gcs_server(server_logs) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def gcp_standin(server_logs: Path) -> Iterator[Proc]:
+    """The stand-in of the Cloud Run, Scheduler and IAM REST APIs (tests/servers)."""
+    with gcp_standin_server(server_logs) as proc:
         yield proc
 
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from mpfn.deploy import DeployConfig, Project, load_deploy_config
 from mpfn.deploy.aws import AwsTarget
 from mpfn.deploy.aws_api import AwsApi, AwsSettings
 from mpfn.deploy.packaging import RouterPackage, build
-from tests.servers.gcp_standin import gcp_standin_server
 from tests.servers.process import Proc
 
 REGION = "us-east-1"
@@ -153,9 +152,3 @@ def run_cli(directory: Path, *args: str, timeout: float = 120) -> subprocess.Com
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-
-
-@pytest.fixture(scope="session")
-def gcp_standin(deploy_logs: Path) -> Iterator[Proc]:
-    with gcp_standin_server(deploy_logs) as proc:
-        yield proc
