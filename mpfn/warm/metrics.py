@@ -51,6 +51,10 @@ def plan_registry(plan: WarmPlan) -> CollectorRegistry:
                     registry=registry)  # fmt: skip
     actions = g("mpfn_warmer_actions", "Load/unload actions in the latest run",
                 ["action", "status"], registry=registry)  # fmt: skip
+    pool_size = g("mpfn_pool_replicas", "Replicas of each scalable pool after the latest run",
+                  ["pool"], registry=registry)  # fmt: skip
+    resizes = g("mpfn_pool_resizes", "Pool size changes in the latest run", ["pool", "direction"],
+                registry=registry)  # fmt: skip
     loads = Histogram("mpfn_warmer_load_seconds", "Model load durations in the latest run",
                       ["pool"], buckets=LOAD_BUCKETS, registry=registry)  # fmt: skip
 
@@ -71,6 +75,16 @@ def plan_registry(plan: WarmPlan) -> CollectorRegistry:
         for status in ("planned", "done", "failed"):
             count = sum(a.action == action and a.status == status for a in plan.actions)
             actions.labels(action, status).set(count)
+    for size in plan.sizes:
+        if size.current is None:
+            continue
+        now_at = (
+            size.replicas if size.status == "done" and size.replicas is not None else size.current
+        )
+        pool_size.labels(size.pool).set(now_at)
+        if size.status == "done" and size.replicas is not None:
+            direction = "up" if size.replicas > size.current else "down"
+            resizes.labels(size.pool, direction).set(1)
     for a in plan.actions:
         if a.action == "load" and a.status == "done" and a.load_ms is not None:
             loads.labels(a.pool).observe(a.load_ms / 1000.0)

@@ -59,6 +59,12 @@ class WarmSettings(_Doc):
     refresh_stats: bool = Field(
         default=True, description="Probe every pool each run and write stats/<pool>.json"
     )
+    scale_down_after_s: float = Field(
+        default=300.0, ge=0, description="A pool shrinks once its need stayed lower this long"
+    )
+    scale_cooldown_s: float = Field(
+        default=60.0, ge=0, description="No size change within this long of the previous one"
+    )
 
     @model_validator(mode="after")
     def _band(self) -> WarmSettings:
@@ -109,6 +115,18 @@ class WarmAction(_Doc):
     error: str | None = None
 
 
+class SizeAction(_Doc):
+    """A pool's size this run (pools with `scaling` only): what it was, what it should be."""
+
+    pool: str
+    current: int | None = None  # None: it could not be read
+    replicas: int | None = None  # the size decided (None: not decided)
+    need: int = 0  # replicas the warm plan wants there
+    reason: str = ""
+    status: Literal["kept", "planned", "done", "failed"] = "kept"
+    error: str | None = None
+
+
 class WarmPlan(_Doc):
     """The result of one warmer run; `plans/warm.json` holds the latest applied one."""
 
@@ -119,6 +137,7 @@ class WarmPlan(_Doc):
     models: list[ModelWarmth] = Field(default_factory=list)
     pools: list[PoolState] = Field(default_factory=list)
     actions: list[WarmAction] = Field(default_factory=list)
+    sizes: list[SizeAction] = Field(default_factory=list)
     fits_done: int = 0
     errors: list[str] = Field(default_factory=list)
 
@@ -134,6 +153,11 @@ class WarmPlan(_Doc):
             "unloads": sum(a.action == "unload" and a.status == "done" for a in self.actions),
             "failed": sum(a.status == "failed" for a in self.actions),
             "fits": self.fits_done,
+            "resized": {
+                a.pool: a.replicas
+                for a in self.sizes
+                if a.status == "done" and a.replicas is not None
+            },
             "errors": list(self.errors),
         }
 

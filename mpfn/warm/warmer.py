@@ -42,6 +42,7 @@ from mpfn.replication.catchup import catch_up
 from mpfn.replication.fanout import ReplicatedStore
 from mpfn.routing import BreakerConfig, Limits
 from mpfn.routing.filter import exclusion_reason
+from mpfn.scaling import ScalerClients
 from mpfn.state import Documents
 from mpfn.store import Store, StoreError
 from mpfn.warm.apply import (
@@ -75,6 +76,7 @@ from mpfn.warm.plan import (
     WarmSettings,
 )
 from mpfn.warm.report import update_report
+from mpfn.warm.sizing import apply_sizes, pool_needs, read_sizes
 from mpfn.warm.usage import UsageHistory, UsageReader
 
 log = logging.getLogger("mpfn.warm")
@@ -148,6 +150,7 @@ async def run_warmer(
     now: float | None = None,
     apply: bool = True,
     site: str | None = None,
+    scalers: ScalerClients | None = None,
 ) -> WarmPlan:
     """One run (see the module docstring); returns the plan it applied or would apply.
     With `site`, only that site's pools (and pools of no site) are warmed and probed: each
@@ -179,6 +182,11 @@ async def run_warmer(
         stack.push_async_callback(credentials.aclose)
         source = adapters
         secure_errors: dict[str, str] = {}
+        if scalers is None:
+            scale_http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
+            scalers = ScalerClients(http=scale_http)
+        sizes = await read_sizes(pools, scalers)
+        asleep = {pid for pid, size in sizes.items() if size == 0}
         if source is None:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=300.0))
             secured = await _secure(pools, stack, secure_errors, credentials)
@@ -188,7 +196,9 @@ async def run_warmer(
             for pool in pools
         ]
         latest = {name: doc.version for name, doc in models.items()}
-        views = await asyncio.gather(*(_view(p, a, latest, models, policies) for p, a in made))
+        views = await asyncio.gather(
+            *(_view(p, a, latest, models, policies, p.id in asleep) for p, a in made)
+        )
         pool_errors = {v.pool.id: e for v, e in views if e}
         signals = [_signal(m, now, settings) for m in state.values()]
         warm: dict[str, bool] = {}
@@ -200,7 +210,13 @@ async def run_warmer(
         desired = desired_state(signals, warm, pool_views, settings)
         actions = plan_actions(signals, desired, pool_views)
         if apply:
-            actions = await _apply(made, actions, models)
+            awake = [(p, a) for p, a in made if p.id not in asleep]
+            done = await _apply(awake, actions, models)
+            actions = done + [a for a in actions if a.pool in asleep]  # after they start
+        resized = await apply_sizes(
+            store, pools, sizes, pool_needs(desired),
+            now=now, apply=apply, clients=scalers, settings=settings,
+        )  # fmt: skip
         for _, adapter in made:
             if isinstance(adapter, str):
                 continue
@@ -216,6 +232,7 @@ async def run_warmer(
         for a in actions
         if a.status == "failed"
     ]
+    errors += [f"size of pool {a.pool}: {a.error}" for a in resized if a.error]
     errors += stats_errors
     if apply:
         _write_reports(store, state, now, settings, errors)
@@ -227,6 +244,7 @@ async def run_warmer(
         models=[_warmth(m, s, warm, reasons) for m, s in zip(state.values(), signals, strict=True)],
         pools=[_pool_state(v, desired, pool_errors.get(v.pool.id)) for v in pool_views],
         actions=actions,
+        sizes=resized,
         fits_done=fits.fits_done,
         errors=errors,
     )
@@ -366,8 +384,11 @@ async def _view(
     latest: Mapping[str, str],
     models: Mapping[str, ModelVersion],
     policies: Mapping[str, Policy],
+    asleep: bool = False,
 ) -> tuple[PoolView, str | None]:
     eligible = serves(pool, models, policies)
+    if asleep:  # at zero replicas: nothing loaded, nothing to ask
+        return PoolView(pool, {}, eligible), None
     if isinstance(adapter, str):
         return PoolView(pool, None, eligible), adapter
     try:
