@@ -10,13 +10,20 @@ With sites (`--sites a,b`) each site gets its own state replica, its own router 
 knows its site and reads only its replica) and its own two worker pools; the state
 directory is the primary, writes to it are replicated to every site, and the warm loop
 gathers the sites' usage (`mpfn.replication`).
+
+Every port is checked before anything starts. While the stack runs, `Stack.supervise`
+restarts a worker (or the warm loop) that stopped, with exponential backoff, on the same
+port and arguments; only a router that stops ends the stack.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -39,6 +46,13 @@ from mpfn.registry import Registry
 from mpfn.store import LocalStore, Store
 
 RUNTIME_FILE = "up.json"  # written into the state directory while `mpfn up` runs
+RESTART_FIRST_S = 0.5  # the first restart's delay; it doubles with each quick failure
+RESTART_MAX_S = 30.0
+STABLE_S = 30.0  # a part up this long is healthy again: its next restart is quick
+
+
+class UpError(RuntimeError):
+    """`mpfn up` could not start (or keep) the stack; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something holds 127.0.0.1:`port` (a listener; not a closed connection's
+    TIME_WAIT, which the parts' servers bind over as this check does)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def plan_ports(plan: UpPlan) -> list[tuple[str, int]]:
+    """Every port the stack listens on, with what listens there. Pure."""
+    routers = [(f"router ({s.name})", s.router_port) for s in plan.sites]
+    ports = routers or [("router", plan.router_port)]
+    return ports + [(f"worker {spec.id}", spec.port) for spec in plan.pools]
+
+
+def check_ports(plan: UpPlan, in_use: Callable[[int], bool] = port_in_use) -> None:
+    """Raise UpError naming the first port of `plan` that is taken."""
+    for what, port in plan_ports(plan):
+        if in_use(port):
+            hint = "pass --port 0 for a free one" if what.startswith("router") else "start again"
+            raise UpError(f"port {port} is in use: {hint}, or stop what uses it ({what})")
+
+
+_NOISE = re.compile(r"^\s*$|^(INFO|DEBUG):|^\s*(Traceback|File |\^+\s*$|~+)|^During handling")
+_ERROR = re.compile(r"error|exception|fail|fatal|denied|in use|not found|invalid|cannot", re.I)
+
+
+def last_meaningful_line(text: str) -> str:
+    """The line of a log that says why a part stopped: the last one that reads like an
+    error, else the last one that is not an INFO line or traceback framing."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    kept = [line for line in lines if not _NOISE.match(line)]
+    for line in reversed(kept):
+        if _ERROR.search(line):
+            return line[:300]
+    return kept[-1][:300] if kept else ""
 
 
 def replica_dir(state_dir: Path, site: str) -> Path:
@@ -278,10 +336,14 @@ def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -
 
 
 class Running(Protocol):
-    """A started component: is it still up, why did it stop, stop it."""
+    """A started component: is it still up, why did it stop (one line, and the line of
+    its log that says why), note a line in its log, stop it."""
 
     def alive(self) -> bool: ...
-    def failure(self) -> str: ...
+    def exit_reason(self) -> str: ...
+    def last_line(self) -> str: ...
+    def note(self, line: str) -> None: ...
+    def where(self) -> str: ...
     def stop(self) -> None: ...
 
 
@@ -289,13 +351,28 @@ class Running(Protocol):
 class _Process:
     proc: subprocess.Popen[bytes]
     log: Path
+    offset: int = 0  # where this run's output starts in the (appended) log
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def failure(self) -> str:
-        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-        return f"exited with code {self.proc.returncode}; log {self.log}:\n{tail}"
+    def exit_reason(self) -> str:
+        return f"exited with code {self.proc.returncode}"
+
+    def last_line(self) -> str:
+        try:
+            with self.log.open("rb") as f:
+                f.seek(max(self.offset, self.log.stat().st_size - 8000))
+                return last_meaningful_line(f.read().decode(errors="replace"))
+        except OSError:
+            return ""
+
+    def note(self, line: str) -> None:
+        with contextlib.suppress(OSError), self.log.open("a") as f:
+            f.write(f"mpfn up: {line}\n")
+
+    def where(self) -> str:
+        return str(self.log)
 
     def stop(self) -> None:
         stop_processes([self.proc])
@@ -308,11 +385,66 @@ class _Container:
     def alive(self) -> bool:
         return self.container.running()
 
-    def failure(self) -> str:
-        return f"container {self.container.name} stopped:\n{self.container.logs()}"
+    def exit_reason(self) -> str:
+        return f"stopped (container {self.container.name})"
+
+    def last_line(self) -> str:
+        return last_meaningful_line(self.container.logs())
+
+    def note(self, line: str) -> None:
+        pass  # a container's log is the runtime's: the console has the line
+
+    def where(self) -> str:
+        return f"{self.container.tool} logs {self.container.name}"
 
     def stop(self) -> None:
         self.container.stop()
+
+
+@dataclass
+class _Thread:
+    """The warm loop: a thread of this process, sharing the stack's stop event; `log`
+    records why it stopped."""
+
+    thread: threading.Thread
+    error: list[BaseException]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def exit_reason(self) -> str:
+        return f"stopped: {self.error[-1]!r}" if self.error else "stopped"
+
+    def last_line(self) -> str:
+        return ""
+
+    def note(self, line: str) -> None:
+        with contextlib.suppress(OSError):
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with self.log.open("a") as f:
+                f.write(f"mpfn up: {line}\n")
+
+    def where(self) -> str:
+        return str(self.log)
+
+    def stop(self) -> None:
+        self.thread.join(5)
+
+
+def start_thread(name: str, target: Callable[[], None], log: Path) -> Running:
+    """Run `target` in a daemon thread; what it raised is kept for `exit_reason`."""
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:  # kept and reported; the supervisor restarts it
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return _Thread(thread, error, log)
 
 
 Launcher = Callable[[Component], Running]
@@ -323,6 +455,7 @@ def process_launcher(logs: Path, env: dict[str, str]) -> Launcher:
         log = logs / f"{component.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
+            offset = out.tell()
             proc = subprocess.Popen(
                 [sys.executable, "-m", component.module, *component.args],
                 stdout=out,
@@ -331,22 +464,30 @@ def process_launcher(logs: Path, env: dict[str, str]) -> Launcher:
                 env={**env, **dict(component.env)},
                 start_new_session=True,
             )
-        return _Process(proc, log)
+        return _Process(proc, log, offset)
 
     return launch
 
 
 def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, tool: str) -> Launcher:
     """Containers on the host network, as this user, with the state directory mounted at
-    the same path, so every URL and path in the plan means the same inside and out."""
+    the same path, so every URL and path in the plan means the same inside and out. The
+    router's settings (`MPFN_ROUTER_*`, e.g. `MPFN_ROUTER_AUTH`) are passed on, as the
+    environment is to processes."""
     mounts = tuple((str(p), str(p)) for p in (plan.state_dir, *(s.state_dir for s in plan.sites)))
+    settings = {k: v for k, v in os.environ.items() if k.startswith("MPFN_ROUTER_")}
 
     def launch(component: Component) -> Running:
         spec = ContainerSpec(
             name=f"mpfn-up-{plan.router_port}-{component.name}",
             image=images[component.target],
             args=component.args,
-            env={"MPFN_STATE": store_url, "PYTHONUNBUFFERED": "1", **dict(component.env)},
+            env={
+                **settings,
+                "MPFN_STATE": store_url,
+                "PYTHONUNBUFFERED": "1",
+                **dict(component.env),
+            },
             volumes=mounts,
             user=f"{os.getuid()}:{os.getgid()}",
         )
@@ -355,18 +496,24 @@ def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, too
     return launch
 
 
+def why(what: str, running: Running, reason: str) -> str:
+    """One line: what happened to a part, and the line of its log that says why."""
+    line, where = running.last_line(), running.where()
+    return f"{what} {reason}" + (f": {line}" if line else "") + (f" (see {where})" if where else "")
+
+
 def _wait_ready(
     url: str, running: Running, what: str, timeout: float = 60.0, verify: Any = True
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not running.alive():
-            raise RuntimeError(f"{what} {running.failure()}")
+            raise UpError(why(what, running, f"{running.exit_reason()} at start"))
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s")
+    raise UpError(why(what, running, f"did not become ready within {timeout:.0f}s"))
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
@@ -384,27 +531,78 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) 
             proc.wait(5)
 
 
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a part that failed `failures` times in a row (>= 1)."""
+    return min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (failures - 1))
+
+
+@dataclass
+class Supervised:
+    """One part and how to start it again: the same component (same port, same arguments).
+    `fatal` parts (routers) end the stack when they stop; the others are restarted."""
+
+    name: str  # as shown: "worker aws-us-east-1", "router", "warm loop"
+    start: Callable[[], Running]
+    running: Running
+    fatal: bool = False
+    restarts: int = 0
+    failures: int = 0  # in a row: reset once the part has stayed up STABLE_S
+    started_at: float = 0.0
+    due: float | None = None  # when a restart is scheduled
+
+
 @dataclass
 class Stack:
     plan: UpPlan
-    parts: list[Running]
+    supervised: list[Supervised]
     stop_event: threading.Event
-    warm_thread: threading.Thread | None = None
+    echo: Callable[[str], None] = print
+
+    @property
+    def parts(self) -> list[Running]:
+        return [s.running for s in self.supervised]
 
     def stop(self) -> None:
         self.stop_event.set()
         for part in reversed(self.parts):
             part.stop()
-        if self.warm_thread is not None:
-            self.warm_thread.join(5)
         with contextlib.suppress(FileNotFoundError):
             (self.plan.state_dir / RUNTIME_FILE).unlink()
 
-    def failed(self) -> str | None:
-        """Why a part stopped, if one did."""
-        for part in self.parts:
-            if not part.alive():
-                return part.failure()
+    def supervise(self, now: Callable[[], float] = time.monotonic) -> str | None:
+        """One round: schedule a restart for every non-fatal part that stopped, start
+        those that are due; return why the stack must stop (a router stopped), else None."""
+        for part in self.supervised:
+            if self.stop_event.is_set():
+                return None
+            t = now()
+            if part.due is None and part.running.alive():
+                if part.failures and t - part.started_at >= STABLE_S:
+                    part.failures = 0
+                continue
+            if part.fatal:
+                return why(part.name, part.running, part.running.exit_reason())
+            if part.due is None:
+                part.failures += 1
+                part.restarts += 1
+                delay = restart_delay(part.failures)
+                part.due = t + delay
+                line = (
+                    f"{part.name} {part.running.exit_reason()}; "
+                    f"restarting in {delay:g} s (restart {part.restarts})"
+                )
+                self.echo(line)
+                part.running.note(line)
+            elif t >= part.due:
+                part.due, part.started_at = None, t
+                try:
+                    part.running = part.start()
+                except Exception as exc:  # e.g. the container runtime refused: try again
+                    part.failures += 1
+                    part.due = t + restart_delay(part.failures)
+                    self.echo(f"{part.name} did not start: {exc}")
+                else:
+                    self.echo(f"{part.name} started again")
         return None
 
 
@@ -433,12 +631,14 @@ def start_stack(
     launcher: Callable[[str], Launcher] | None = None,
     primary_options: dict[str, Any] | None = None,
 ) -> Stack:
-    """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure.
+    """Start workers, router and warm loop for `plan`; raise (after cleanup) on failure,
+    UpError with one line when a port is taken or a part fails at start.
 
     `launcher(store_url)` chooses how parts run (default: processes, logs in the state
     directory's `logs/`)."""
     from mpfn.warm.loop import run_forever
 
+    check_ports(plan)
     local = LocalStore(plan.state_dir)
     if plan.site:  # one site of a deployment: write the primary, read the replica
         from mpfn.replication import open_state
@@ -457,32 +657,40 @@ def start_stack(
         echo(f"pools on TLS: private CA {files.ca}, token and client certificate required")
     env = {**os.environ, "MPFN_STATE": local.url, "PYTHONUNBUFFERED": "1"}
     launch = launcher(local.url) if launcher else process_launcher(plan.state_dir / "logs", env)
-    stack = Stack(plan, [], threading.Event())
+    stack = Stack(plan, [], threading.Event(), echo)
+
+    def supervised(name: str, start: Callable[[], Running], fatal: bool = False) -> Running:
+        stack.supervised.append(
+            Supervised(name, start, start(), fatal, started_at=time.monotonic())
+        )
+        return stack.supervised[-1].running
+
+    def warm() -> None:
+        run_forever(
+            Registry(store),
+            stack.stop_event,
+            interval_s=warm_interval_s,
+            keep_alive_s=keep_alive_s,
+            pinned=frozenset({"demo"}),
+            site=plan.site,
+        )
+
     try:
         parts = components(plan, local.url, files)
         workers, routers = parts[: len(plan.pools)], parts[len(plan.pools) :]
+        started: list[Running] = []
         for component, spec in zip(workers, plan.pools, strict=True):
-            stack.parts.append(launch(component))
+            started.append(supervised(f"worker {spec.id}", functools.partial(launch, component)))
             where = f"{spec.cloud}, site {spec.site}" if spec.site else spec.cloud
             echo(f"worker {spec.id} ({where}, ${spec.cost_per_hour}/h): {plan.pool_url(spec)}")
-        for component, running in zip(workers, stack.parts, strict=True):
-            _wait_ready(component.ready_url, running, component.name, verify=verify)
+        for component, running, spec in zip(workers, started, plan.pools, strict=True):
+            _wait_ready(component.ready_url, running, f"worker {spec.id}", verify=verify)
         for router in routers:
-            stack.parts.append(launch(router))
-            _wait_ready(router.ready_url, stack.parts[-1], router.name)
-        stack.warm_thread = threading.Thread(
-            target=run_forever,
-            args=(Registry(store), stack.stop_event),
-            kwargs={
-                "interval_s": warm_interval_s,
-                "keep_alive_s": keep_alive_s,
-                "pinned": frozenset({"demo"}),
-                "site": plan.site,
-            },
-            name="mpfn-warm",
-            daemon=True,
-        )
-        stack.warm_thread.start()
+            name = router.name.replace("-", " ", 1)
+            running = supervised(name, functools.partial(launch, router), fatal=True)
+            _wait_ready(router.ready_url, running, name)
+        warm_log = plan.state_dir / "logs" / "warm-loop.log"
+        supervised("warm loop", lambda: start_thread("mpfn-warm", warm, warm_log))
         (plan.state_dir / RUNTIME_FILE).write_text(
             json.dumps(
                 {

@@ -7,6 +7,12 @@ created, never overwritten or deleted, so a grant that only allows creating obje
 (GCS `roles/storage.objectCreator`) is enough to write them. A reader counts, per
 (minute, writer), the document with the highest sequence. Keys without a sequence
 (`<minute>-<writer>.json`, written before sequences existed) read as sequence 0.
+
+A document holds `count`, the requests for the model that arrived in that minute (what
+the warmer forecasts from), and optionally `pools`: per pool that answered a request for
+the model, the answers that finished in that minute (`requests`) and, from the `usage`
+of OpenAI answers, `prompt_tokens` and `completion_tokens`. Documents without `pools`
+(older routers) read as having no per-pool breakdown.
 The router's counter (`mpfn.functions.router.usage`) writes them and the warmer's reader
 (`mpfn.warm.usage`) reads them; this module is the only definition of the format.
 """
@@ -16,8 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 log = logging.getLogger("mpfn.usage")
@@ -25,6 +31,7 @@ log = logging.getLogger("mpfn.usage")
 MINUTE = 60
 USAGE_PREFIX = "usage/"
 FIRST_SEQUENCE = 1  # 0 is the sequence of a key written without one
+POOL_FIELDS = ("requests", "prompt_tokens", "completion_tokens")
 
 
 def writer_id(instance: str | None = None) -> str:
@@ -60,20 +67,47 @@ def legacy_usage_key(model: str, minute: int, writer: str) -> str:
     return f"{_stem(model, minute, writer)}.json"
 
 
-def usage_document(model: str, minute: int, instance: str, count: int) -> bytes:
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    """What one pool answered for one model in one minute."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        out = {"requests": self.requests}
+        if self.prompt_tokens or self.completion_tokens:
+            out["prompt_tokens"] = self.prompt_tokens
+            out["completion_tokens"] = self.completion_tokens
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteUsage:
+    """One usage document's counts: requests that arrived, and answers per pool."""
+
+    count: int
+    pools: Mapping[str, PoolUsage] = field(default_factory=dict)
+
+
+def usage_document(
+    model: str,
+    minute: int,
+    instance: str,
+    count: int,
+    pools: Mapping[str, PoolUsage] | None = None,
+) -> bytes:
     start = datetime.fromtimestamp(minute * 60, tz=UTC)
-    return (
-        json.dumps(
-            {
-                "model": model,
-                "minute": start.strftime("%Y-%m-%dT%H:%M:00Z"),
-                "instance": instance,
-                "count": count,
-            },
-            indent=2,
-        ).encode()
-        + b"\n"
-    )
+    doc: dict[str, object] = {
+        "model": model,
+        "minute": start.strftime("%Y-%m-%dT%H:%M:00Z"),
+        "instance": instance,
+        "count": count,
+    }
+    if pools:
+        doc["pools"] = {pool: pools[pool].to_json() for pool in sorted(pools)}
+    return json.dumps(doc, indent=2).encode() + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +166,38 @@ def count_of(key: str, body: bytes) -> int:
         return count
     log.warning("%s: not a usage document; ignored", key)
     return 0
+
+
+def _natural(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def read_usage(key: str, body: bytes) -> MinuteUsage:
+    """The counts of one usage document; a malformed document reads as 0 (logged), a
+    malformed `pools` entry is left out (logged)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    count = _natural(doc.get("count")) if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or count is None:
+        log.warning("%s: not a usage document; ignored", key)
+        return MinuteUsage(0)
+    raw = doc.get("pools")
+    if not isinstance(raw, dict):
+        if raw is not None:
+            log.warning("%s: its pools are not an object; ignored", key)
+        return MinuteUsage(count)
+    pools: dict[str, PoolUsage] = {}
+    for pool, entry in raw.items():
+        if not isinstance(entry, dict):
+            log.warning("%s: pool %r is not an object; ignored", key, pool)
+            continue
+        numbers = [_natural(entry.get(k, 0)) for k in POOL_FIELDS]
+        if any(n is None for n in numbers):
+            log.warning("%s: pool %r has a count that is not a natural number; ignored", key, pool)
+            continue
+        pools[pool] = PoolUsage(*(n or 0 for n in numbers))
+    return MinuteUsage(count, pools)

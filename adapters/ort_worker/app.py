@@ -5,7 +5,8 @@ and binary tensors, no Content-Type needed), the model-repository extension (ind
 unload; behind the admin token when one is configured) and `/metrics`. A plain ASGI
 callable: the infer hot path does no store I/O and costs one routing split, one body read,
 the codec and one hop to the inference threads. Errors become JSON `{"error": ...}`
-responses in one place (`_failure`).
+responses in one place (`_failure`); every answer that is not 2xx is logged once at
+WARNING on `mpfn.worker` (method, path, status, the error's message; never headers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
+import orjson
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
@@ -31,6 +33,7 @@ from mpfn.adapters.ort_worker.guard import CHALLENGE, AccessGuard, AdminGuard, U
 from mpfn.adapters.ort_worker.http import (
     JSON,
     OCTETS,
+    Message,
     Receive,
     Scope,
     Send,
@@ -62,6 +65,7 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
 _MODELS = "/v2/models/"
 _REPO_MODELS = "/v2/repository/models/"
+LOGGED_BODY_BYTES = 2048  # of an error answer's body, read for its message
 
 
 class Faults:
@@ -140,6 +144,26 @@ class WorkerApp:
         ]
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 0
+        body = b""
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status, body
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif not 200 <= status < 300 and len(body) < LOGGED_BODY_BYTES:
+                body += bytes(message.get("body", b""))[: LOGGED_BODY_BYTES - len(body)]
+            await send(message)
+
+        try:
+            await self._route(scope, receive, watching_send)
+        finally:
+            if status and not 200 <= status < 300:
+                log.warning(
+                    "%s %s -> %d: %s", scope["method"], scope["path"], status, _message(body)
+                )
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         try:
@@ -362,3 +386,16 @@ def _failure(exc: BaseException) -> tuple[int, str, list[tuple[bytes, bytes]]]:
         return 400, f"the model rejected the input: {exc}", []
     log.error("unexpected error", exc_info=exc)
     return 500, f"internal error: {type(exc).__name__}: {exc}", []
+
+
+def _message(body: bytes) -> str:
+    """The `error` of a JSON error body, else the body's start, as one printable line."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    text = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(text, str):
+        text = body.decode("utf-8", "replace") or "(no body)"
+    clean = "".join(c if " " <= c <= "~" or c > "\x7f" else " " for c in text)
+    return clean[:500]

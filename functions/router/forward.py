@@ -33,7 +33,7 @@ from starlette.types import Send
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.admission import Admission
-from mpfn.functions.router.errors import error_body, send_json
+from mpfn.functions.router.errors import ErrorStyle, encode_error, send_json
 from mpfn.functions.router.spans import traced_attempt
 from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.routing import Attempt, RoutingState
@@ -232,9 +232,12 @@ class Forwarder:
         timeout_s: float,
         reason: str,
         tenant: str = "",
+        *,
+        style: ErrorStyle = "v2",
     ) -> Outcome:
         """Take a slot (waiting briefly, or shedding), then walk `plan` until an attempt
-        answers; relay that answer on `send`. `tenant` shares the waiting line fairly."""
+        answers; relay that answer on `send`. `tenant` shares the waiting line fairly;
+        `style` shapes the errors the router answers itself."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         admission = self.admission
@@ -247,7 +250,7 @@ class Forwarder:
             granted = await admission.acquire([a.pool for a in plan], tenant, wait_s)
             queued_s = loop.time() - begun
             if granted is None:
-                return await self._shed(send, reason, [], queued_s)
+                return await self._shed(send, reason, [], queued_s, style=style)
             plan = _granted_first(plan, granted)
         failures: list[str] = []
         failed: list[str] = []
@@ -317,9 +320,9 @@ class Forwarder:
             return Outcome(pool_id, answered, len(failed) + 1, tuple(failed), attempt.model,
                            queued_s=queued_s)  # fmt: skip
         if busy and not failures and loop.time() < deadline:
-            return await self._shed(send, reason, busy, queued_s, tuple(failed))
+            return await self._shed(send, reason, busy, queued_s, tuple(failed), style=style)
         failures.extend(busy)
-        return await self._give_up(send, failures, failed, reason, timeout_s, deadline)
+        return await self._give_up(send, failures, failed, reason, timeout_s, deadline, style)
 
     async def _shed(
         self,
@@ -328,6 +331,8 @@ class Forwarder:
         busy: list[str],
         queued_s: float,
         failed: tuple[str, ...] = (),
+        *,
+        style: ErrorStyle = "v2",
     ) -> Outcome:
         """Answer 503 + Retry-After: every pool that could serve the request is full."""
         message = "service at capacity, retry later"
@@ -335,7 +340,7 @@ class Forwarder:
             message += ": " + "; ".join(busy)
         headers = route_headers(f"{reason}; shed: at capacity")
         headers.append(RETRY_AFTER)
-        await send_json(send, 503, error_body(message), headers)
+        await send_json(send, 503, encode_error(style, 503, message), headers)
         return Outcome(None, 503, len(failed), failed, shed=True, queued_s=queued_s)
 
     async def _traced_attempt(
@@ -437,6 +442,7 @@ class Forwarder:
         reason: str,
         timeout_s: float,
         deadline: float,
+        style: ErrorStyle = "v2",
     ) -> Outcome:
         if asyncio.get_running_loop().time() >= deadline:
             status = 504
@@ -450,7 +456,7 @@ class Forwarder:
         if failed:
             causes = header_safe("; ".join(failures))
             why = f"{reason}; all {len(failed)} attempts failed ({causes})"
-        await send_json(send, status, error_body(message), route_headers(why))
+        await send_json(send, status, encode_error(style, status, message), route_headers(why))
         return Outcome(None, status, len(failed), tuple(failed))
 
     async def _relay_buffered(

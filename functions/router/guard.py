@@ -34,6 +34,7 @@ CHALLENGE = (b"www-authenticate", b'Bearer realm="mpfn"')
 INVALID = (b"www-authenticate", b'Bearer realm="mpfn", error="invalid_token"')
 PROTECTED_PREFIXES = ("/v2/models", "/v1/")
 METRICS_PATH = "/metrics"
+STATS_PATHS = frozenset({"/v2/models/stats", "/v2/models/stats/"})
 
 
 def protected(path: str) -> bool:
@@ -43,10 +44,15 @@ def protected(path: str) -> bool:
 
 
 def model_in_path(path: str) -> str | None:
-    """The model a `/v2/models/{m}...` or `/v1/models/{m}` path names, if any."""
+    """The model a `/v2/models/{m}...`, `/v1/models/{m}` or `/v1/models/{m}:predict` path
+    names, if any (`/v2/models/stats`, the statistics of every model, names none)."""
+    if path in STATS_PATHS:
+        return None
     for prefix in ("/v2/models/", "/v1/models/"):
         if path.startswith(prefix):
             name = path[len(prefix) :].split("/", 1)[0]
+            if prefix == "/v1/models/":
+                name = name.removesuffix(":predict")
             return name or None
     return None
 
@@ -124,6 +130,8 @@ def check_model(doc: ApiKey, model: str) -> None:
             f"API key {doc.name!r} is not allowed to use model {model!r}",
             "rejected: model outside the API key's scope",
             rejection="forbidden",
+            param="model",
+            code="model_not_allowed",
         )
 
 

@@ -1,4 +1,5 @@
-"""The forwarding routes as a thin raw-ASGI layer: v2 infer and the OpenAI POSTs.
+"""The forwarding routes as a thin raw-ASGI layer: v2 infer, KServe v1 predict and the
+OpenAI POSTs.
 
 These requests never go through a web framework. `RouterApp` (the request pipeline) has
 normalised the path, matched it here (`match_route`) and refreshed the snapshot when due;
@@ -10,6 +11,11 @@ routing hints read from the headers, one routing decision made (`RouterRuntime.d
 and the forwarder walks its plan with the body unchanged (only a fallback model changes
 the path, or the `model` of an OpenAI body). Each request is counted once in the
 metrics and, with tracing on, gets a span. No store I/O happens here.
+
+KServe v1 `POST /v1/models/{m}:predict` is a v2 infer in disguise: its `instances` become
+a v2 request on the model's single input (`mpfn.protocol.kserve_v1`), routed like any v2
+request, and the answer becomes `{"predictions": [...]}`. Errors the router answers
+itself are OpenAI-shaped on OpenAI routes, `{"error": "..."}` elsewhere.
 """
 
 from __future__ import annotations
@@ -17,17 +23,28 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry.trace import Span
 from starlette.types import Message, Receive, Scope, Send
 
-from mpfn.functions.router.errors import RouteError, error_body, send_json
+from mpfn.documents import ModelVersion
+from mpfn.functions.router.errors import (
+    PREDICT_SUFFIX,
+    ErrorStyle,
+    RouteError,
+    error_body,
+    route_error_body,
+    send_json,
+)
 from mpfn.functions.router.forward import route_headers, split_headers
 from mpfn.functions.router.guard import check_model, scoped_plan
 from mpfn.functions.router.limits import check_elements
 from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.spans import annotate, request_span
+from mpfn.functions.router.usage import TokenTap
+from mpfn.protocol import ProtocolError, infer_to_predictions, predict_to_infer
 from mpfn.routing import NO_HINTS, Attempt, HintError, parse_hints
 from mpfn.routing.decide import RouteRequest
 from mpfn.routing.serving import Protocol, infer_path, valid_name
@@ -44,22 +61,36 @@ NO_STREAMING = (
     "(Cloud Run, Kubernetes, uvicorn)"
 )
 LOAD_MS_HEADER = b"x-mpfn-load-ms"
+V1_MODELS = "/v1/models/"
+# Headers of a v2 answer that do not describe the `{"predictions": ...}` made from it.
+PREDICT_DROP = frozenset(
+    {b"content-type", b"content-length", b"content-encoding", b"inference-header-content-length"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A forwarding request: protocol, model (None: named in the body), backend path."""
+    """A forwarding request: protocol, model (None: named in the body), backend path;
+    `predict`: a KServe v1 `:predict` request (sent on as a v2 infer on `path`)."""
 
     protocol: Protocol
     model: str | None
     version: str | None
     path: str
+    predict: bool = False
+
+    @property
+    def style(self) -> ErrorStyle:
+        """The shape of the errors the router answers on this route."""
+        return "openai" if self.protocol == "openai" else "v2"
 
     @property
     def template(self) -> str:
         """The route's low-cardinality name (`POST /v2/models/{model}/infer`), for spans."""
         if self.protocol == "openai":
             return f"POST {self.path}"
+        if self.predict:
+            return "POST /v1/models/{model}:predict"
         if self.version is None:
             return "POST /v2/models/{model}/infer"
         return "POST /v2/models/{model}/versions/{version}/infer"
@@ -71,6 +102,11 @@ def match_route(method: str, path: str) -> Route | None:
         return None
     if path in OPENAI_PATHS:
         return Route("openai", None, None, path)
+    if path.startswith(V1_MODELS) and path.endswith(PREDICT_SUFFIX):
+        name = path[len(V1_MODELS) : -len(PREDICT_SUFFIX)]
+        if name and "/" not in name:
+            return Route("v2", name, None, f"/v2/models/{name}/infer", predict=True)
+        return None
     if not (path.startswith("/v2/models/") and path.endswith("/infer")):
         return None
     parts = path[len("/v2/models/") : -len("/infer")].split("/")
@@ -130,11 +166,16 @@ def model_in_body(body: bytes, *, stream_ok: bool = True) -> str:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise RouteError(400, "request body is not valid JSON") from None
+        raise RouteError(400, "request body is not valid JSON", code="invalid_json") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
-        raise RouteError(400, "request body must be a JSON object with a string 'model'")
+        raise RouteError(
+            400,
+            "request body must be a JSON object with a string 'model'",
+            param="model",
+            code="missing_required_parameter",
+        )
     if not stream_ok and payload.get("stream") is True:
-        raise RouteError(400, NO_STREAMING, "rejected: streaming not available")
+        raise RouteError(400, NO_STREAMING, "rejected: streaming not available", param="stream")
     return payload["model"]
 
 
@@ -145,11 +186,66 @@ def with_model(body: bytes, model: str) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+class PredictAnswer:
+    """Sends the v2 answer of a `:predict` request on as KServe v1 `{"predictions": ...}`
+    (any other status unchanged); a body that is not a v2 response becomes a 502."""
+
+    def __init__(self, send: Send) -> None:
+        self.downstream = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] == 200:
+                self.start = message  # held until the whole body is here
+                return
+        elif self.start is not None:
+            self.chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._translate(self.start, b"".join(self.chunks))
+            return
+        await self.downstream(message)
+
+    async def _translate(self, start: Message, body: bytes) -> None:
+        raw: list[tuple[bytes, bytes]] = start["headers"]
+        length = next((v for k, v in raw if k == b"inference-header-content-length"), None)
+        status = 200
+        try:
+            out = infer_to_predictions(body, length)
+        except ProtocolError as exc:
+            status = 502
+            out = error_body(f"the backend's answer is not a v2 inference response: {exc}")
+        headers = [(k, v) for k, v in raw if k not in PREDICT_DROP]
+        headers += [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(out)).encode())]  # fmt: skip
+        await self.downstream({"type": "http.response.start", "status": status, "headers": headers})
+        await self.downstream({"type": "http.response.body", "body": out})
+
+
+def predict_body(
+    body: bytes, model: str, versions: Mapping[str, ModelVersion], latest: str
+) -> bytes:
+    """The v2 infer body of a `:predict` request for `model` (its single input)."""
+    doc = versions.get(latest) or next(iter(versions.values()))
+    if len(doc.inputs) != 1:
+        raise RouteError(
+            400,
+            f"KServe v1 predict needs a model with exactly one input; {model!r} has "
+            f"{len(doc.inputs)}: use /v2/models/{model}/infer",
+        )
+    try:
+        return predict_to_infer(body, doc.inputs[0])
+    except ProtocolError as exc:
+        raise RouteError(exc.status, exc.message) from None
+
+
 class Exchange:
     """What one routed request became, for its metrics and span (one per request)."""
 
-    __slots__ = ("attempts", "failed", "load_ms", "model", "pool", "reason", "requested",
-                 "send_downstream", "status", "version")  # fmt: skip
+    __slots__ = ("answered", "attempts", "failed", "load_ms", "model", "pool", "queued_s",
+                 "reason", "relay", "requested", "send_downstream", "status",
+                 "version")  # fmt: skip
 
     def __init__(self, send: Send, requested: str | None) -> None:
         self.send_downstream = send
@@ -162,6 +258,9 @@ class Exchange:
         self.version: str | None = None
         self.reason = ""
         self.attempts = 0
+        self.answered: str | None = None  # the model whose version answered
+        self.relay: Send = self.send  # where the forwarder sends a pool's answer
+        self.queued_s = 0.0
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -192,6 +291,11 @@ class ForwardingRoutes:
     ) -> None:
         metrics = self.runtime.metrics
         ex = Exchange(send, route.model)
+        if route.predict:  # the v2 answer is translated before Exchange counts its status
+            ex.relay = PredictAnswer(ex.send).send
+        tap = TokenTap(ex.relay) if route.protocol == "openai" else None  # usage's tokens
+        if tap is not None:
+            ex.relay = tap.send
         metrics.inflight += 1
         started = time.perf_counter()
         try:
@@ -202,7 +306,7 @@ class ForwardingRoutes:
             ex.reason = exc.reason
             headers = route_headers(exc.reason)
             headers.extend(exc.headers)
-            await send_json(ex.send, exc.status, error_body(exc.message), headers)
+            await send_json(ex.send, exc.status, route_error_body(route.style, exc), headers)
         except ClientGone:
             return
         except Exception:
@@ -213,9 +317,24 @@ class ForwardingRoutes:
             if ex.status:
                 seconds = time.perf_counter() - started
                 metrics.observe(ex.model, ex.pool, ex.status, seconds, ex.failed, ex.load_ms)
+                if route.protocol == "v2" and ex.model != UNKNOWN:
+                    self._count(route, ex, seconds)
+                if ex.pool != NO_POOL and ex.model != UNKNOWN:
+                    tokens = (tap.prompt_tokens, tap.completion_tokens) if tap else (0, 0)
+                    self.runtime.usage.served(ex.model, ex.pool, *tokens)
             if span is not None:
                 annotate(span, model=ex.requested, version=ex.version, pool=ex.pool,
                          reason=ex.reason, attempts=ex.attempts, status=ex.status)  # fmt: skip
+
+    def _count(self, route: Route, ex: Exchange, seconds: float) -> None:
+        """Count a finished v2 request of a registered model in the per-version stats."""
+        model = ex.model
+        version = ex.version if ex.answered == model else route.version
+        if version is None:
+            version = self.runtime.snapshot.latest.get(model)
+        if version is not None:
+            ok = 200 <= ex.status < 300
+            self.runtime.stats.record(model, version, ok, seconds, ex.queued_s)
 
     async def _handle(self, route: Route, scope: Scope, receive: Receive, ex: Exchange) -> None:
         runtime = self.runtime
@@ -235,14 +354,20 @@ class ForwardingRoutes:
         if key is not None and route.model is None:
             check_model(key, model)  # the model an OpenAI body names
         if not valid_name(model) or (route.version is not None and not valid_name(route.version)):
-            raise RouteError(404, f"unknown model {model!r}")
+            raise RouteError(404, f"unknown model {model!r}", param="model", code="model_not_found")
         versions = snapshot.versions_for(model, route.protocol)
         if versions is None:
-            raise RouteError(404, f"unknown model {model!r}")
+            raise RouteError(404, f"unknown model {model!r}", param="model", code="model_not_found")
         ex.model = model
         if route.version is not None and route.version not in versions:
             raise RouteError(404, f"model {model!r} has no version {route.version!r}")
         headers, hint_headers = split_headers(scope["headers"])
+        if route.predict:
+            body = predict_body(body, model, versions, snapshot.latest.get(model, ""))
+            headers.pop("accept-encoding", None)  # the answer is read here, not relayed
+            headers.pop("content-encoding", None)
+            headers.pop("inference-header-content-length", None)
+            headers["content-type"] = "application/json"
         if settings.max_elements and route.protocol == "v2":
             check_elements(body, headers, settings.max_elements, settings.max_body_bytes)
         runtime.usage.add(model)
@@ -287,13 +412,14 @@ class ForwardingRoutes:
             return infer_path(mv.name, mv.version if pinned else None), body
 
         outcome = await runtime.forwarder.forward(
-            ex.send,
+            ex.relay,
             plan,
             rewrite,
             headers,
             decision.limits.timeout_ms / 1000.0,
             reason,
             key.id if key is not None else model,  # the tenant of the waiting line
+            style=route.style,
         )
         if runtime.admission is not None:
             runtime.metrics.queue_seconds.observe(outcome.queued_s)
@@ -303,5 +429,7 @@ class ForwardingRoutes:
         ex.pool = outcome.pool or NO_POOL
         ex.failed = outcome.failed
         ex.attempts = outcome.attempts
+        ex.queued_s = outcome.queued_s
         if outcome.model is not None:
             ex.version = outcome.model.version
+            ex.answered = outcome.model.name

@@ -36,6 +36,7 @@ from mpfn.functions.router.guard import (
     protected,
 )
 from mpfn.functions.router.metrics import LiveState, RouterMetrics
+from mpfn.functions.router.modelstats import InferenceStats
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.usage import UsageCounter, write_usage
 from mpfn.poolauth.present import PoolCredentials
@@ -105,6 +106,7 @@ class RouterRuntime:
             site=self.routing_config.home,
         )
         self.metrics = RouterMetrics()
+        self.stats = InferenceStats(routing_clock)  # per model version, Triton's shape
         self.metrics.watch(
             LiveState(
                 pools=lambda: [p.id for p in self.snapshot.pools],

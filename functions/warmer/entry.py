@@ -15,7 +15,10 @@ import time
 from typing import Any
 
 from mpfn.config import load_config
+from mpfn.documents import Pool
+from mpfn.registry import Registry
 from mpfn.replication import open_state
+from mpfn.store import Store, StoreError
 
 log = logging.getLogger("mpfn.warm")
 SITE_ENV = "MPFN_WARM_SITE"  # set by deploy for a site's warmer: it warms that site's pools
@@ -30,8 +33,9 @@ def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, A
 
         config = load_config(state)
         site = os.environ.get(SITE_ENV) or None
-        plan = run_once(open_state(config.state, config.options), apply=apply, site=site)
-        metrics = export(plan)
+        store = open_state(config.state, config.options)
+        plan = run_once(store, apply=apply, site=site)
+        metrics = export(plan, pools=_pools(store))
         return {"ok": True, "state": config.state, "metrics": metrics, **plan.summary()}
     except Exception as exc:  # report, never raise: the scheduler retries on its cadence
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
@@ -41,3 +45,12 @@ def run_from_env(*, state: str | None = None, apply: bool = True) -> dict[str, A
             "error": message,
             "duration_s": round(time.perf_counter() - started, 3),
         }
+
+
+def _pools(store: Store) -> list[Pool]:
+    """The registry's pools, for their prices in the metrics; none when unreadable."""
+    try:
+        return Registry(store).pools()
+    except StoreError as exc:
+        log.warning("pool prices left out of the metrics: %s", exc)
+        return []

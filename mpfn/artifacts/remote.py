@@ -19,6 +19,7 @@ import requests
 from mpfn.artifacts.errors import ArtifactError
 from mpfn.artifacts.media import MANIFEST_MEDIA_TYPE
 from mpfn.artifacts.streams import CHUNK, Progress
+from mpfn.extras import install_hint
 
 _REPO_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
@@ -60,7 +61,7 @@ class RegistryClient:
             import oras.provider
         except ImportError:
             raise ArtifactError(
-                "pushing to a registry needs oras: pip install 'mpfn[oci]'"
+                "pushing to a registry needs oras: " + install_hint("oci")
             ) from None
         self.host, self.repo = split_registry(registry)
         self.reference = f"{self.host}/{self.repo}"

@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -23,17 +26,21 @@ from rich.console import Console
 from rich.markup import escape
 
 from mpfn.config import Config, ConfigError, load_config
+from mpfn.extras import missing_module_hint
 from mpfn.replication import open_state
 from mpfn.state import Documents, describe_validation_error
 from mpfn.store import Store, StoreError
-
-EXTRAS_HINT = "install the extra it belongs to, e.g. pip install 'mpfn[all]'"
+from mpfn.store.local import LocalStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+#: Click's base exception, from whichever copy of Click this Typer uses.
+CLICK_EXCEPTION: type[Exception] = typer.BadParameter.__mro__[2]
 
 
 class CliError(Exception):
@@ -56,7 +63,13 @@ class Ctx:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_state(self.config.state, self.config.options)
+            url = self.config.state
+            local = Path(url[len("file://") :]) if url.startswith("file://") else None
+            if local is not None and not local.is_dir():
+                # made by the first write: a command that only reads leaves nothing behind
+                self._store = LocalStore(local, create="on-write")
+            else:
+                self._store = open_state(url, self.config.options)
         return self._store
 
     @property
@@ -96,6 +109,25 @@ def full_traceback(exc: BaseException) -> str:
     return "\nThe above exception led to the following one:\n\n".join(parts)
 
 
+def prog() -> str:
+    """The command as it was invoked, for hints: `mpfn` when that is what PATH finds,
+    else the path it was run by (`.venv/bin/mpfn`), or `python -m mpfn`."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "mpfn"
+    name = os.path.basename(argv0)
+    if name in ("__main__.py", "-m", "-c") or name.endswith(".py"):
+        python = shlex.quote(sys.executable)
+        return f"{python} -m mpfn"
+    found = shutil.which(name)
+    if found and os.path.realpath(found) == os.path.realpath(shutil.which(argv0) or argv0):
+        return name
+    return shlex.quote(argv0)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (its type when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def fail(message: str, code: int = 1, exc: BaseException | None = None) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if exc is not None and debug_enabled():
@@ -116,18 +148,29 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
+        except (typer.Exit, typer.Abort, CLICK_EXCEPTION):
+            raise  # Click reports these itself (usage errors, exit codes)
         except ValidationError as exc:
             fail(describe_validation_error(exc.title, exc), exc=exc)
         except ModuleNotFoundError as exc:
-            fail(f"missing optional dependency {exc.name!r}: {EXTRAS_HINT}", exc=exc)
+            fail(
+                f"missing optional dependency {exc.name!r}: {missing_module_hint(exc.name)}",
+                exc=exc,
+            )
         except _known_errors() as exc:
             fail(str(exc).replace("\n", " ") or type(exc).__name__, exc=exc)
         except KeyboardInterrupt as exc:
             fail("interrupted", 130, exc=exc)
+        except Exception as exc:
+            fail(unexpected(exc), exc=exc)
 
     return wrapper
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for an error mpfn did not anticipate, saying how to see its traceback."""
+    hint = "" if debug_enabled() else f" (`{prog()} --debug ...` shows the traceback)"
+    return f"{type(exc).__name__}: {one_line(exc)}{hint}"
 
 
 def print_json(data: Any) -> None:

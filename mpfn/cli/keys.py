@@ -26,8 +26,8 @@ def create(
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it)")],
     models: Annotated[str, typer.Option(help="Comma-separated models (empty: all)")] = "",
     pools: Annotated[str, typer.Option(help="Comma-separated pools (empty: all)")] = "",
-    rate: Annotated[float, typer.Option(help="Requests per second (0: unlimited)")] = 0.0,
-    burst: Annotated[int, typer.Option(help="Burst size (0: max(1, rate))")] = 0,
+    rate: Annotated[float, typer.Option(min=0, help="Requests per second (0: unlimited)")] = 0.0,
+    burst: Annotated[int, typer.Option(min=0, help="Burst size (0: max(1, rate))")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Create a key. Its secret is printed once and stored only as a hash."""

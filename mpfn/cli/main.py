@@ -1,34 +1,62 @@
-"""The `mpfn` command: global `--state` handling and the top-level commands.
+"""The `mpfn` command: global options (`--state`, `--debug`, `--version`) and the
+top-level commands.
 
 Sub-command groups live in their own modules (models, pools, policy, ...); this module
-only wires them together and implements `init`, `schema` and `status`.
+only wires them together and implements `init`, `schema` and `status`. Global options
+are accepted before or after the sub-command (`mpfn.cli.options`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from importlib import resources
+import sys
+from importlib import metadata, resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from mpfn.cli import build, deploy, keys, models, policy, pools, route, run, state, stats, warm
+from mpfn.cli import (
+    build,
+    cost,
+    deploy,
+    keys,
+    models,
+    policy,
+    pools,
+    route,
+    run,
+    state,
+    stats,
+    warm,
+)
 from mpfn.cli.common import (
+    CLICK_EXCEPTION,
     DEBUG_ENV,
     CliError,
     Ctx,
     console,
+    debug_enabled,
+    err_console,
+    full_traceback,
     get_ctx,
     handle_errors,
     print_json,
+    prog,
+    unexpected,
 )
+from mpfn.cli.options import GlobalOptionsGroup, clean_help_metavars
 from mpfn.config import CONFIG_FILE
 from mpfn.documents import SCHEMAS
 from mpfn.registry import Registry
+from mpfn.store.local import LocalStore
+
+clean_help_metavars()
 
 app = typer.Typer(
+    cls=GlobalOptionsGroup,
     name="mpfn",
     help="Serverless, hardware- and cloud-agnostic control plane for model inference.",
     no_args_is_help=True,
@@ -43,10 +71,24 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(route.app, name="route")
 app.add_typer(stats.app, name="stats")
 app.add_typer(state.app, name="state")
+app.add_typer(cost.app, name="cost")
 app.command("up")(run.up)
 app.command("invoke")(run.invoke)
 app.command("build")(build.build)
 deploy.register(app)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mpfn")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare tree
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"mpfn {_version()}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -67,7 +109,14 @@ def root(
             help=f"On an error, print the full traceback with its causes (also ${DEBUG_ENV}=1)",
         ),
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print mpfn's version"
+        ),
+    ] = False,
 ) -> None:
+    """Global options go before or after the command: `mpfn models list --state DIR`."""
     if debug:
         os.environ[DEBUG_ENV] = "1"  # also reaches the processes a command starts
     ctx.obj = Ctx(state_flag=state)
@@ -94,6 +143,8 @@ def init(
     if c.state_flag is None and c.config.source in ("default", "file"):
         c.state_flag = str(directory / ".mpfn")
     store = c.store
+    if isinstance(store, LocalStore):
+        store.root.mkdir(parents=True, exist_ok=True)
     for path in written:
         console.print(f"wrote {path}")
     console.print(f"state: {store.url}")
@@ -138,11 +189,40 @@ def status(
         console.print(f"{key:>13}: {value}")
 
 
+# Click's exceptions, from whichever copy of Click this Typer uses.
+UsageError: type[Any] = typer.BadParameter.__mro__[1]
+ClickException: type[Any] = CLICK_EXCEPTION
+
+
 def main() -> None:
+    """The console script: every error is one line on stderr unless `--debug`."""
+    if "--debug" in sys.argv[1:]:
+        os.environ[DEBUG_ENV] = "1"  # also for errors raised before the callback runs
     try:
-        app()
+        result = app(standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            raise SystemExit(exc.exit_code) from None
+        where = " ".join(exc.ctx.command_path.split()[1:]) if exc.ctx is not None else ""
+        see = " ".join(filter(None, (prog(), where, "--help")))
+        err_console.print(
+            f"[bold red]error:[/] {escape(exc.format_message())} (see `{escape(see)}`)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(exc.exit_code) from None
+    except ClickException as exc:
+        err_console.print(f"[bold red]error:[/] {escape(exc.format_message())}", soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit("error: aborted") from None
     except CliError as exc:  # pragma: no cover - handle_errors catches these first
         raise SystemExit(f"error: {exc}") from None
+    except Exception as exc:  # anything a command did not turn into one line itself
+        if debug_enabled():
+            sys.stderr.write(full_traceback(exc))
+        raise SystemExit(f"error: {unexpected(exc)}") from None
+    raise SystemExit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

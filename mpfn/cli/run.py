@@ -21,6 +21,7 @@ from mpfn.cli.common import (
     get_ctx,
     handle_errors,
     print_json,
+    prog,
 )
 from mpfn.registry import NotRegistered, Registry, parse_model_ref
 from mpfn.store import Store, StoreError
@@ -79,8 +80,11 @@ def up(
         ),
     ] = None,
 ) -> None:
-    """Run the embedded local stack: demo model, two worker pools, router, warm loop."""
-    from mpfn.up import make_plan, start_stack
+    """Run the embedded local stack: demo model, two worker pools, router, warm loop.
+
+    A worker (or the warm loop) that stops is restarted with backoff on the same port;
+    Ctrl-C, SIGTERM or a router that stops end the stack."""
+    from mpfn.up import UpError, check_ports, make_plan, start_stack
 
     c = get_ctx(ctx)
     if state:
@@ -97,17 +101,21 @@ def up(
     )
     echo = lambda s: console.print(s, highlight=False)  # noqa: E731
     launcher = None
-    if runtime == "containers":
-        launcher = _container_launcher(plan, echo)
-    elif runtime != "processes":
+    if runtime not in ("processes", "containers"):
         raise CliError(f"unknown runtime {runtime!r}; choose processes or containers")
-    stack = start_stack(
-        plan,
-        keep_alive_s=keep_alive,
-        echo=echo,
-        launcher=launcher,
-        primary_options=c.config.options,
-    )
+    try:
+        check_ports(plan)
+        if runtime == "containers":
+            launcher = _container_launcher(plan, echo)
+        stack = start_stack(
+            plan,
+            keep_alive_s=keep_alive,
+            echo=echo,
+            launcher=launcher,
+            primary_options=c.config.options,
+        )
+    except UpError as exc:
+        raise CliError(str(exc)) from None
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -125,27 +133,66 @@ def up(
         print(f"router ({plan.site}): {plan.router_url}", flush=True)
     elif not plan.sites:
         print(f"router: {plan.router_url}", flush=True)
+    keys = _api_keys(state_dir)
+    for line in _keys_notes(*keys):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    header = ' -H "Authorization: Bearer $MPFN_API_KEY"' if any(keys) else ""
     console.print("try it:", highlight=False)
     console.print(
-        f"  curl -s {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
+        f"  curl -s{header} {plan.router_url}/v2/models/demo/infer -d '{json.dumps(example)}'",
         highlight=False,
         soft_wrap=True,
+        markup=False,
     )
     console.print(
-        '  mpfn invoke demo --input \'{"x": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, '
-        "0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}'",
+        f'  {prog()} invoke demo --input \'{{"x": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, '
+        "0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}'"
+        + ("   # sends $MPFN_API_KEY (or pass --api-key KEY)" if any(keys) else ""),
         highlight=False,
         soft_wrap=True,
+        markup=False,
     )
     console.print("Ctrl-C stops everything.")
     try:
         while not stopping.wait(0.5):
-            failure = stack.failed()
+            failure = stack.supervise()
             if failure is not None:
                 raise CliError(failure)
     finally:
         console.print("stopping ...")
         stack.stop()
+
+
+def _api_keys(state_dir: Path) -> tuple[bool, bool]:
+    """(whether the state holds API keys, whether the router requires one): the router
+    `mpfn up` starts takes its settings from this environment (`MPFN_ROUTER_AUTH`)."""
+    import os
+
+    from mpfn.auth import keys_prefix
+    from mpfn.store import LocalStore
+
+    try:
+        stored = bool(LocalStore(state_dir, create=False).list(keys_prefix()))
+    except (StoreError, OSError):
+        stored = False
+    return stored, os.environ.get("MPFN_ROUTER_AUTH", "").strip() == "keys"
+
+
+def _keys_notes(stored: bool, required: bool) -> list[str]:
+    """What to tell about API keys before the examples."""
+    if required and not stored:
+        return [
+            "the router requires an API key (MPFN_ROUTER_AUTH=keys) and the state has none: "
+            "create one with `mpfn keys create NAME` and export it as MPFN_API_KEY"
+        ]
+    if required:
+        return ["the router requires an API key (MPFN_ROUTER_AUTH=keys): export MPFN_API_KEY"]
+    if stored:
+        return [
+            "the state has API keys; this router does not check them "
+            "(MPFN_ROUTER_AUTH=keys turns them on)"
+        ]
+    return []
 
 
 def parse_sites(text: str | None) -> tuple[str, ...]:
@@ -285,7 +332,15 @@ def invoke(
     if not url and not entries:
         url = read_router_url(state_dir) if state_dir else None
     if not url and not entries:
-        raise CliError("no router: start `mpfn up`, or pass --router URL")
+        where = (
+            f"no `mpfn up` runs on {state_dir}"
+            if state_dir is None or state_dir.is_dir()
+            else f"no state at {state_dir}"
+        )
+        raise CliError(
+            f"no router: {where}; start `{prog()} up`, pass the running stack's --state DIR, "
+            "or --router URL"
+        )
     if datatypes is None:
         datatypes = _input_datatypes(c.store, name, version) if entries else {}
     path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"

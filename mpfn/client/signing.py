@@ -31,6 +31,7 @@ import httpx
 
 from mpfn.client.errors import SigningError
 from mpfn.entrypoints import RouterEntry
+from mpfn.extras import install_hint
 
 SIGV4_SERVICE = "lambda"  # Lambda Function URLs are signed for the lambda service
 REFRESH_MARGIN_S = 300.0  # fetch a new ID token when the cached one has less left
@@ -69,7 +70,7 @@ def botocore_credentials() -> Any:
     try:
         import botocore.session
     except ImportError:
-        raise SigningError("sigv4 routers need botocore: pip install 'mpfn[aws]'") from None
+        raise SigningError("sigv4 routers need botocore: " + install_hint("aws")) from None
     credentials = botocore.session.get_session().get_credentials()
     if credentials is None:
         raise SigningError("no AWS credentials to sign with (environment, ~/.aws profile or role)")
@@ -141,7 +142,7 @@ def google_id_token(audience: str) -> str:
         import google.oauth2.id_token
     except ImportError:
         raise SigningError(
-            "google-id-token routers need google-auth: pip install 'mpfn[gcp]'"
+            "google-id-token routers need google-auth: " + install_hint("gcp")
         ) from None
     try:
         token = google.oauth2.id_token.fetch_id_token(

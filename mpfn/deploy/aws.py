@@ -52,7 +52,7 @@ from mpfn.deploy.models import Action, Change, Resource, ResourceKey
 from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
-from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, require, require_cloud_settings
 from mpfn.deploy.targets import Project
 from mpfn.images.catalog import WARMER_LAMBDA_COMMAND, WARMER_LAMBDA_ENTRYPOINT
 from mpfn.store import split_bucket_url
@@ -89,6 +89,7 @@ class AwsTarget(EcsPools):
     ) -> None:
         self.config = config
         self.project = project
+        require_cloud_settings(config, project.state, "aws")
         self.region = require(config.aws.region, "aws.region", "aws")
         self.bucket, self.prefix = state_location(config, project)
         self.settings = AwsSettings(

@@ -39,7 +39,7 @@ from mpfn.deploy.models import Action, Change, Resource, ResourceKey
 from mpfn.deploy.placement import PoolPlacement
 from mpfn.deploy.planner import Planner, PlanOptions
 from mpfn.deploy.record import RecordStore
-from mpfn.deploy.spec import DeployConfig, DeployConfigError, require
+from mpfn.deploy.spec import DeployConfig, DeployConfigError, require, require_cloud_settings
 from mpfn.deploy.targets import Project
 from mpfn.store import split_bucket_url
 
@@ -54,6 +54,7 @@ class GcpTarget:
         self.config = config
         self.project = project
         gcp = config.gcp
+        require_cloud_settings(config, project.state, "gcp")
         self.project_id = require(gcp.project, "gcp.project", "gcp")
         self.region = require(gcp.region, "gcp.region", "gcp")
         self.router_image = require(config.router.image, "router.image", "gcp")

@@ -64,6 +64,28 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+NO_CREDENTIALS = (
+    "no Google Cloud credentials found (deploy reads the project even for --dry-run): run "
+    "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a "
+    "service account key file"
+)
+
+
+def default_credentials() -> Any:
+    """Application Default Credentials, or a one-line `GcpError` saying how to provide them."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _ = google.auth.default()
+    except DefaultCredentialsError as exc:
+        message = _one_line(exc)
+        if "not found" in message.lower() or "could not automatically" in message.lower():
+            raise GcpError(NO_CREDENTIALS) from exc
+        raise GcpError(f"Google Cloud credentials: {message}") from exc
+    return credentials
+
+
 class GcpApi:
     """Typed calls used by the GCP target; clients are built once, on first use."""
 
@@ -80,9 +102,7 @@ class GcpApi:
 
                 self._credentials = AnonymousCredentials()
             else:
-                import google.auth
-
-                self._credentials, _ = google.auth.default()
+                self._credentials = default_credentials()
         return self._credentials
 
     def _client(self, name: str, build: Callable[[], Any]) -> Any:

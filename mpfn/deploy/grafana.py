@@ -1,13 +1,15 @@
 """A Grafana dashboard for an mpfn deployment. Pure.
 
-Three rows: the router function from CloudWatch (invocations, errors, throttles, duration,
+Four rows: the router function from CloudWatch (invocations, errors, throttles, duration,
 concurrency, and the router's own counts from its embedded-metric-format lines in the
 `mpfn` namespace), the router from Prometheus (`mpfn_router_*`: requests and latency by
 model and status, failovers, cold starts, circuit state, in-flight requests, rejections;
-scraped from `/metrics` or pushed to a Pushgateway), and the adapter workers from
+scraped from `/metrics` or pushed to a Pushgateway), the adapter workers from
 Prometheus (request rate and latency per model, in-flight and queued inferences, model
-loads and load time, loaded models). Both data sources are dashboard variables, so one
-file fits any Grafana. Metric names: docs/observability.md.
+loads and load time, loaded models), and cost (each pool's price per replica-hour times
+its replicas, from the warmer's pushed gauges, set against the routers' requests). Both
+data sources are dashboard variables, so one file fits any Grafana. Metric names:
+docs/observability.md.
 """
 
 from __future__ import annotations
@@ -212,6 +214,58 @@ def router_panels(y: int) -> list[dict[str, Any]]:
     ]
 
 
+# USD per hour each pool costs now: its price times its replicas (the warmer's gauges; a
+# pool without `scaling` has no replica gauge and counts as one replica).
+POOL_COST_PER_HOUR = (
+    "(max by (pool) (mpfn_pool_cost_per_hour) * on (pool) max by (pool) (mpfn_pool_replicas))"
+    " or on (pool) max by (pool) (mpfn_pool_cost_per_hour)"
+)
+POOL_REQUESTS_PER_S = 'sum by (pool) (rate(mpfn_router_requests_total{pool!="none"}[5m]))'
+
+
+def cost_panels(y: int) -> list[dict[str, Any]]:
+    """The cost row starting at `y`: cost per hour and requests per pool, and their ratio."""
+    return [
+        _row(103, "Cost (mpfn_pool_cost_per_hour x mpfn_pool_replicas)", y),
+        _panel(
+            22,
+            "Cost per hour by pool (USD)",
+            0,
+            y + 1,
+            [
+                _prom(POOL_COST_PER_HOUR, "{{pool}}", "A"),
+                _prom(f"sum({POOL_COST_PER_HOUR})", "total", "B"),
+            ],
+            "currencyUSD",
+            PROMETHEUS,
+        ),
+        _panel(
+            23,
+            "Requests per second by pool",
+            8,
+            y + 1,
+            [_prom(POOL_REQUESTS_PER_S, "{{pool}}")],
+            "reqps",
+            PROMETHEUS,
+        ),
+        _panel(
+            24,
+            "Cost per 1M requests by pool (USD, last hour)",
+            16,
+            y + 1,
+            [
+                _prom(
+                    f"({POOL_COST_PER_HOUR}) / on (pool) (sum by (pool) "
+                    '(increase(mpfn_router_requests_total{pool!="none"}[1h])) > 0) * 1e6',
+                    "{{pool}}",
+                )
+            ],
+            "currencyUSD",
+            PROMETHEUS,
+        ),
+    ]
+
+
 def dashboard(stem: str, region: str) -> dict[str, Any]:
     router = f"{stem}-router"
     row1 = 1
@@ -358,6 +412,7 @@ def dashboard(stem: str, region: str) -> dict[str, Any]:
             "short",
             PROMETHEUS,
         ),
+        *cost_panels(row2 + 16),
     ]
     return {
         "title": f"mpfn {stem}",

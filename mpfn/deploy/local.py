@@ -5,7 +5,9 @@ Deploy starts `mpfn up` as a detached process on the local state directory and w
 its router answers; destroy sends it SIGTERM, and `mpfn up` stops every process it
 started. The stack is one resource: its settings (port, keep-alive) are written beside
 `mpfn up`'s own runtime file, so a changed setting restarts it and a stack whose process
-died is started again. `mpfn deploy status` / `logs` report on it.
+died is started again. `mpfn deploy status` / `logs` report on it. A running `mpfn up`
+that deploy did not start (its pid in `up.json` is alive and is not the one in deploy's
+settings file) owns the state directory: deploy refuses rather than take it over.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from mpfn.deploy.errors import DeployFailure
 from mpfn.deploy.k8s import project_records
 from mpfn.deploy.models import Action, Change, Resource, ResourceKey, observed_only
 from mpfn.deploy.planner import Planner, PlanOptions
@@ -36,7 +39,7 @@ SETTINGS_FILE = "deploy-local.json"
 STACK = "stack"
 
 
-class LocalStackError(RuntimeError):
+class LocalStackError(DeployFailure, RuntimeError):
     pass
 
 
@@ -89,7 +92,31 @@ class LocalTarget:
     def resource_keys(self) -> list[ResourceKey]:
         return [(LocalStack.kind, STACK)]
 
+    def foreign_up(self) -> int | None:
+        """The pid of a running `mpfn up` on this state that this target did not start."""
+        try:
+            pid = int(json.loads((self.state_dir / RUNTIME_FILE).read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            own = int(json.loads((self.state_dir / SETTINGS_FILE).read_text()).get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            own = 0
+        return None if pid == own else pid
+
+    def _refuse_foreign_up(self) -> None:
+        pid = self.foreign_up()
+        if pid is not None:
+            raise LocalStackError(
+                f"`mpfn up` (pid {pid}) is running on {self.state_dir} and deploy did not "
+                f"start it: stop it (Ctrl-C, or kill {pid}), or set deploy.local.state to "
+                "another directory"
+            )
+
     def desired(self) -> Sequence[Resource]:
+        self._refuse_foreign_up()
         local = self.config.local
         return [
             LocalStack(
@@ -129,6 +156,7 @@ class LocalTarget:
         return {"router_url": self._start(desired)}
 
     def _start(self, stack: LocalStack) -> str:
+        self._refuse_foreign_up()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / RUNTIME_FILE).unlink(missing_ok=True)
         argv = [

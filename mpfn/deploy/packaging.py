@@ -39,6 +39,7 @@ from packaging.utils import canonicalize_name
 
 from mpfn.deploy import wheels
 from mpfn.deploy.errors import DeployFailure
+from mpfn.extras import install_hint
 
 HANDLER = "mpfn.functions.router.lambda_handler.handler"
 ROOT_MODULES = ("mpfn.functions.router.lambda_handler", "mpfn.store.s3")
@@ -182,7 +183,8 @@ def distribution_closure(
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             raise PackagingError(
-                f"the router package needs {name!r}, which is not installed here; install mpfn[aws]"
+                f"the router package needs {name!r}, which is not installed here: "
+                + install_hint("aws")
             ) from None
         seen[name] = dist
         for line in dist.requires or ():

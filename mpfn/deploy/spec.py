@@ -3,15 +3,18 @@
 Layering, lowest to highest: the `deploy:` section, then `deploy.stages.<stage>` merged
 over it (mappings merge key by key, everything else replaces), then CLI flags
 (`--target`, `--region`, `--set PATH=VALUE`). The result is validated into a frozen
-`DeployConfig`; `require_target` then checks what the chosen target needs (an AWS region,
-a GCP project, images for Kubernetes pools), so a bad config fails with one line before
-any resource is created. This module performs no I/O beyond what the caller passes in.
+`DeployConfig`; each target then checks what it needs (`require`, `require_cloud_settings`:
+an AWS region, a GCP project, images for Kubernetes pools), so a bad config fails with one
+line, naming everything missing at once, before any resource is created. This module
+performs no I/O beyond what the caller passes in (and looking for the cloud SDKs).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -351,7 +354,11 @@ class DeployConfig(_Section):
         description="The site this config deploys (one entry of deploy.sites); set by the "
         "sites loader, never in the file",
     )
-    build_dir: str = ".mpfn-build"
+    build_dir: str = Field(
+        default_factory=lambda: default_build_dir(),
+        description="Where the aws router package and its wheels are built (a relative path "
+        "is under the project; default: mpfn's cache directory, outside the checkout)",
+    )
     router: RouterConfig = Field(default_factory=RouterConfig)
     warmer: WarmerConfig = Field(default_factory=WarmerConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
@@ -388,6 +395,13 @@ class DeployConfig(_Section):
     def record_stage(self) -> str:
         """The deployment record's name: the stage, and the site when there is one."""
         return f"{self.stage}@{self.site}" if self.site else self.stage
+
+
+def default_build_dir() -> str:
+    """`$XDG_CACHE_HOME/mpfn/router-build` (default `~/.cache/...`): kept between runs,
+    so fetched wheels are reused, and never inside the project."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return str(Path(base) / "mpfn" / "router-build")
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -483,13 +497,77 @@ def load_deploy_config(
         raise DeployConfigError(describe_validation_error("deploy config", exc)) from None
 
 
+#: Settings a flag of `mpfn deploy` sets, named first in what a missing one says.
+FLAGS = {"aws.region": "--region REGION", "gcp.region": "--region REGION"}
+
+#: The client library each cloud target needs, by import name, and the extra that has it.
+SDKS = {"aws": (("boto3", "boto3"),), "gcp": (("google.cloud.run_v2", "google-cloud-run"),)}
+
+
+def missing(setting: str, target: str, what: str = "") -> str:
+    """What a missing setting says: where to set it (and, given `what`, what it is for)."""
+    purpose = f"{what}; " if what else ""
+    flag = f"with {FLAGS[setting]}, " if setting in FLAGS else ""
+    return (
+        f"deploy.{setting} is required for --target {target} ({purpose}set it {flag}in "
+        f"mpfn.yaml, under deploy.stages.<stage>, or with --set {setting}=...)"
+    )
+
+
 def require(value: str | None, setting: str, target: str, what: str = "") -> str:
     """A setting the target cannot do without, or a one-line error saying where to set it
     (and, given `what`, what it is for)."""
     if value:
         return value
-    purpose = f"{what}; " if what else ""
-    raise DeployConfigError(
-        f"deploy.{setting} is required for --target {target} "
-        f"({purpose}set it in mpfn.yaml, under deploy.stages.<stage>, or with --set {setting}=...)"
-    )
+    raise DeployConfigError(missing(setting, target, what))
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def cloud_problems(config: DeployConfig, state: str, target: str) -> list[str]:
+    """Every setting (and client library) the aws or gcp target lacks, each one line."""
+    from mpfn.extras import install_hint
+
+    problems: list[str] = []
+    if target == "aws":
+        if not config.aws.region:
+            problems.append(missing("aws.region", target))
+        url = config.aws.state or state
+        if not url.startswith("s3://"):
+            problems.append(
+                f"--target aws needs an s3:// state (got {url}); set deploy.aws.state or state"
+            )
+    elif target == "gcp":
+        gcp = config.gcp
+        needed = (
+            ("gcp.project", gcp.project),
+            ("gcp.region", gcp.region),
+            ("router.image", config.router.image),
+        )
+        problems += [missing(setting, target) for setting, value in needed if not value]
+        url = gcp.state or state
+        if not url.startswith("gs://"):
+            problems.append(
+                f"--target gcp needs a gs:// state (got {url}); set deploy.gcp.state or state"
+            )
+    for module, package in SDKS.get(target, ()):
+        if not _installed(module):
+            problems.append(f"{package} is not installed: {install_hint(target)}")
+    return problems
+
+
+def require_cloud_settings(config: DeployConfig, state: str, target: str) -> None:
+    """Report everything the aws or gcp target lacks in one error, not one per run."""
+    problems = cloud_problems(config, state, target)
+    if len(problems) == 1:
+        raise DeployConfigError(problems[0])
+    if problems:
+        numbered = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+        raise DeployConfigError(f"--target {target} is missing {len(problems)} things: {numbered}")

@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpfn.extras import install_hint
+
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -17,7 +19,7 @@ try:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 except ImportError as exc:  # pragma: no cover - an install without the extra
     raise ImportError(
-        "a private CA needs the cryptography package: pip install 'mpfn[worker]'"
+        "a private CA needs the cryptography package: " + install_hint("worker")
     ) from exc
 
 

@@ -15,6 +15,7 @@ from mpfn.protocol.datatypes import (
     tensor_to_bytes,
 )
 from mpfn.protocol.errors import ProtocolError
+from mpfn.protocol.kserve_v1 import infer_to_predictions, predict_to_infer
 from mpfn.protocol.request import (
     HEADER_LENGTH,
     InferInput,
@@ -51,9 +52,11 @@ __all__ = [
     "encode_infer_request",
     "encode_infer_response",
     "format_shape",
+    "infer_to_predictions",
     "loads",
     "numpy_dtype",
     "parse_infer_request",
+    "predict_to_infer",
     "select_outputs",
     "shape_matches",
     "tensor_from_bytes",

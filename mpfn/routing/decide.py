@@ -31,8 +31,12 @@ from mpfn.routing import (
 )
 from mpfn.routing.breaker import DEFAULT_BREAKER
 from mpfn.routing.errors import RouteError
+from mpfn.routing.filter import Exclusion
 from mpfn.routing.serving import Protocol, candidates
 from mpfn.routing.snapshot import Snapshot
+
+#: Why a pool at zero replicas is not a candidate (the router may wake it).
+ASLEEP = "asleep: 0 replicas, wakes on request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +88,16 @@ def decide(
     cfg: RoutingConfig = DEFAULT_CONFIG,
     breaker_cfg: BreakerConfig = DEFAULT_BREAKER,
     explain: bool = False,
+    asleep: frozenset[str] = frozenset(),
 ) -> Decision:
     """Route `request`. Raises RouteError (404/503) when the model, the version or any
     serving pool is unknown, and HintError (400) for hints the policy forbids.
 
     `fallback_policy` applies to models without a policy when there is no `default`
     one. With `explain`, every pool speaking the protocol is considered, so the
-    explanation lists why the others were excluded; the choice is the same.
+    explanation lists why the others were excluded; the choice is the same. Pools in
+    `asleep` (at zero replicas) are left out with the reason `ASLEEP`: the router may wake
+    one when nothing else can serve.
     """
     name, protocol = request.model, request.protocol
     resolution = candidates(snapshot, name, request.version, protocol)
@@ -102,11 +109,15 @@ def decide(
     if version is None:  # nothing to pick (a known model always has a version)
         raise RouteError(404, f"model {name!r} has no version to serve")
     pools = snapshot.protocol_pools(protocol) if explain else resolution.pools
+    sleeping = tuple(Exclusion(p.id, ASLEEP) for p in pools if p.id in asleep)
+    if sleeping:
+        pools = tuple(p for p in pools if p.id not in asleep)
     target = Target(versions[version], pools, policy)
     if strategy != "mpfn":
-        return route_baseline(
+        decision = route_baseline(
             strategy, target, feedback, now=now, rng=rng, turn=turn, hints=request.hints, cfg=cfg
         )
+        return decision._replace(exclusions=decision.exclusions + sleeping)
     fallbacks = snapshot.fallbacks(name) if policy.fallbacks else ()
 
     def resolve(other: str) -> Target | None:
@@ -118,7 +129,7 @@ def decide(
         v = pick_version(snapshot, other, other_versions, other_policy, rng, request.key, None)
         return None if v is None else Target(other_versions[v], other_pools, other_policy)
 
-    return route(
+    decision = route(
         target,
         feedback,
         now=now,
@@ -128,6 +139,7 @@ def decide(
         cfg=cfg,
         breaker_cfg=breaker_cfg,
     )
+    return decision._replace(exclusions=decision.exclusions + sleeping) if sleeping else decision
 
 
 def explain_request(

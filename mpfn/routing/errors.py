@@ -11,7 +11,9 @@ class RouteError(Exception):
     """A request the router must refuse; `status` is the HTTP status to answer with,
     `reason` the `x-mpfn-route-reason` of the answer, `headers` any extra response
     headers (`WWW-Authenticate`, `Retry-After`) and `rejection` the
-    `mpfn_router_rejections_total` reason, if it counts as one."""
+    `mpfn_router_rejections_total` reason, if it counts as one; `param` and `code` are
+    the OpenAI error fields of the answer on OpenAI routes (the request field at fault,
+    a machine-readable code such as `model_not_found`)."""
 
     def __init__(
         self,
@@ -21,6 +23,8 @@ class RouteError(Exception):
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
         rejection: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -28,3 +32,5 @@ class RouteError(Exception):
         self.reason = reason or f"not routed: {message}"[:200]
         self.headers = headers or []
         self.rejection = rejection
+        self.param = param
+        self.code = code

@@ -24,6 +24,7 @@ from mpfn.documents import Hardware, ModelVersion, Policy, Pool
 from mpfn.routing import PoolStatsDocument, fallback_chain, policy_for, speaks
 from mpfn.routing.serving import Protocol, serving_pools
 from mpfn.routing.versions import latest_version
+from mpfn.scaling.size import SCALING_PREFIX, PoolSize
 from mpfn.state import InvalidDocument, parse_document
 from mpfn.store.base import KeyNotFound, Store
 
@@ -66,6 +67,8 @@ class Snapshot:
     latest: Mapping[str, str] = field(default_factory=dict)
     # key id -> API key document (only read when the router checks keys)
     keys: Mapping[str, ApiKey] = field(default_factory=dict)
+    # pool id -> when it was set to zero replicas (pools with `scaling` at zero: asleep)
+    asleep: Mapping[str, float] = field(default_factory=dict)
     loaded: bool = False
     _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
@@ -104,8 +107,10 @@ def build_snapshot(
     pools: Iterable[Pool],
     policies: Iterable[Policy],
     keys: Iterable[ApiKey] = (),
+    sizes: Iterable[PoolSize] = (),
 ) -> Snapshot:
-    """Assemble a snapshot and its serving index from validated documents."""
+    """Assemble a snapshot and its serving index from validated documents; `sizes`
+    (`scaling/<pool>.json`) tell which scalable pools are at zero replicas."""
     by_name: dict[str, dict[str, ModelVersion]] = {}
     for mv in models:
         by_name.setdefault(mv.name, {})[mv.version] = mv
@@ -135,8 +140,15 @@ def build_snapshot(
         versions=versions,
         latest=latest,
         keys={k.id: k for k in keys},
+        asleep=asleep_pools(pool_list, sizes),
         loaded=True,
     )
+
+
+def asleep_pools(pools: Iterable[Pool], sizes: Iterable[PoolSize]) -> dict[str, float]:
+    """Scalable pools whose recorded size is zero, with when it was set."""
+    scalable = {p.id for p in pools if p.scaling is not None}
+    return {s.pool: s.changed_at for s in sizes if s.replicas == 0 and s.pool in scalable}
 
 
 D = TypeVar("D", bound=BaseModel)
@@ -197,6 +209,7 @@ class SnapshotLoader:
             self._load("pools/", Pool),
             self._load("policies/", Policy),
             self._load(keys_prefix(), ApiKey) if self.with_keys else (),
+            self._load(SCALING_PREFIX, PoolSize),
         )
 
     def load_stats(self) -> list[PoolStatsDocument]:

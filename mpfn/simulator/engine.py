@@ -17,7 +17,7 @@ Definitions (the scoring the CLI prints):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,8 +133,18 @@ def scoring_window(trace: Sequence[Request], holdout_days: float) -> Scoring:
     return Scoring(max(trace[0].time, end - holdout_days * DAY), end)
 
 
-def replay(trace: Sequence[Request], policy: Policy, holdout_days: float) -> SimulationResult:
-    """Replay `trace` (sorted by time) through `policy`, scoring the last `holdout_days`."""
+#: How many requests pass between two calls of `replay`'s progress callback.
+PROGRESS_EVERY = 5000
+
+
+def replay(
+    trace: Sequence[Request],
+    policy: Policy,
+    holdout_days: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimulationResult:
+    """Replay `trace` (sorted by time) through `policy`, scoring the last `holdout_days`;
+    `progress(done, total)` is called after every tick and every `PROGRESS_EVERY` requests."""
     scoring = scoring_window(trace, holdout_days)
     ledger = _Ledger(scoring)
     first = trace[0].time
@@ -143,11 +153,15 @@ def replay(trace: Sequence[Request], policy: Policy, holdout_days: float) -> Sim
     next_tick = first if tick else math.inf
     requests = cold = 0
     models: set[str] = set()
-    for req in trace:
+    for done, req in enumerate(trace):
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress(done, len(trace))
         while next_tick <= req.time:
             for model, w in policy.on_tick(next_tick).items():
                 ledger.set(model, w, next_tick)
             next_tick += tick or math.inf
+            if progress is not None:
+                progress(done, len(trace))
         scored = req.time >= scoring.start
         if scored:
             requests += 1

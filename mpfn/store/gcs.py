@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any, NoReturn
 
+from mpfn.extras import install_hint
 from mpfn.store.base import Blob, KeyNotFound, PreconditionFailed, StoreUnavailable, check_key
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -168,7 +169,7 @@ def _make_client(project: str | None, endpoint: str | None) -> Any:
         from google.cloud import storage
     except ImportError:
         raise StoreUnavailable(
-            "gs:// state needs google-cloud-storage: pip install 'mpfn[gcp]'"
+            "gs:// state needs google-cloud-storage: " + install_hint("gcp")
         ) from None
     endpoint = endpoint or os.environ.get(EMULATOR_ENV) or None
     try:

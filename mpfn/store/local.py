@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from mpfn.store.base import Blob, KeyNotFound, PreconditionFailed, StoreUnavailable, check_key
 
@@ -29,11 +30,16 @@ def content_etag(body: bytes) -> str:
 class LocalStore:
     """A directory on local disk holding mpfn state."""
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, create: bool | Literal["on-write"] = True
+    ) -> None:
+        """`create`: True makes the directory now; "on-write" at the first write (until
+        then the store reads as empty); False requires it to exist."""
         self.root = Path(root).expanduser().resolve()
-        if create:
+        self.lazy = create == "on-write"
+        if create is True:
             self.root.mkdir(parents=True, exist_ok=True)
-        elif not self.root.is_dir():
+        elif not self.lazy and not self.root.is_dir():
             raise StoreUnavailable(f"state directory {self.root} does not exist")
         self.url = f"file://{self.root}"
 
@@ -106,6 +112,8 @@ class LocalStore:
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         path = self._path(key)
+        if self.lazy and not self.root.is_dir():
+            raise KeyNotFound(f"{key}: not found in {self.url}")
         with self._locked():
             current = self._current_etag(path)
             if current is None:
@@ -125,6 +133,8 @@ class LocalStore:
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
         if not self.root.is_dir():
+            if self.lazy:
+                return keys
             raise StoreUnavailable(f"state directory {self.root} does not exist")
         # Walk only the directory the prefix names, not the whole state tree.
         base_rel = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

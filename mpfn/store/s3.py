@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from mpfn.extras import install_hint
 from mpfn.store.base import (
     Blob,
     KeyNotFound,
@@ -199,7 +200,7 @@ def _make_client(
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
     except ImportError:
-        raise StoreUnavailable("s3:// state needs boto3: pip install 'mpfn[aws]'") from None
+        raise StoreUnavailable("s3:// state needs boto3: " + install_hint("aws")) from None
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,

@@ -21,6 +21,8 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mpfn.extras import install_hint
+
 log = logging.getLogger("mpfn.telemetry")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _configured: dict[str, Any] = {}
@@ -49,7 +51,7 @@ def configure_tracing(service_name: str, endpoint: str | None = None) -> bool:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:  # tracing must never stop a process from serving
-        log.warning("tracing to %s is off: %s (install mpfn[tracing])", endpoint, exc)
+        log.warning("tracing to %s is off: %s (%s)", endpoint, exc, install_hint("tracing"))
         return False
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))

@@ -11,11 +11,12 @@ Lambda, or when `MPFN_WARMER_EMF=1`). Export never raises: metrics must not fail
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
+from mpfn.documents import Pool
 from mpfn.warm.plan import WarmPlan
 
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -28,8 +29,9 @@ def elapsed_hour_fraction(forecast_start: datetime | None, now: datetime) -> flo
     return min(1.0, max(0.0, (now - forecast_start).total_seconds() / 3600.0))
 
 
-def plan_registry(plan: WarmPlan) -> CollectorRegistry:
-    """The metrics of one run. Every series is labelled by registered names only."""
+def plan_registry(plan: WarmPlan, pools: Iterable[Pool] = ()) -> CollectorRegistry:
+    """The metrics of one run. Every series is labelled by registered names only; `pools`
+    (the registry's) give each pool of the run its price per replica-hour."""
     registry = CollectorRegistry()
     g = Gauge  # short alias for the table below
 
@@ -55,6 +57,8 @@ def plan_registry(plan: WarmPlan) -> CollectorRegistry:
                   ["pool"], registry=registry)  # fmt: skip
     resizes = g("mpfn_pool_resizes", "Pool size changes in the latest run", ["pool", "direction"],
                 registry=registry)  # fmt: skip
+    price = g("mpfn_pool_cost_per_hour", "Price of one replica of the pool per hour (USD)",
+              ["pool"], registry=registry)  # fmt: skip
     loads = Histogram("mpfn_warmer_load_seconds", "Model load durations in the latest run",
                       ["pool"], buckets=LOAD_BUCKETS, registry=registry)  # fmt: skip
 
@@ -85,6 +89,10 @@ def plan_registry(plan: WarmPlan) -> CollectorRegistry:
         if size.status == "done" and size.replicas is not None:
             direction = "up" if size.replicas > size.current else "down"
             resizes.labels(size.pool, direction).set(1)
+    in_run = {p.pool for p in plan.pools} | {s.pool for s in plan.sizes}
+    for doc in pools:
+        if doc.id in in_run:
+            price.labels(doc.id).set(doc.cost_per_hour)
     for a in plan.actions:
         if a.action == "load" and a.status == "done" and a.load_ms is not None:
             loads.labels(a.pool).observe(a.load_ms / 1000.0)
@@ -96,13 +104,14 @@ def export(
     env: Mapping[str, str] | None = None,
     *,
     write: Callable[[str], None] = print,
+    pools: Iterable[Pool] = (),
 ) -> str:
     """Push or print the run's metrics as configured; returns how ("push", "emf", "off")."""
     from mpfn.telemetry.emf import EmfExporter
     from mpfn.telemetry.push import Pusher
 
     env = os.environ if env is None else env
-    registry = plan_registry(plan)
+    registry = plan_registry(plan, pools)
     url = env.get("MPFN_PUSHGATEWAY_URL")
     if url:
         pusher = Pusher(registry, url, job="mpfn-warmer")

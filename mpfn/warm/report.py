@@ -120,6 +120,10 @@ def plot_report(
             ax.fill_between(xs, yhat, upper, step="post", color="tab:blue", alpha=0.2,
                             label="upper bound")  # fmt: skip
         ax.axvline(float(x([now])[0]), color="tab:red", lw=0.8, ls="--", label="now")
+        times = [now, *([actual_start] if len(actual) else [])]
+        times += [p.hour.timestamp() for p in (report.points if report is not None else [])]
+        span = x([min(times), max(times) + HOUR])
+        ax.set_xlim(float(span[0]), float(span[1]))  # never autoscaled around one date
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
         ax.set_title(f"{model}: requests per hour, forecast vs actual")
         ax.set_ylabel("requests / hour")

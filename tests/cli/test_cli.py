@@ -137,7 +137,20 @@ def test_pool_sites_and_explaining_as_a_site(tmp_path: Path, model_file: Path) -
         (["models", "show", "nope"], "model 'nope' is not registered"),
         (["models", "pull", "nope", "--out", "x"], "model 'nope' is not registered"),
         (["models", "push", "missing.onnx", "--name", "m", "--version", "1"], "no such file"),
-        (["models", "push", "p.yaml", "--name", "bad name", "--version", "1"], "name"),
+        (
+            [
+                "models",
+                "push",
+                "p.yaml",
+                "--format",
+                "other",
+                "--name",
+                "bad name",
+                "--version",
+                "1",
+            ],
+            "name",
+        ),
         (["pools", "add", "a", "--endpoint", "not-a-url"], "endpoint"),
         (
             ["pools", "add", "a", "--endpoint", "http://x/", "--cost-per-hour", "-1"],

@@ -58,11 +58,12 @@ def test_export_writes_every_kind_of_file(exported: Path) -> None:
         "command": LAMBDA_COMMAND,
     }
     dashboard = json.loads((exported / "grafana/mpfn-dashboard.json").read_text())
-    assert dashboard["title"] == "mpfn mpfn-prod" and len(dashboard["panels"]) == 22
+    assert dashboard["title"] == "mpfn mpfn-prod" and len(dashboard["panels"]) == 26
     exprs = [t.get("expr", "") for p in dashboard["panels"] for t in p.get("targets", [])]
     assert any("mpfn_worker_request_seconds_bucket" in e for e in exprs)
     assert any("mpfn_router_request_seconds_bucket" in e for e in exprs)
     assert any("mpfn_router_admission_limit" in e for e in exprs)
+    assert any("mpfn_pool_cost_per_hour" in e and "mpfn_pool_replicas" in e for e in exprs)
 
 
 def test_sam_template_passes_cfn_lint(exported: Path) -> None:

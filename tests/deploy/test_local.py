@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import httpx
 import yaml
 
 from tests.deploy.conftest import run_cli
+from tests.servers.mpfn_procs import start_up
 
 
 def _alive(pid: int) -> bool:
@@ -62,3 +64,33 @@ def test_local_deploy_serves_then_noop_then_destroy(tmp_path: Path) -> None:
     finally:
         if pid and _alive(pid):
             os.kill(pid, 15)
+
+
+def test_local_deploy_refuses_a_running_mpfn_up_it_did_not_start(tmp_path: Path) -> None:
+    raw = {"state": "./.mpfn", "deploy": {"target": "local", "local": {"port": 0}}}
+    (tmp_path / "mpfn.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
+    proc, router, _ = start_up(tmp_path, tmp_path / ".mpfn", env)
+    try:
+        runtime = (tmp_path / ".mpfn/up.json").read_text()
+        pools = (tmp_path / ".mpfn/pools/aws-us-east-1.json").read_text()
+
+        refused = run_cli(tmp_path, "deploy")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1, refused.stderr
+        assert f"`mpfn up` (pid {proc.pid}) is running on" in lines[0]
+        assert "stop it" in lines[0] and "deploy.local.state" in lines[0]
+        assert (tmp_path / ".mpfn/up.json").read_text() == runtime  # untouched
+        assert (tmp_path / ".mpfn/pools/aws-us-east-1.json").read_text() == pools
+        assert not (tmp_path / ".mpfn/deploy-local.json").exists()
+
+        gone = run_cli(tmp_path, "destroy")
+        assert gone.returncode == 0, gone.stderr
+        assert proc.poll() is None
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
+        answer = httpx.post(f"{router}/v2/models/demo/infer", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)

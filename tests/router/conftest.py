@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -18,6 +18,9 @@ from mpfn.state import Documents
 from mpfn.store import LocalStore
 from tests.factories import pool
 from tests.router.backend import Backend, serve
+
+if TYPE_CHECKING:
+    import httpx2  # the openai SDK's HTTP client
 
 make_pool = pool  # the name the router tests import
 
@@ -37,6 +40,13 @@ def seed(
 @pytest.fixture
 def store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "state")
+
+
+def error_text(response: httpx.Response | httpx2.Response) -> str:
+    """The message of a router error: `{"error": "..."}`, or OpenAI's
+    `{"error": {"message": ...}}` on OpenAI routes."""
+    error = response.json()["error"]
+    return str(error["message"] if isinstance(error, dict) else error)
 
 
 def settings(**overrides: Any) -> RouterSettings:

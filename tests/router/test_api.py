@@ -10,7 +10,7 @@ from mpfn.demo import demo_model_version
 from mpfn.documents import ModelVersion
 from mpfn.functions.router.asgi import RouterApp
 from mpfn.store import LocalStore
-from tests.router.conftest import make_pool, seed
+from tests.router.conftest import error_text, make_pool, seed
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens on loopback
 
@@ -99,7 +99,7 @@ async def test_infer_errors_are_json(
     no_pool = await client.post("/v1/chat/completions", json={"model": "llm", "messages": []})
     assert no_pool.status_code == 503
     bad_body = await client.post("/v1/embeddings", content=b"not json")
-    assert bad_body.status_code == 400 and "JSON" in bad_body.json()["error"]
+    assert bad_body.status_code == 400 and "JSON" in error_text(bad_body)
     openai_unknown = await client.post("/v1/completions", json={"model": "gpt-x", "prompt": "a"})
     assert openai_unknown.status_code == 404
     # Requests for known models count as demand even when no backend answered;

@@ -21,7 +21,7 @@ from mpfn.functions.router.settings import RouterSettings
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 from tests.router.backend import Backend
-from tests.router.conftest import make_pool, seed, settings
+from tests.router.conftest import error_text, make_pool, seed, settings
 from tests.servers.mpfn_procs import start_router
 
 BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'
@@ -110,7 +110,9 @@ async def test_missing_key_is_401_json_everywhere_but_health(
     assert r.status_code == 401, r.text
     assert r.headers["content-type"] == "application/json"
     assert r.headers["www-authenticate"].startswith("Bearer")
-    assert "API key" in r.json()["error"]
+    assert "API key" in error_text(r)
+    if path.startswith("/v1/"):  # OpenAI's error shape
+        assert r.json()["error"]["type"] == "authentication_error"
     assert not backends[0].seen and not backends[1].seen
 
 

@@ -14,7 +14,7 @@ import pytest
 from mpfn.state import Documents
 from mpfn.store import LocalStore
 from tests.router.backend import Backend, event_data, serve
-from tests.router.conftest import make_pool
+from tests.router.conftest import error_text, make_pool
 from tests.servers.llama_cpp import MODEL, start_llama
 from tests.servers.mpfn_procs import start_router
 from tests.servers.process import Proc
@@ -87,14 +87,16 @@ def test_openai_errors_are_json(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="gpt-nope", messages=[{"role": "user", "content": "x"}]
         )
-    assert "unknown model" in unknown.value.response.json()["error"]
+    assert "unknown model" in error_text(unknown.value.response)
+    assert unknown.value.code == "model_not_found" and unknown.value.param == "model"
     with pytest.raises(openai.APIStatusError) as too_big:
         client.completions.create(model=MODEL, prompt="a" * (LIMIT + 1), max_tokens=1)
-    assert too_big.value.status_code == 413 and "limit" in too_big.value.response.json()["error"]
+    assert too_big.value.status_code == 413 and "limit" in error_text(too_big.value.response)
     with pytest.raises(openai.APIStatusError) as no_backend:
         client.embeddings.create(model="ghost-llm", input="x")
     assert no_backend.value.status_code == 503
-    assert "no healthy backend" in no_backend.value.response.json()["error"]
+    assert no_backend.value.type == "server_error"
+    assert "no healthy backend" in error_text(no_backend.value.response)
 
 
 async def test_stream_is_relayed_before_the_backend_finishes(stack: Stack) -> None:

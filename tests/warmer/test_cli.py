@@ -69,6 +69,7 @@ def test_warm_cli_run_plan_and_report(
     code, out, err = _mpfn(warm_store, "report", "--out", str(tmp_path / "charts"))
     assert code == 0, err
     pngs = sorted((tmp_path / "charts").glob("*.png"))
-    assert [p.name for p in pngs] == ["busy.png", "idle.png"]
+    assert [p.name for p in pngs] == ["busy.png"]  # idle: no requests, no forecast to draw
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
     assert out.split() == [str(p) for p in pngs]
+    assert "not drawn" in err and "idle" in err

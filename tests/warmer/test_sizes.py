@@ -95,9 +95,9 @@ def test_pools_are_sized_to_the_plan(
     spare = next(a for a in later.sizes if a.pool == "spare")
     assert (spare.current, spare.replicas, spare.status) == (2, 0, "done")
     assert replicas(k8s)["spare"] == 0
-    size = read_size(warm_store, "spare")
-    assert size is not None and size.replicas == 0 and size.by == "warmer"
-    assert [n for _, n in size.history] == [2, 0]
+    recorded = read_size(warm_store, "spare")
+    assert recorded is not None and recorded.replicas == 0 and recorded.by == "warmer"
+    assert [n for _, n in recorded.history] == [2, 0]
 
 
 def test_a_pool_whose_size_cannot_be_read_is_reported(
