@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +43,9 @@ from mpfn.containers import Container, ContainerSpec
 from mpfn.containers import run as run_container
 from mpfn.documents import Pool
 from mpfn.registry import Registry
+from mpfn.scaling.scalers import TOKEN_ENV
 from mpfn.store import LocalStore, Store
+from mpfn.upcontrol import ControlServer, make_token
 
 RUNTIME_FILE = "up.json"  # written into the state directory while `mpfn up` runs
 RESTART_FIRST_S = 0.5  # the first restart's delay; it doubles with each quick failure
@@ -85,6 +87,11 @@ class UpPlan:
     sites: tuple[SiteSpec, ...] = ()
     site: str | None = None  # the one site this stack is (its router's site, its pools')
     primary: str | None = None  # with `site`: the primary state writes go to
+    control_port: int = 0  # the control endpoint (the local pools' scaler); 0: none
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
 
     @property
     def router_url(self) -> str:
@@ -171,7 +178,8 @@ def plan_ports(plan: UpPlan) -> list[tuple[str, int]]:
     """Every port the stack listens on, with what listens there. Pure."""
     routers = [(f"router ({s.name})", s.router_port) for s in plan.sites]
     ports = routers or [("router", plan.router_port)]
-    return ports + [(f"worker {spec.id}", spec.port) for spec in plan.pools]
+    control = [("control endpoint", plan.control_port)] if plan.control_port else []
+    return ports + [(f"worker {spec.id}", spec.port) for spec in plan.pools] + control
 
 
 def check_ports(plan: UpPlan, in_use: Callable[[int], bool] = port_in_use) -> None:
@@ -203,6 +211,20 @@ def replica_dir(state_dir: Path, site: str) -> Path:
 
 
 def make_plan(
+    state_dir: Path,
+    port: int,
+    pick_port: Callable[[], int] = free_port,
+    secure: bool = False,
+    sites: tuple[str, ...] = (),
+    site: str | None = None,
+    primary: str | None = None,
+) -> UpPlan:
+    """The stack `mpfn up` starts (see `_parts`), with its control endpoint's port."""
+    plan = _parts(state_dir, port, pick_port, secure, sites, site, primary)
+    return replace(plan, control_port=pick_port())
+
+
+def _parts(
     state_dir: Path,
     port: int,
     pick_port: Callable[[], int] = free_port,
@@ -259,6 +281,11 @@ def ensure_demo_model(store: Store) -> str:
     return "demo:1"
 
 
+def local_scaling(plan: UpPlan) -> dict[str, object]:
+    """A local pool's `scaling`: one worker or none, through the control endpoint."""
+    return {"kind": "local", "api_url": plan.control_url, "min_replicas": 0, "max_replicas": 1}
+
+
 def register_pools(store: Store, plan: UpPlan, files: SecureFiles | None = None) -> None:
     registry = Registry(store)
     for spec in plan.pools:
@@ -275,6 +302,7 @@ def register_pools(store: Store, plan: UpPlan, files: SecureFiles | None = None)
                     "cost_per_hour": spec.cost_per_hour,
                     "capacity": 4,
                     **({"site": spec.site} if spec.site else {}),
+                    **({"scaling": local_scaling(plan)} if plan.control_port else {}),
                 }
             )
         )
@@ -475,9 +503,10 @@ def container_launcher(images: dict[str, str], plan: UpPlan, store_url: str, too
     router's settings (`MPFN_ROUTER_*`, e.g. `MPFN_ROUTER_AUTH`) are passed on, as the
     environment is to processes."""
     mounts = tuple((str(p), str(p)) for p in (plan.state_dir, *(s.state_dir for s in plan.sites)))
-    settings = {k: v for k, v in os.environ.items() if k.startswith("MPFN_ROUTER_")}
 
     def launch(component: Component) -> Running:
+        passed = ("MPFN_ROUTER_", TOKEN_ENV)  # read at launch: the token is made at start
+        settings = {k: v for k, v in os.environ.items() if k.startswith(passed)}
         spec = ContainerSpec(
             name=f"mpfn-up-{plan.router_port}-{component.name}",
             image=images[component.target],
@@ -549,6 +578,7 @@ class Supervised:
     failures: int = 0  # in a row: reset once the part has stayed up STABLE_S
     started_at: float = 0.0
     due: float | None = None  # when a restart is scheduled
+    desired: int = 1  # 0: stopped on purpose (scaled to zero): not restarted
 
 
 @dataclass
@@ -557,6 +587,8 @@ class Stack:
     supervised: list[Supervised]
     stop_event: threading.Event
     echo: Callable[[str], None] = print
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    control: ControlServer | None = None
 
     @property
     def parts(self) -> list[Running]:
@@ -564,17 +596,50 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.control is not None:
+            self.control.stop()
         for part in reversed(self.parts):
             part.stop()
         with contextlib.suppress(FileNotFoundError):
             (self.plan.state_dir / RUNTIME_FILE).unlink()
 
+    def _worker(self, pool: str) -> Supervised | None:
+        return next((s for s in self.supervised if s.name == f"worker {pool}"), None)
+
+    def size(self, pool: str) -> int | None:
+        """A local pool's size: 1 while its worker should run, 0 when scaled to zero."""
+        part = self._worker(pool)
+        return None if part is None else part.desired
+
+    def scale(self, pool: str, replicas: int) -> None:
+        """Stop a pool's worker (0) or start it now (1); the supervisor keeps it so."""
+        with self.lock:
+            part = self._worker(pool)
+            if part is None or part.desired == replicas:
+                return
+            part.desired = replicas
+            if replicas == 0:
+                part.due = None
+                part.running.stop()
+                self.echo(f"{part.name} scaled to zero")
+                return
+            if not part.running.alive():
+                part.due, part.failures, part.started_at = None, 0, time.monotonic()
+                part.running = part.start()
+                self.echo(f"{part.name} started (scaled to one)")
+
     def supervise(self, now: Callable[[], float] = time.monotonic) -> str | None:
         """One round: schedule a restart for every non-fatal part that stopped, start
         those that are due; return why the stack must stop (a router stopped), else None."""
+        with self.lock:
+            return self._supervise(now)
+
+    def _supervise(self, now: Callable[[], float]) -> str | None:
         for part in self.supervised:
             if self.stop_event.is_set():
                 return None
+            if part.desired == 0:
+                continue  # scaled to zero on purpose
             t = now()
             if part.due is None and part.running.alive():
                 if part.failures and t - part.started_at >= STABLE_S:
@@ -655,6 +720,9 @@ def start_stack(
         verify = ssl.create_default_context(cafile=files.ca)
         verify.load_cert_chain(files.client_cert, files.client_key)
         echo(f"pools on TLS: private CA {files.ca}, token and client certificate required")
+    token = make_token(plan.tls_dir) if plan.control_port else None
+    if token is not None:  # the warm loop (in this process) and the routers scale with it
+        os.environ[TOKEN_ENV] = token
     env = {**os.environ, "MPFN_STATE": local.url, "PYTHONUNBUFFERED": "1"}
     launch = launcher(local.url) if launcher else process_launcher(plan.state_dir / "logs", env)
     stack = Stack(plan, [], threading.Event(), echo)
@@ -689,6 +757,8 @@ def start_stack(
             name = router.name.replace("-", " ", 1)
             running = supervised(name, functools.partial(launch, router), fatal=True)
             _wait_ready(router.ready_url, running, name)
+        if token is not None:
+            stack.control = ControlServer(plan.control_port, token, (stack.size, stack.scale))
         warm_log = plan.state_dir / "logs" / "warm-loop.log"
         supervised("warm loop", lambda: start_thread("mpfn-warm", warm, warm_log))
         (plan.state_dir / RUNTIME_FILE).write_text(
@@ -699,6 +769,7 @@ def start_stack(
                     "pools": {s.id: plan.pool_url(s) for s in plan.pools},
                     "routers": {s.name: s.router_url for s in plan.sites},
                     "sites": {s.name: str(s.state_dir) for s in plan.sites},
+                    "control": plan.control_url if plan.control_port else None,
                 }
             )
         )

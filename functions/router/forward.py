@@ -234,10 +234,13 @@ class Forwarder:
         tenant: str = "",
         *,
         style: ErrorStyle = "v2",
+        patient: bool = False,
     ) -> Outcome:
         """Take a slot (waiting briefly, or shedding), then walk `plan` until an attempt
         answers; relay that answer on `send`. `tenant` shares the waiting line fairly;
-        `style` shapes the errors the router answers itself."""
+        `style` shapes the errors the router answers itself. A `patient` request (one
+        held while its pool woke up, which meets a cold pool) waits for its first slot
+        as long as its deadline allows."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         admission = self.admission
@@ -245,7 +248,7 @@ class Forwarder:
         granted: Pool | None = None
         first = plan[0].pool if plan else None  # the pool the route reason explains
         if admission is not None and plan:
-            wait_s = self.queue_wait(plan[0].expected_ms, timeout_s)
+            wait_s = timeout_s if patient else self.queue_wait(plan[0].expected_ms, timeout_s)
             begun = loop.time()
             granted = await admission.acquire([a.pool for a in plan], tenant, wait_s)
             queued_s = loop.time() - begun

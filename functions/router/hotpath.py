@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from opentelemetry.trace import Span
 from starlette.types import Message, Receive, Scope, Send
 
-from mpfn.documents import ModelVersion
+from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.errors import (
     PREDICT_SUFFIX,
     ErrorStyle,
@@ -45,10 +45,10 @@ from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.spans import annotate, request_span
 from mpfn.functions.router.usage import TokenTap
 from mpfn.protocol import ProtocolError, infer_to_predictions, predict_to_infer
-from mpfn.routing import NO_HINTS, Attempt, HintError, parse_hints
-from mpfn.routing.decide import RouteRequest
+from mpfn.routing import NO_HINTS, Attempt, Decision, HintError, parse_hints
+from mpfn.routing.decide import ASLEEP, RouteRequest
 from mpfn.routing.serving import Protocol, infer_path, valid_name
-from mpfn.routing.snapshot import ANY_VERSION
+from mpfn.routing.snapshot import ANY_VERSION, Snapshot
 from mpfn.telemetry.metrics import NO_POOL, UNKNOWN
 
 log = logging.getLogger("mpfn.router")
@@ -94,6 +94,16 @@ class Route:
         if self.version is None:
             return "POST /v2/models/{model}/infer"
         return "POST /v2/models/{model}/versions/{version}/infer"
+
+
+def wakeable(decision: Decision, snapshot: Snapshot, home: str | None) -> list[Pool]:
+    """The asleep pools left out of `decision` that may be woken, best first: the
+    router's own site, then the cheapest."""
+    asleep = {e.pool for e in decision.exclusions if e.reason == ASLEEP}
+    pools = [
+        p for p in snapshot.pools if p.id in asleep and p.scaling is not None and p.scaling.wake
+    ]
+    return sorted(pools, key=lambda p: (home is not None and p.site != home, p.cost_per_hour, p.id))
 
 
 def match_route(method: str, path: str) -> Route | None:
@@ -379,14 +389,22 @@ class ForwardingRoutes:
                 hints = parse_hints(hint_headers)
             except HintError as exc:
                 raise RouteError(400, str(exc), "rejected: malformed routing hint") from None
+        request = RouteRequest(route.protocol, model, route.version, hints, route_key)
         try:
-            decision = runtime.decide(
-                RouteRequest(route.protocol, model, route.version, hints, route_key)
-            )
+            decision = runtime.decide(request)
         except HintError as exc:
             raise RouteError(400, str(exc), "rejected: routing hint not allowed") from None
+        timeout_s = decision.limits.timeout_ms / 1000.0
+        woke = ""
+        if not decision.plan and runtime.waker is not None:
+            sleeping = wakeable(decision, snapshot, runtime.routing_config.home)
+            if sleeping:  # nothing awake can serve it: wake a pool, hold the request
+                woken = await runtime.waker.wait(sleeping, timeout_s)
+                timeout_s = max(timeout_s - woken.wait_ms / 1000.0, 0.001)
+                woke = f"; woke pool {woken.pool} ({woken.wait_ms:.0f} ms)"
+                decision = runtime.decide(request)
         runtime.routing.commit(decision)
-        ex.reason = reason = decision.route_reason  # a property: built once
+        ex.reason = reason = decision.route_reason + woke  # a property: built once
         if not decision.plan:
             excluded = "; ".join(f"{e.pool}: {e.reason}" for e in decision.exclusions)
             raise RouteError(
@@ -416,10 +434,11 @@ class ForwardingRoutes:
             plan,
             rewrite,
             headers,
-            decision.limits.timeout_ms / 1000.0,
+            timeout_s,
             reason,
             key.id if key is not None else model,  # the tenant of the waiting line
             style=route.style,
+            patient=bool(woke),
         )
         if runtime.admission is not None:
             runtime.metrics.queue_seconds.observe(outcome.queued_s)

@@ -39,6 +39,7 @@ from mpfn.functions.router.metrics import LiveState, RouterMetrics
 from mpfn.functions.router.modelstats import InferenceStats
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.usage import UsageCounter, write_usage
+from mpfn.functions.router.wake import Waker
 from mpfn.poolauth.present import PoolCredentials
 from mpfn.poolauth.resolver import SecretResolver
 from mpfn.routing import Decision, PoolStatsDocument, RoutingState, Strategy
@@ -105,6 +106,7 @@ class RouterRuntime:
             credentials=credentials or PoolCredentials(SecretResolver(ttl_s=settings.secret_ttl_s)),
             site=self.routing_config.home,
         )
+        self.waker = Waker(max_waiting=settings.max_waking) if settings.wake else None
         self.metrics = RouterMetrics()
         self.stats = InferenceStats(routing_clock)  # per model version, Triton's shape
         self.metrics.watch(
@@ -163,7 +165,15 @@ class RouterRuntime:
             cfg=self.routing_config,
             breaker_cfg=self.breaker_config,
             explain=explain,
+            asleep=self.asleep(),
         )
+
+    def asleep(self) -> frozenset[str]:
+        """Pools at zero replicas this router has not woken (none when waking is off:
+        such pools are then tried like any other)."""
+        if self.waker is None:
+            return frozenset()
+        return self.waker.asleep(self.snapshot.asleep)
 
     def _load(self) -> tuple[Snapshot, list[PoolStatsDocument]]:
         snapshot = self.loader.load()

@@ -63,6 +63,9 @@ class RouterSettings:
     limit per unit of its declared `capacity`; `max_limit`: the highest a limit may grow.
     `secret_ttl_s`: how long a resolved pool secret (token, CA, client certificate) is
     used before it is fetched again: a rotated secret is picked up within this time.
+    `wake`: when every pool that could serve a request is at zero replicas, ask one for a
+    replica and hold the request within its deadline (`functions.router.wake`);
+    `max_waking`: most requests held for waking pools at once (more get 503 at once).
     """
 
     refresh_ttl_s: float = 5.0
@@ -96,6 +99,8 @@ class RouterSettings:
     locality: bool = True
     cross_site_ms: float = 30.0
     cross_site_cost_per_1k: float = 0.0
+    wake: bool = True
+    max_waking: int = 256
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s",
@@ -106,6 +111,8 @@ class RouterSettings:
             raise ValueError("max_body_bytes must be > 0")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if self.max_waking < 0:
+            raise ValueError("max_waking must be >= 0")
         if self.max_attempts < 1 or self.breaker_failures < 1:
             raise ValueError("max_attempts and breaker_failures must be >= 1")
         if not 0.0 <= self.max_error_rate <= 1.0:

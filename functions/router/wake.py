@@ -3,8 +3,9 @@
 When every pool that could serve a request is asleep (a scalable pool whose recorded size
 is zero), the router asks one of them for a replica (through its scaler, with the narrow
 permission deployed for it) and holds the request until the pool accepts connections or
-the request's deadline comes. Concurrent requests for the same pool share one wake; at
-most `max_waiting` requests wait per router, the rest get 503 at once. A request whose
+the request's deadline comes. Concurrent requests for the same pool share one wake, and
+more held requests than a pool takes (`HELD_PER_CAPACITY` x its capacity) wake the next
+pool too; at most `max_waiting` requests wait per router, the rest get 503 at once. A request whose
 deadline passes first gets 503 with `Retry-After` (the expected rest of the wake) and a
 message saying the pool is waking; never a bare error. A woken pool counts as awake for
 this router until the registry records a newer size for it.
@@ -30,6 +31,7 @@ from mpfn.scaling import ScaleError, ScalerClients, scaler_for
 
 log = logging.getLogger("mpfn.router.wake")
 FIRST_GUESS_S = 10.0  # expected wake time before one was measured
+HELD_PER_CAPACITY = 2  # held requests per unit of capacity: a pool's first admission limit
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Waker:
         self._asked: dict[str, float] = {}  # pool -> when this router asked for a replica
         self._woke: dict[str, float] = {}  # pool -> when it answered after a wake
         self._took: dict[str, float] = {}  # pool -> seconds its last wake took
+        self._holding: dict[str, int] = {}  # pool -> requests held for its wake now
 
     def asleep(self, recorded: Mapping[str, float]) -> frozenset[str]:
         """Pools at zero (`recorded`: pool -> when it was set to zero) that this router
@@ -126,15 +129,24 @@ class Waker:
         if not task.cancelled() and task.exception() is not None:
             log.warning("waking pool %s failed: %s", pool_id, task.exception())
 
+    def _choose(self, pools: Sequence[Pool]) -> Pool:
+        """The first of `pools` with room for one more held request; a pool holds
+        `HELD_PER_CAPACITY` x its capacity before the next one is woken too."""
+        for pool in pools:
+            if self._holding.get(pool.id, 0) < HELD_PER_CAPACITY * max(pool.capacity, 1):
+                return pool
+        return min(pools, key=lambda p: self._holding.get(p.id, 0) / max(p.capacity, 1))
+
     async def wait(self, pools: Sequence[Pool], timeout_s: float) -> Woken:
-        """Wake the first of `pools` (the caller orders them) and wait for it, at most
-        `timeout_s`; RouteError 503 (with Retry-After when it is still waking)."""
-        pool = pools[0]
+        """Wake one of `pools` (the caller orders them, best first) and wait for it, at
+        most `timeout_s`; RouteError 503 (with Retry-After when it is still waking)."""
+        pool = self._choose(pools)
         if self.waiting >= self.max_waiting:
             raise self._waking(pool, f"{self.waiting} requests already wait for pools to wake")
         task = self._task(pool)
         began = time.perf_counter()
         self.waiting += 1
+        self._holding[pool.id] = self._holding.get(pool.id, 0) + 1
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=max(timeout_s, 0.0))
         except TimeoutError:
@@ -146,6 +158,7 @@ class Waker:
             ) from None  # fmt: skip
         finally:
             self.waiting -= 1
+            self._holding[pool.id] -= 1
         return Woken(pool.id, (time.perf_counter() - began) * 1000.0)
 
     def _waking(self, pool: Pool, why: str) -> RouteError:

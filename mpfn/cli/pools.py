@@ -1,4 +1,4 @@
-"""`mpfn pools add|list|rm`: where backends run.
+"""`mpfn pools add|list|rm|scale`: where backends run, and how many replicas they run.
 
 `add` warns (and still adds the pool) when the router could not reach it: a pool of a
 kind whose backend does not speak Open Inference Protocol v2 (`tfserving`, `torchserve`)
@@ -7,15 +7,27 @@ must be an adapter server in front of that backend (`--adapter-server`).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import httpx
 import typer
 from rich.table import Table
 
-from mpfn.cli.common import as_json, console, err_console, get_ctx, handle_errors, print_json
+from mpfn.cli.common import (
+    CliError,
+    as_json,
+    console,
+    err_console,
+    get_ctx,
+    handle_errors,
+    print_json,
+)
 from mpfn.documents import Pool
 from mpfn.registry import Registry
 from mpfn.routing.compat import missing_adapter_server
+
+if TYPE_CHECKING:
+    from mpfn.scaling import ScalerClients
 
 app = typer.Typer(
     help="Register the backend pools the router can send requests to.", no_args_is_help=True
@@ -144,3 +156,77 @@ def remove(ctx: typer.Context, pool_id: Annotated[str, typer.Argument(help="Pool
     """Remove a pool."""
     Registry(get_ctx(ctx).store).remove_pool(pool_id)
     console.print(f"removed pool {pool_id}")
+
+
+@app.command("scale")
+@handle_errors
+def scale(
+    ctx: typer.Context,
+    pool_id: Annotated[str, typer.Argument(help="Pool id", show_default=False)],
+    replicas: Annotated[int, typer.Option("--replicas", help="Replicas to run (0: none)")],
+    hold: Annotated[
+        str,
+        typer.Option(help="Keep this size from the warmer for this long (10m, 1h; 0: not)"),
+    ] = "10m",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Set a pool's replica count through its platform (ECS, Cloud Run, Kubernetes, or the
+    local pools of `mpfn up`); routers wake a pool at zero when a request needs it."""
+    import asyncio
+    import time
+
+    from mpfn.cost import parse_duration
+    from mpfn.scaling import ScaleError, record_size, scaler_for
+
+    c = get_ctx(ctx)
+    pool = Registry(c.store).pool(pool_id)
+    if pool.scaling is None:
+        raise CliError(
+            f"pool {pool_id} has no scaling settings: its size is fixed where it was deployed"
+        )
+    bounds = pool.scaling
+    if not 0 <= replicas <= bounds.max_replicas:
+        raise CliError(f"--replicas {replicas}: pool {pool_id} runs 0 to {bounds.max_replicas}")
+    try:
+        held_s = 0.0 if hold.strip() in ("0", "0s") else parse_duration(hold)
+    except ValueError as exc:
+        raise CliError(f"--hold: {exc}") from None
+
+    async def run() -> int:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            scaler = scaler_for(pool, scaler_clients(c.config.state, http))
+            before = await scaler.get()
+            await scaler.set(replicas)
+            return before
+
+    try:
+        before = asyncio.run(run())
+    except ScaleError as exc:
+        raise CliError(str(exc)) from None
+    now = time.time()
+    record_size(c.store, pool_id, replicas, now=now, reason="set by hand", by="cli",
+                hold_until=now + held_s if held_s else None, previous=before)  # fmt: skip
+    if json_out:
+        print_json({"pool": pool_id, "from": before, "replicas": replicas, "hold_s": held_s})
+        return
+    note = f"; the warmer leaves it for {hold}" if held_s else ""
+    console.print(f"pool {pool_id}: {before} -> {replicas} replicas{note}", highlight=False)
+    if replicas < bounds.min_replicas:
+        err_console.print(
+            f"note: below min_replicas {bounds.min_replicas}: the warmer raises it again "
+            + ("after the hold" if held_s else "at its next run"),
+            highlight=False,
+        )
+
+
+def scaler_clients(state: str, http: httpx.AsyncClient) -> ScalerClients:
+    """Scaler clients for the CLI: a local stack's control token is read from its state."""
+    from pathlib import Path
+
+    from mpfn.scaling import ScalerClients
+    from mpfn.upcontrol import read_token
+
+    clients = ScalerClients(http=http)
+    if state.startswith("file://") and clients.local_token is None:
+        clients.local_token = read_token(Path(state[len("file://") :]) / "tls")
+    return clients

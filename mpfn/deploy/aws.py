@@ -152,7 +152,7 @@ class AwsTarget(EcsPools):
             IamRole(
                 self.router_role,
                 trust=trust("lambda.amazonaws.com"),
-                policy=router_policy(scope, self.router, self.vpc),
+                policy=router_policy(scope, self.router, self.vpc, self.scaled_services()),
             ),
             LogGroup(f"/aws/lambda/{self.router}", retention_days=retention),
             ZipFunction(
@@ -177,7 +177,7 @@ class AwsTarget(EcsPools):
                 IamRole(
                     self.warmer_role,
                     trust=trust("lambda.amazonaws.com"),
-                    policy=warmer_policy(scope, self.warmer, self.vpc),
+                    policy=warmer_policy(scope, self.warmer, self.vpc, self.scaled_services()),
                 ),
                 IamRole(
                     self.scheduler_role,
@@ -205,6 +205,16 @@ class AwsTarget(EcsPools):
                 ),
             ]
         return resources + self.pool_resources(scope, self.state_url)
+
+    def scaled_services(self) -> list[str]:
+        """The ARNs of the ECS services of pools with max_replicas (sized by the warmer,
+        woken by the router)."""
+        cluster = self.config.prefix()
+        return [
+            f"arn:aws:ecs:{self.region}:{self.api.account}:service/{cluster}/{p.id}"
+            for p in self.config.pools
+            if p.max_replicas is not None
+        ]
 
     def placements(self) -> list[PoolPlacement]:
         """Where each pool of the config is reached (its Cloud Map name); no I/O."""

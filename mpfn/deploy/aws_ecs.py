@@ -199,6 +199,7 @@ class EcsPools:
                     task_digest=task.digest(),
                     desired_count=pool.replicas,
                     launch=launch_of(pool),
+                    scaled=pool.max_replicas is not None,
                     subnet_ids=self.vpc.subnet_ids,
                     security_group_ids=self.vpc.security_group_ids,
                     registry=names.host(pool),
@@ -358,11 +359,18 @@ class EcsPools:
             launch = str(found.get("launchType") or "EC2")
         network = (found.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
         vpc = Vpc.of(network.get("subnets") or [], network.get("securityGroups") or [])
+        pool_id = name.partition("/")[2]
+        config = next((p for p in self.config.pools if p.id == pool_id), None)
+        scaled = config is not None and config.max_replicas is not None
         return EcsService(
             name,
             task_definition=task.name,
             task_digest=task.digest(),
-            desired_count=int(found.get("desiredCount", 0)),
+            # a scaled pool's size is the warmer's and the routers': not a difference
+            desired_count=config.replicas
+            if scaled and config
+            else int(found.get("desiredCount", 0)),
+            scaled=scaled,
             launch=launch,
             subnet_ids=vpc.subnet_ids,
             security_group_ids=vpc.security_group_ids,
@@ -597,13 +605,10 @@ class EcsPools:
         service = change.desired
         assert isinstance(service, EcsService)
         cluster, _, pool = service.name.partition("/")
-        self.api.call(
-            "ecs",
-            "update_service",
-            cluster=cluster,
-            service=pool,
-            **self._service_settings(service),
-        )
+        settings = self._service_settings(service)
+        if service.scaled:
+            settings.pop("desiredCount")  # keep the size the warmer or a router set
+        self.api.call("ecs", "update_service", cluster=cluster, service=pool, **settings)
 
     def _delete_EcsService(self, change: Change) -> None:
         """Scale to 0, delete, and wait until it has drained (the cluster, the Cloud Map

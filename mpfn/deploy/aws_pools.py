@@ -169,8 +169,9 @@ class EcsService(Resource):
     immutable: ClassVar[frozenset[str]] = frozenset({"launch", "registry"})
     task_definition: str = ""  # the family
     task_digest: str = ""  # `TaskDefinition.digest()` of the revision it runs
-    desired_count: int = 1
+    desired_count: int = 1  # scaled pools: the first size only (then the warmer's)
     launch: str = "FARGATE"  # FARGATE, or EC2 (the cluster's GPU capacity provider)
+    scaled: bool = False  # the pool has max_replicas: its size is not deploy's to keep
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     registry: str = ""  # the Cloud Map service's DNS name
@@ -615,6 +616,13 @@ def user_data(cluster: str) -> str:
 
 
 def placements(config: DeployConfig, region: str) -> list[PoolPlacement]:
-    """Where each pool is reached: its Cloud Map name, known from the config alone."""
+    """Where each pool is reached (its Cloud Map name) and sized (its ECS service), known
+    from the config alone."""
     names = EcsNames(config.prefix())
-    return [PoolPlacement(p, "aws", region, names.endpoint(p)) for p in config.pools]
+    scaler: dict[str, str] = {"kind": "ecs", "region": region, "cluster": names.cluster}
+    if config.aws.endpoint_url:
+        scaler["api_url"] = config.aws.endpoint_url
+    return [
+        PoolPlacement(p, "aws", region, names.endpoint(p), scaler={**scaler, "service": p.id})
+        for p in config.pools
+    ]

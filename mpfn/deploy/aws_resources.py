@@ -17,7 +17,7 @@ on no narrower resource, are granted on `*`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -222,9 +222,19 @@ class Scope:
         ]
 
 
-def router_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
+def scale_statements(services: Sequence[str], sid: str) -> list[dict[str, Any]]:
+    """Read and set the size of exactly these ECS services (ARNs); none when empty."""
+    if not services:
+        return []
+    actions = ["ecs:DescribeServices", "ecs:UpdateService"]
+    return [{"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": sorted(services)}]
+
+
+def router_policy(
+    scope: Scope, function: str, vpc: Vpc | None = None, wakes: Sequence[str] = ()
+) -> str:
     """Read the state; write only per-minute usage counts; log to its own group; attach
-    to its VPC when it has one."""
+    to its VPC when it has one; wake the scaled pools' ECS services (`wakes`, ARNs)."""
     return canonical(
         {
             "Version": "2012-10-17",
@@ -244,14 +254,17 @@ def router_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
                 },
                 scope.logs_statement(function),
                 *scope.vpc_statements(vpc),
+                *scale_statements(wakes, "WakePools"),
             ],
         }
     )
 
 
-def warmer_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
+def warmer_policy(
+    scope: Scope, function: str, vpc: Vpc | None = None, sizes: Sequence[str] = ()
+) -> str:
     """Read and write plans, stats and forecasts under the prefix; log to its own group;
-    attach to its VPC when it has one."""
+    attach to its VPC when it has one; size the scaled pools' ECS services (`sizes`)."""
     return canonical(
         {
             "Version": "2012-10-17",
@@ -265,6 +278,7 @@ def warmer_policy(scope: Scope, function: str, vpc: Vpc | None = None) -> str:
                 },
                 scope.logs_statement(function),
                 *scope.vpc_statements(vpc),
+                *scale_statements(sizes, "SizePools"),
             ],
         }
     )

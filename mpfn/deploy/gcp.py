@@ -190,12 +190,17 @@ class GcpTarget:
         service exists (None before, e.g. on a dry run), with a Google ID token for it."""
         out = []
         for pool in self.config.pools:
-            found = self._observe_pool(gcp_pools.service_name(self.config, pool))
+            name = gcp_pools.service_name(self.config, pool)
+            found = self._observe_pool(name)
             uri = found.url if found is not None and found.url else None
             auth: dict[str, Any] = {"type": "google-id-token"}
             if uri:
                 auth["audience"] = uri
-            out.append(PoolPlacement(pool, "gcp", self.region, uri, auth=auth))
+            service = f"{self.settings.parent}/services/{name}"
+            scaler: dict[str, Any] = {"kind": "cloudrun", "service": service, "wake": False}
+            if self.config.gcp.endpoints.run:
+                scaler["api_url"] = self.config.gcp.endpoints.run
+            out.append(PoolPlacement(pool, "gcp", self.region, uri, auth=auth, scaler=scaler))
         return out
 
     def resource_keys(self) -> list[ResourceKey]:

@@ -165,6 +165,11 @@ class K8sTarget:
                     pool_endpoint(self.config, pool),
                     auth=auth,
                     tls=tls or None,
+                    scaler={
+                        "kind": "k8s",
+                        "namespace": self.config.k8s.namespace,
+                        "deployment": f"mpfn-pool-{pool.id}",
+                    },
                 )
             )
         return out

@@ -204,6 +204,46 @@ def cron_every(minutes: int) -> str:
     return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
 
 
+def scaled_pools(config: DeployConfig) -> list[str]:
+    """The Deployments of pools with max_replicas (the warmer sizes them)."""
+    return [f"mpfn-pool-{p.id}" for p in config.pools if p.max_replicas is not None]
+
+
+def router_wake_role(config: DeployConfig) -> list[Manifest]:
+    """With scaled pools: the router may read and patch their scale, theirs only (to wake
+    one from zero for a request), and gets its service account token for that."""
+    names = scaled_pools(config)
+    if not names:
+        return []
+    ns = config.k8s.namespace
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta("mpfn-router-wake", ns, "router"),
+            "rules": [
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments/scale"],
+                    "resourceNames": names,
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta("mpfn-router-wake", ns, "router"),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "mpfn-router-wake",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "mpfn-router", "namespace": ns}],
+        },
+    ]
+
+
 def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifest]:
     ns, name = config.k8s.namespace, "mpfn-router"
     selector = {"app.kubernetes.io/name": name}
@@ -238,7 +278,8 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
                     "metadata": {"labels": _labels("router", name)},
                     "spec": {
                         "serviceAccountName": name,
-                        "automountServiceAccountToken": False,
+                        # its token only where it may wake scaled pools
+                        "automountServiceAccountToken": bool(scaled_pools(config)),
                         "terminationGracePeriodSeconds": 30,
                         **_fs_group(key_volumes),
                         "containers": [container],
@@ -369,7 +410,8 @@ def pool_objects(
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns, "labels": labels},
             "spec": {
-                "replicas": pool.replicas,
+                # a scaled pool's size is the warmer's and the routers': apply leaves it
+                **({} if pool.max_replicas is not None else {"replicas": pool.replicas}),
                 "selector": {"matchLabels": selector},
                 "template": {"metadata": {"labels": labels}, "spec": pod},
             },
@@ -402,6 +444,7 @@ def access_objects(config: DeployConfig) -> list[Manifest]:
             "metadata": _meta("mpfn-router", ns, "router"),
             "automountServiceAccountToken": False,
         },
+        *router_wake_role(config),
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",

@@ -28,6 +28,8 @@ class PoolPlacement:
     auth: dict[str, Any] | None = None  # a `PoolAuth` as a mapping (references only)
     tls: dict[str, Any] | None = None  # a `PoolTLS` as a mapping (references only)
     options: dict[str, Any] = field(default_factory=dict)
+    # where its size is set (`PoolScaling` without bounds: those come from the config)
+    scaler: dict[str, Any] | None = None
 
 
 def pool_document(placement: PoolPlacement, site: str | None) -> Pool | None:
@@ -54,4 +56,10 @@ def pool_document(placement: PoolPlacement, site: str | None) -> Pool | None:
         doc["tls"] = placement.tls
     if placement.options:
         doc["options"] = placement.options
+    if pool.max_replicas is not None and placement.scaler is not None:
+        doc["scaling"] = {
+            **placement.scaler,
+            "min_replicas": pool.min_replicas,
+            "max_replicas": pool.max_replicas,
+        }
     return Pool.model_validate(doc)

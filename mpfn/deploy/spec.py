@@ -93,6 +93,16 @@ class PoolConfig(_Section):
         "torchserve: 8080)",
     )
     replicas: int = Field(default=1, ge=0, le=1000)
+    min_replicas: int = Field(
+        default=0, ge=0, le=1000, description="With max_replicas: the warmer's lower bound"
+    )
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Makes the pool scalable: the warmer sizes it in [min_replicas, this] and "
+        "routers wake it from zero; `replicas` is then only its first size",
+    )
     hardware: list[Hardware] = Field(default_factory=_cpu_only, min_length=1)
     cost_per_hour: float = Field(default=0.0, ge=0)
     capacity: int = Field(default=4, ge=1)
@@ -131,6 +141,17 @@ class PoolConfig(_Section):
             if port is not None:
                 return {**data, "backend_port": port}
         return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PoolConfig:
+        if self.max_replicas is not None and not (
+            self.min_replicas <= self.replicas <= self.max_replicas
+        ):
+            raise ValueError(
+                f"replicas {self.replicas} must lie in [min_replicas {self.min_replicas}, "
+                f"max_replicas {self.max_replicas}]"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sidecar_settings(self) -> PoolConfig:

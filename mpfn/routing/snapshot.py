@@ -146,8 +146,9 @@ def build_snapshot(
 
 
 def asleep_pools(pools: Iterable[Pool], sizes: Iterable[PoolSize]) -> dict[str, float]:
-    """Scalable pools whose recorded size is zero, with when it was set."""
-    scalable = {p.id for p in pools if p.scaling is not None}
+    """Scalable pools whose recorded size is zero, with when it was set. Cloud Run pools
+    never are: Cloud Run starts an instance for a request itself."""
+    scalable = {p.id for p in pools if p.scaling is not None and p.scaling.kind != "cloudrun"}
     return {s.pool: s.changed_at for s in sizes if s.replicas == 0 and s.pool in scalable}
 
 

@@ -33,6 +33,9 @@ class PoolSize(BaseModel):
     history: list[tuple[float, int]] = Field(
         default_factory=list, description="(epoch seconds, replicas) at every change"
     )
+    hold_until: float | None = Field(
+        default=None, description="A size set by hand: the warmer leaves it until then"
+    )
 
 
 def size_key(pool_id: str) -> str:
@@ -52,14 +55,22 @@ def record_size(
     reason: str,
     by: str,
     below_since: float | None = None,
+    hold_until: float | bool | None = False,
+    previous: int | None = None,
 ) -> PoolSize:
     """Note the pool's size (a change appends to the history; the same size only updates
-    the bookkeeping)."""
+    the bookkeeping). `hold_until`: a time to keep the size until, None to end a hold,
+    False (default) to keep the hold as it is. `previous`: the size read from the
+    platform just before, when it may differ from the last recorded one (a router woke
+    the pool meanwhile): a change from it is a change."""
 
     def mutate(old: PoolSize | None) -> PoolSize:
         history = list(old.history) if old else []
-        changed = old is None or old.replicas != replicas
+        was = previous if previous is not None else (old.replicas if old else None)
+        changed = old is None or was != replicas or old.replicas != replicas
         if changed:
+            if old is not None and was is not None and old.replicas != was:
+                history.append((now, was))  # what it was meanwhile (e.g. woken by a router)
             history.append((now, replicas))
         horizon = now - KEEP_DAYS * 86400
         while len(history) > 1 and history[1][0] <= horizon:
@@ -72,6 +83,7 @@ def record_size(
             by=by if changed or old is None else old.by,
             below_since=below_since,
             history=history,
+            hold_until=(old.hold_until if old else None) if hold_until is False else hold_until,
         )
 
     docs = Documents(store)

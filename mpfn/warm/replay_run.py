@@ -292,6 +292,8 @@ def run_replay(
         settings, notes = policy_settings(options.policy, base, options.speedup)
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
+    if not arrivals:
+        raise ReplayError(f"{options.trace.name}: no request at or after --start-at")
     bodies = {m: infer_body(latest[m]) for m in set(mapping.values())}
     headers = {"authorization": f"Bearer {options.api_key}"} if options.api_key else {}
 

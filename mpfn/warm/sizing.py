@@ -74,6 +74,11 @@ async def apply_sizes(
             past = read_size(store, pool.id)
         except StoreError:
             past = None
+        if past is not None and past.hold_until is not None and now < past.hold_until:
+            held = f"held by hand for {past.hold_until - now:.0f} s more"
+            out.append(SizeAction(pool=pool.id, current=current, replicas=current, need=need,
+                                  reason=held))  # fmt: skip
+            continue
         decision = decide_size(
             need,
             current,
@@ -118,7 +123,7 @@ async def _apply(
     try:
         record_size(
             store, pool.id, size, now=now, reason=action.reason, by="warmer",
-            below_since=below_since,
+            below_since=below_since, previous=action.current,
         )  # fmt: skip
     except StoreError as exc:
         return action.model_copy(update={"error": f"recording the size: {exc}"})

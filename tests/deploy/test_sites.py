@@ -77,13 +77,14 @@ def write_project(directory: Path, moto: Proc, fake_gcs: Proc, standin: Proc) ->
                     "aws": aws,
                     "images": {"worker": f"{ECR}/mpfn-worker:1"},
                     "pools": [{"id": "east-cpu", "replicas": 2, "cpu": "1", "memory": "2Gi",
-                               "cost_per_hour": 0.05, "capacity": 8}],
+                               "cost_per_hour": 0.05, "capacity": 8, "max_replicas": 3}],
                 },
                 "eu": {
                     "target": "gcp",
                     "images": {"worker": "europe-docker.pkg.dev/p/mpfn/worker:1"},
                     "pools": [{"id": "eu-l4", "hardware": ["nvidia"], "gpus": 1, "cpu": "4",
-                               "memory": "16Gi", "cost_per_hour": 0.8, "capacity": 4}],
+                               "memory": "16Gi", "cost_per_hour": 0.8, "capacity": 4,
+                               "max_replicas": 2}],
                     "gcp": {
                         "project": GCP_PROJECT,
                         "region": GCP_REGION,
@@ -189,6 +190,20 @@ def test_three_clouds_plan_apply_noop_and_destroy(
             "ecs", "describe_services", cluster=sites[0].prefix(), services=["east-cpu"]
         )
         assert [s["desiredCount"] for s in ecs["services"]] == [2]
+        # a scaled pool: sized through its ECS service, the router may wake it
+        assert east.scaling is not None and east.scaling.kind == "ecs"
+        assert (east.scaling.cluster, east.scaling.service) == (sites[0].prefix(), "east-cpu")
+        assert (east.scaling.min_replicas, east.scaling.max_replicas) == (0, 3)
+        role = AwsApi(settings_of(raw)).get_role_policy(f"{sites[0].prefix()}-router-role", "mpfn")
+        assert role is not None
+        wake = next(st for st in role["Statement"] if st.get("Sid") == "WakePools")
+        assert wake["Resource"] == [
+            f"arn:aws:ecs:{REGION}:123456789012:service/{sites[0].prefix()}/east-cpu"
+        ]
+        assert eu.scaling is not None and (eu.scaling.kind, eu.scaling.wake) == ("cloudrun", False)
+        AwsApi(settings_of(raw)).call(  # the warmer scaled it to zero meanwhile
+            "ecs", "update_service", cluster=sites[0].prefix(), service="east-cpu", desiredCount=0
+        )
         # every replica holds what the primary holds: models, pools, router entries
         for name in ("eu", "lab"):
             replica = open_store(
