@@ -419,12 +419,13 @@ class ForwardingRoutes:
 
         def rewrite(attempt: Attempt) -> tuple[str, bytes]:
             mv = attempt.model
+            if route.protocol == "openai":  # the pool knows the model by its served name
+                served = mv.labels.get("served_model", mv.name)
+                return path, (body if served == model else with_model(body, served))
             if mv.name == model:
                 if split and mv.version != ANY_VERSION:
                     return infer_path(model, mv.version), body
                 return path, body
-            if route.protocol == "openai":
-                return path, with_model(body, mv.name)
             other = snapshot.policy_for(mv.name)
             pinned = other is not None and bool(other.version_weights)
             return infer_path(mv.name, mv.version if pinned else None), body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from mpfn.demo import demo_model_version
@@ -136,3 +138,18 @@ async def test_openai_routes_go_to_openai_pools(
     r = await client.post("/v1/embeddings", json={"model": "llm", "input": "hi"})
     assert r.status_code == 200 and r.headers["x-mpfn-pool"] == "llm-pool"
     assert b.seen[-1]["path"] == "/v1/embeddings" and not a.seen
+
+
+async def test_openai_requests_name_the_model_as_its_server_knows_it(
+    store: LocalStore, client: httpx.AsyncClient, backends: tuple[Backend, Backend]
+) -> None:
+    _, b = backends
+    labels = {"served_model": "smollm2"}
+    seed(
+        store,
+        models=[ModelVersion(name="chat", version="1", format="openai", labels=labels)],
+        pools=[make_pool("llm-pool", b.url, adapter="openai")],
+    )
+    r = await client.post("/v1/embeddings", json={"model": "chat", "input": "hi"})
+    assert r.status_code == 200
+    assert json.loads(b.seen[-1]["body"]) == {"model": "smollm2", "input": "hi"}
