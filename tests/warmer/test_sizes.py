@@ -108,3 +108,69 @@ def test_a_pool_whose_size_cannot_be_read_is_reported(
     plan = run_once(warm_store, now=NOW, apply=False)
     [size] = plan.sizes
     assert size.status == "failed" and "pool unknown" in (size.error or "")
+
+
+def test_ecs_and_cloud_run_sizes_follow_the_plan(
+    warm_store: LocalStore,
+    catalog: Catalog,
+    workers: Workers,
+    moto_server: Proc,
+    gcp_standin: Proc,
+) -> None:
+    import boto3
+
+    cluster = "warm-sizes"
+    ecs = boto3.client("ecs", region_name="us-east-1", endpoint_url=moto_server.url,
+                       aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(
+        family=cluster, containerDefinitions=[{"name": "w", "image": "w:1", "memory": 512}]
+    )
+    ecs.create_service(cluster=cluster, serviceName="idle-ecs", taskDefinition=cluster,
+                       desiredCount=2)  # fmt: skip
+    parent = "projects/mpfn-test-project/locations/us-central1"
+    body = {"template": {"containers": [{"image": "w:1", "ports": [{"containerPort": 8000}]}]}}
+    httpx.post(f"{gcp_standin.url}/v2/{parent}/services?serviceId=idle-run", json=body)
+
+    add_models(warm_store, catalog, ["busy", "idle"])
+    write_usage(warm_store, "idle", hourly(NOW, 5 * 24, 30))
+    registry = Registry(warm_store)
+    ecs_scaling = {
+        "kind": "ecs",
+        "region": "us-east-1",
+        "cluster": cluster,
+        "service": "idle-ecs",
+        "api_url": moto_server.url,
+        "max_replicas": 3,
+    }
+    run_scaling = {"kind": "cloudrun", "service": f"{parent}/services/idle-run",
+                   "api_url": gcp_standin.url, "max_replicas": 2, "wake": False}  # fmt: skip
+    registry.put_pool(pool("idle-ecs", workers.dear.url, models=["busy"], scaling=ecs_scaling))
+    registry.put_pool(pool("idle-run", "http://run.invalid", models=["idle"], scaling=run_scaling))
+
+    async def go(now: float) -> Any:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            clients = ScalerClients(
+                http=http,
+                ecs=lambda region, url: boto3.client(
+                    "ecs", region_name=region, endpoint_url=url,
+                    aws_access_key_id="k", aws_secret_access_key="s",
+                ),
+                google_token=_token,
+            )  # fmt: skip
+            return await run_warmer(warm_store, now=now, scalers=clients)
+
+    first = asyncio.run(go(NOW))
+    sizes = {a.pool: (a.current, a.replicas, a.status) for a in first.sizes}
+    assert sizes == {"idle-ecs": (2, 2, "kept"), "idle-run": (0, 1, "done")}
+    served = httpx.get(f"{gcp_standin.url}/v2/{parent}/services/idle-run").json()
+    assert served["scaling"]["minInstanceCount"] == 1
+
+    later = asyncio.run(go(NOW + 301))
+    assert {a.pool: a.replicas for a in later.sizes}["idle-ecs"] == 0
+    found = ecs.describe_services(cluster=cluster, services=["idle-ecs"])["services"][0]
+    assert found["desiredCount"] == 0
+
+
+async def _token() -> str:
+    return "google-token"
