@@ -25,15 +25,15 @@ def run_forever(
     pinned: frozenset[str] = frozenset(),
     site: str | None = None,
 ) -> None:
-    """Run the warmer until `stop` is set. `keep_alive_s` (when given) and `pinned`
-    override `config/warmer.json`; pinned models are added to the ones it lists. With
+    """Run the warmer until `stop` is set. `keep_alive_s` (when given) applies unless
+    `config/warmer.json` sets its own; `pinned` models are added to the ones it lists. With
     `site`, only that site's pools are warmed."""
     while not stop.is_set():
         try:
             base = load_settings(registry.store)
             overrides: dict[str, object] = {"pinned": sorted(set(base.pinned) | pinned)}
-            if keep_alive_s is not None:
-                overrides["keep_alive_s"] = keep_alive_s
+            if keep_alive_s is not None and "keep_alive_s" not in base.model_fields_set:
+                overrides["keep_alive_s"] = keep_alive_s  # config/warmer.json's own wins
             settings = load_settings(registry.store, **overrides)
             plan = run_once(registry.store, settings=settings, site=site)
             summary = plan.summary()
