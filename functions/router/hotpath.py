@@ -44,7 +44,6 @@ from mpfn.functions.router.limits import check_elements
 from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.spans import annotate, request_span
 from mpfn.functions.router.usage import TokenTap
-from mpfn.protocol import ProtocolError, infer_to_predictions, predict_to_infer
 from mpfn.routing import NO_HINTS, Attempt, Decision, HintError, parse_hints
 from mpfn.routing.decide import ASLEEP, RouteRequest
 from mpfn.routing.serving import Protocol, infer_path, valid_name
@@ -221,6 +220,9 @@ class PredictAnswer:
         raw: list[tuple[bytes, bytes]] = start["headers"]
         length = next((v for k, v in raw if k == b"inference-header-content-length"), None)
         status = 200
+        from mpfn.protocol.errors import ProtocolError  # numpy: this route only
+        from mpfn.protocol.kserve_v1 import infer_to_predictions
+
         try:
             out = infer_to_predictions(body, length)
         except ProtocolError as exc:
@@ -244,6 +246,11 @@ def predict_body(
             f"KServe v1 predict needs a model with exactly one input; {model!r} has "
             f"{len(doc.inputs)}: use /v2/models/{model}/infer",
         )
+    try:  # numpy: this route only
+        from mpfn.protocol.errors import ProtocolError
+        from mpfn.protocol.kserve_v1 import predict_to_infer
+    except ImportError:  # a router package without numpy (the Lambda zip)
+        raise RouteError(501, "KServe v1 predict is not served here: use the v2 route") from None
     try:
         return predict_to_infer(body, doc.inputs[0])
     except ProtocolError as exc:

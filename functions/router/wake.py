@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-
 from mpfn.documents import Pool
 from mpfn.routing.errors import RouteError
 from mpfn.scaling import ScaleError, ScalerClients, scaler_for
@@ -56,6 +54,16 @@ async def accepts_connections(pool: Pool, timeout_s: float = 1.0) -> bool:
     return True
 
 
+def default_clients() -> ScalerClients:
+    """The scalers' clients: the SDKs' credentials; an HTTP client where httpx is installed
+    (a Lambda router package has none: it wakes ECS pools through boto3)."""
+    try:
+        import httpx
+    except ImportError:
+        return ScalerClients(http=None)
+    return ScalerClients(http=httpx.AsyncClient(timeout=30.0))
+
+
 class Waker:
     """Wakes pools for this router; `asleep` says which pools to treat as asleep."""
 
@@ -72,7 +80,7 @@ class Waker:
         self.max_waiting = max_waiting
         self.give_up_s = give_up_s
         self.poll_s = poll_s
-        self._clients = clients or (lambda: ScalerClients(http=httpx.AsyncClient(timeout=30.0)))
+        self._clients = clients or default_clients
         self._ready = ready
         self.clock = clock
         self.waiting = 0
@@ -112,8 +120,9 @@ class Waker:
             self._woke[pool.id] = now
             self._took[pool.id] = now - started
         finally:
-            with contextlib.suppress(Exception):
-                await clients.http.aclose()
+            if clients.http is not None:
+                with contextlib.suppress(Exception):
+                    await clients.http.aclose()
 
     def _task(self, pool: Pool) -> asyncio.Task[None]:
         task = self._tasks.get(pool.id)

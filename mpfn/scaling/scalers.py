@@ -20,11 +20,12 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mpfn.documents import Pool, PoolScaling
+
+if TYPE_CHECKING:  # not imported at run time: a router package without httpx wakes ECS
+    import httpx
 
 K8S_API = "https://kubernetes.default.svc"
 K8S_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -70,11 +71,17 @@ def _k8s_token() -> str:
 class ScalerClients:
     """What scalers call through; every field can be replaced (tests, other clouds)."""
 
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient | None  # for Cloud Run, Kubernetes and local pools
     ecs: Callable[[str, str | None], Any] = _ecs_client
     google_token: Callable[[], Awaitable[str]] = _google_token
     k8s_token: Callable[[], str] = _k8s_token
     local_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV))
+
+
+def _http(clients: ScalerClients, pool: str) -> httpx.AsyncClient:
+    if clients.http is None:
+        raise ScaleError(f"pool {pool}: no HTTP client to reach its scaling API (httpx)")
+    return clients.http
 
 
 def _fail(pool: str, what: str, exc: BaseException) -> ScaleError:
@@ -123,7 +130,7 @@ class CloudRunScaler:
         return {"Authorization": f"Bearer {await self.clients.google_token()}"}
 
     async def _service(self) -> dict[str, Any]:
-        answer = await self.clients.http.get(self.url, headers=await self._headers())
+        answer = await _http(self.clients, self.pool).get(self.url, headers=await self._headers())
         answer.raise_for_status()
         body: dict[str, Any] = answer.json()
         return body
@@ -139,7 +146,7 @@ class CloudRunScaler:
         try:
             service = await self._service()
             service["scaling"] = {**(service.get("scaling") or {}), "minInstanceCount": replicas}
-            answer = await self.clients.http.patch(
+            answer = await _http(self.clients, self.pool).patch(
                 self.url, json=service, headers=await self._headers()
             )
             answer.raise_for_status()
@@ -160,7 +167,7 @@ class K8sScaler:
 
     async def get(self) -> int:
         try:
-            answer = await self.clients.http.get(self.url, headers=self._headers())
+            answer = await _http(self.clients, self.pool).get(self.url, headers=self._headers())
             answer.raise_for_status()
             return int((answer.json().get("spec") or {}).get("replicas") or 0)
         except Exception as exc:
@@ -168,7 +175,7 @@ class K8sScaler:
 
     async def set(self, replicas: int) -> None:
         try:
-            answer = await self.clients.http.patch(
+            answer = await _http(self.clients, self.pool).patch(
                 self.url,
                 json={"spec": {"replicas": replicas}},
                 headers={**self._headers(), "Content-Type": "application/merge-patch+json"},
@@ -193,7 +200,7 @@ class LocalScaler:
 
     async def get(self) -> int:
         try:
-            answer = await self.clients.http.get(self.url, headers=self._headers())
+            answer = await _http(self.clients, self.pool).get(self.url, headers=self._headers())
             answer.raise_for_status()
             return int(answer.json()["replicas"])
         except Exception as exc:
@@ -201,7 +208,7 @@ class LocalScaler:
 
     async def set(self, replicas: int) -> None:
         try:
-            answer = await self.clients.http.post(
+            answer = await _http(self.clients, self.pool).post(
                 f"{self.url}/scale", json={"replicas": replicas}, headers=self._headers()
             )
             answer.raise_for_status()
