@@ -87,6 +87,38 @@ class ArtifactRef(_Doc):
     filename: str
 
 
+class Batching(_Doc):
+    """Adaptive batching of one model in mpfn's ONNX Runtime worker.
+
+    Fields left unset take the worker's defaults (`--max-batch-size`,
+    `--max-queue-delay-us`); `max_batch_size` 0 or 1 turns batching off for this model.
+    """
+
+    max_batch_size: int | None = Field(
+        default=None, ge=0, le=4096, description="Rows run at once; 0/1 = off"
+    )
+    max_queue_delay_us: int | None = Field(
+        default=None, ge=0, le=1_000_000, description="Longest a request waits for batch-mates"
+    )
+    preferred_batch_sizes: list[int] = Field(
+        default_factory=list, description="Sizes sent as soon as they are reached"
+    )
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        if any(size < 1 for size in sizes):
+            raise ValueError("preferred batch sizes must be at least 1")
+        return sorted(set(sizes))
+
+    @model_validator(mode="after")
+    def _within_max(self) -> Batching:
+        top = self.max_batch_size
+        if top is not None and top > 1 and any(s > top for s in self.preferred_batch_sizes):
+            raise ValueError("preferred batch sizes cannot exceed max_batch_size")
+        return self
+
+
 class ModelVersion(_Doc):
     """One version of a model: what it is, where its artifact is, what it needs."""
 
@@ -100,6 +132,8 @@ class ModelVersion(_Doc):
     memory_mb: float = Field(default=0.0, ge=0)
     load_time_ms: float | None = Field(default=None, ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
+    # Left out of the serialized document when unset, so readers without it still parse it.
+    batching: Batching | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @property
     def key(self) -> str:

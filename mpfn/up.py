@@ -88,6 +88,7 @@ class UpPlan:
     site: str | None = None  # the one site this stack is (its router's site, its pools')
     primary: str | None = None  # with `site`: the primary state writes go to
     control_port: int = 0  # the control endpoint (the local pools' scaler); 0: none
+    grpc_port: int = 0  # the (first) router's gRPC port; 0: REST only
 
     @property
     def control_url(self) -> str:
@@ -346,16 +347,17 @@ def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -
     routers: list[tuple[str | None, int, Path]] = [(plan.site, plan.router_port, plan.state_dir)]
     if plan.sites:
         routers = [(s.name, s.router_port, s.state_dir) for s in plan.sites]
-    for site, port, state in routers:
+    for index, (site, port, state) in enumerate(routers):
         env: tuple[tuple[str, str], ...] = (("MPFN_STATE", state_of(state)),)
         if site is not None:
             env += (("MPFN_ROUTER_SITE", site),)
+        grpc = ("--grpc-port", str(plan.grpc_port)) if plan.grpc_port and index == 0 else ()
         out.append(
             Component(
                 f"router-{site}" if site else "router",
                 "router",
                 "mpfn.functions.router",
-                ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+                ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *grpc),
                 f"http://127.0.0.1:{port}/v2/health/ready",
                 env,
             )
@@ -757,6 +759,8 @@ def start_stack(
             name = router.name.replace("-", " ", 1)
             running = supervised(name, functools.partial(launch, router), fatal=True)
             _wait_ready(router.ready_url, running, name)
+            if plan.grpc_port and router is routers[0]:
+                echo(f"router-grpc: 127.0.0.1:{plan.grpc_port}")
         if token is not None:
             stack.control = ControlServer(plan.control_port, token, (stack.size, stack.scale))
         warm_log = plan.state_dir / "logs" / "warm-loop.log"

@@ -1,4 +1,5 @@
-"""`python -m mpfn.adapters.ort_worker`: run the worker on uvicorn (uvloop + httptools)."""
+"""`python -m mpfn.adapters.ort_worker`: run the worker on uvicorn (uvloop + httptools), and
+its gRPC service on grpc.aio in the same event loop with `--grpc-port`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -39,9 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     except (NoProvider, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    asgi: Any = app
+    if config.grpc_port:  # the gRPC service starts and stops with the app's lifespan
+        from mpfn.adapters.ort_worker.grpc_server import WithGrpc, server_credentials
+
+        tls = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+        asgi = WithGrpc(app, config.host, config.grpc_port, tls)
     server = _Server(
         uvicorn.Config(
-            app,
+            asgi,
             host=config.host,
             port=config.port,
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",

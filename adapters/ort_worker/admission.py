@@ -31,12 +31,24 @@ class Admission:
     def queued(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in line if needed; raises QueueFull when the line is full."""
+    @property
+    def free(self) -> int:
+        """Slots a newcomer could take now (0 while anyone waits in line)."""
+        return 0 if self._waiters else max(0, self.max_concurrency - self.running)
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody waits; never waits."""
         if self.running < self.max_concurrency and not self._waiters:
             self.running += 1
+            return True
+        return False
+
+    async def acquire(self, bounded: bool = True) -> None:
+        """Take a slot, waiting in line if needed; raises QueueFull when the line is full
+        (unless not `bounded`: a batch whose requests were admitted already)."""
+        if self.try_acquire():
             return
-        if len(self._waiters) >= self.max_queue:
+        if bounded and len(self._waiters) >= self.max_queue:
             raise QueueFull
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

@@ -20,10 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
+import numpy.typing as npt
 import orjson
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
+from mpfn.adapters.ort_worker.batcher import Inference, Ran
 from mpfn.adapters.ort_worker.errors import (
     ClientDisconnected,
     ModelNotFound,
@@ -49,9 +51,12 @@ from mpfn.adapters.ort_worker.http import (
 from mpfn.adapters.ort_worker.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.repository import ModelRepository
+from mpfn.adapters.ort_worker.session import LoadedModel
 from mpfn.protocol import (
+    InferRequest,
     OutputTensor,
     ProtocolError,
+    RequestedOutput,
     encode_infer_response,
     parse_infer_request,
     select_outputs,
@@ -116,6 +121,7 @@ class WorkerApp:
         self.metrics: WorkerMetrics = repository.metrics
         self.admission = Admission(max_concurrency, max_queue)
         self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
+        self.inference = Inference(self.admission, self.executor, self.metrics, faults)
         self.max_body_bytes = max_body_bytes
         self.preload = list(preload)
         self.ready = False
@@ -123,8 +129,8 @@ class WorkerApp:
             {"name": SERVER_NAME, "version": _version(), "extensions": EXTENSIONS}
         )
         self.metrics.bind_gauges(
-            inflight=lambda: self.admission.running,
-            queued=lambda: self.admission.queued,
+            inflight=lambda: self.inference.inflight,
+            queued=lambda: self.inference.queued,
             loaded=lambda: len(self.repository.loaded),
             memory_mb=self.repository.memory_used_mb,
         )
@@ -139,8 +145,8 @@ class WorkerApp:
 
     def load_headers(self) -> list[tuple[bytes, bytes]]:
         return [
-            (b"x-mpfn-inflight", str(self.admission.running).encode()),
-            (b"x-mpfn-queued", str(self.admission.queued).encode()),
+            (b"x-mpfn-inflight", str(self.inference.inflight).encode()),
+            (b"x-mpfn-queued", str(self.inference.queued).encode()),
         ]
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -228,34 +234,21 @@ class WorkerApp:
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
     ) -> None:
         started = time.perf_counter()
-        resident = self.repository.loaded_for(name, version)
-        label = "" if resident is None else name  # never a label for unknown names
+        label = "" if self.repository.loaded_for(name, version) is None else name
         extra = self.load_headers
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
             request = parse_infer_request(body, header(scope, b"inference-header-content-length"))
-            if resident is not None:
-                model, cold = self.repository.pin(resident), False
-            else:
-                model, cold = await self.repository.acquire(name, version)
-            label = name
-            try:
-                feed = validate_inputs(request, model.inputs)
-                wanted = select_outputs(request, model.output_names)
-                if self.faults.fail_now():
-                    raise WorkerError("injected failure (--inject-error-rate)", 503)
-                async with self.admission.slot():
-                    if self.faults.delay_s:
-                        await asyncio.sleep(self.faults.delay_s)
-                    arrays = await asyncio.get_running_loop().run_in_executor(
-                        self.executor, model.run, [o.name for o in wanted], feed
-                    )
-            finally:
-                model.inflight -= 1
+            model, cold = await self.model_for(name, version)
+            label = name  # never a label for unknown names
+            wanted, ran = await self.run_request(model, request)
             payload, header_length = encode_infer_response(
                 name,
                 model.doc.version,
-                [OutputTensor(o.name, a, o.binary) for o, a in zip(wanted, arrays, strict=True)],
+                [
+                    OutputTensor(o.name, a, o.binary)
+                    for o, a in zip(wanted, ran.arrays, strict=True)
+                ],
                 request_id=request.id,
             )
         except ClientDisconnected:
@@ -267,6 +260,7 @@ class WorkerApp:
             await respond(send, status, error_body(message), JSON, [*extra(), *more])
             return
         headers = extra()
+        headers.append((b"x-mpfn-batch-size", str(ran.batch_size).encode()))
         if cold:
             headers.append((b"x-mpfn-load-ms", f"{model.load_ms:.1f}".encode()))
         if header_length is None:
@@ -276,6 +270,36 @@ class WorkerApp:
             headers.append((b"inference-header-content-length", str(header_length).encode()))
         self.metrics.observe_request(label, 200, time.perf_counter() - started)
         await respond(send, 200, payload, content_type, headers)
+
+    async def model_for(self, name: str, version: str | None) -> tuple[LoadedModel, bool]:
+        """The model serving (name, version), pinned for one `infer` (which unpins it),
+        loaded first when it is not resident: (model, whether this call loaded it)."""
+        resident = self.repository.loaded_for(name, version)
+        if resident is not None:
+            return self.repository.pin(resident), False
+        return await self.repository.acquire(name, version)
+
+    async def infer(
+        self, model: LoadedModel, request: InferRequest
+    ) -> tuple[list[RequestedOutput], list[npt.NDArray[Any]]]:
+        """The inference entry point of every protocol (REST, gRPC): check `request`
+        against the pinned `model` and run it within the admission limit; unpins `model`.
+        Returns the outputs to send and their arrays."""
+        wanted, ran = await self.run_request(model, request)
+        return wanted, ran.arrays
+
+    async def run_request(
+        self, model: LoadedModel, request: InferRequest
+    ) -> tuple[list[RequestedOutput], Ran]:
+        """`infer`, also saying how many rows ran together (`Ran.batch_size`): validated
+        first, then alone or batched with other requests (`batcher.Inference`)."""
+        try:
+            feed = validate_inputs(request, model.inputs)
+            wanted = select_outputs(request, model.output_names)
+            ran = await self.inference.run(model, feed, [o.name for o in wanted])
+        finally:
+            model.inflight -= 1
+        return wanted, ran
 
     async def _model_ready(self, send: Send, name: str, version: str | None) -> None:
         if self.repository.loaded_for(name, version) is not None:

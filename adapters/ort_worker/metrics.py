@@ -1,15 +1,33 @@
 """Prometheus metrics of one worker: the pool-protocol series (`mpfn.adapters.poolmetrics`)
-plus the worker's own (evictions, model memory), on a registry of its own."""
+plus the worker's own (evictions, model memory, batch sizes and queue delay), on a registry
+of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from mpfn.adapters.poolmetrics import CONTENT_TYPE, PoolMetrics
 
 __all__ = ["CONTENT_TYPE", "WorkerMetrics"]
+
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+QUEUE_DELAY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
 
 
 class WorkerMetrics(PoolMetrics):
@@ -26,6 +44,20 @@ class WorkerMetrics(PoolMetrics):
         self.memory_mb = Gauge(
             "mpfn_worker_model_memory_mb",
             "Memory reserved by loaded models (MB)",
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "mpfn_worker_batch_size",
+            "Rows per onnxruntime run of batched models",
+            ["model"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_queue_seconds = Histogram(
+            "mpfn_worker_batch_queue_seconds",
+            "Time a request of a batched model waited before its batch was sent",
+            ["model"],
+            buckets=QUEUE_DELAY_BUCKETS,
             registry=self.registry,
         )
 

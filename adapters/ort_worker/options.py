@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpfn.adapters.ort_worker.app import Faults, WorkerApp
+from mpfn.adapters.ort_worker.batching import BatchDefaults
 from mpfn.adapters.ort_worker.guard import (
     ADMIN_TOKEN_ENV,
     AccessGuard,
@@ -32,6 +33,12 @@ from mpfn.store import open_store
 
 _MIB = 1024 * 1024
 STATE_ENV = "MPFN_STATE"
+#: Environment defaults of the batching flags (the flag wins).
+BATCH_ENV = {
+    "max_batch_size": "MPFN_WORKER_MAX_BATCH_SIZE",
+    "max_queue_delay_us": "MPFN_WORKER_MAX_QUEUE_DELAY_US",
+    "batch_latency_target_ms": "MPFN_WORKER_BATCH_LATENCY_TARGET_MS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class WorkerConfig:
     state: str
     host: str = "127.0.0.1"
     port: int = 8081
+    grpc_port: int = 0  # 0: no gRPC service
     cache_dir: Path = Path("~/.cache/mpfn/artifacts")
     memory_mb: float = 0.0
     providers: tuple[str, ...] = DEFAULT_PREFERENCE
@@ -49,6 +57,10 @@ class WorkerConfig:
     intra_op_threads: int = 0
     insecure: bool = False
     log_level: str = "warning"
+    # Batching of models whose document does not say (`batching.BatchDefaults`); 0/1 = off.
+    max_batch_size: int = 0
+    max_queue_delay_us: int = 2000
+    batch_latency_target_ms: float = 50.0
     # Test and benchmark aids only (see `WorkerApp`): slow down or fail inferences on purpose.
     inject_delay_ms: float = 0.0
     inject_error_rate: float = 0.0
@@ -97,7 +109,7 @@ def parse_args(
     parser = argparse.ArgumentParser(
         prog="python -m mpfn.adapters.ort_worker",
         description="Serve ONNX models from an mpfn state store over the Open Inference "
-        "Protocol v2 (REST).",
+        "Protocol v2 (REST, and gRPC with --grpc-port).",
     )
     parser.add_argument(
         "--state",
@@ -106,6 +118,13 @@ def parse_args(
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=0,
+        help="also serve the v2 gRPC API (inference.GRPCInferenceService) on this port, "
+        "on --host (0 = off)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="local artifact cache")
     parser.add_argument(
         "--memory-mb", type=float, default=0.0, help="model memory budget in MB (0 = unlimited)"
@@ -136,6 +155,30 @@ def parse_args(
         f"'Authorization: Bearer <token>'; default: ${ADMIN_TOKEN_ENV}, else no token",
     )
     add_tls_arguments(parser)
+    batching = parser.add_argument_group(
+        "batching",
+        "defaults for models whose document has no `batching` section (see docs/worker.md)",
+    )
+    batching.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help=f"rows run at once (0/1 = off, the default); ${BATCH_ENV['max_batch_size']}",
+    )
+    batching.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=None,
+        help="longest a request waits for batch-mates (default 2000); "
+        f"${BATCH_ENV['max_queue_delay_us']}",
+    )
+    batching.add_argument(
+        "--batch-latency-target-ms",
+        type=float,
+        default=None,
+        help="latency target of models whose routing policy sets no latency_slo_ms "
+        f"(default 50); ${BATCH_ENV['batch_latency_target_ms']}",
+    )
     debug = parser.add_argument_group(
         "test and benchmark aids", "deliberately degrade this worker; never use in production"
     )
@@ -151,6 +194,8 @@ def parse_args(
     debug.add_argument("--inject-seed", type=int, default=None, help="seed of the error draws")
     args = parser.parse_args(argv)
     check_tls_arguments(parser, args)
+    if not 0 <= args.grpc_port <= 65535:
+        parser.error("--grpc-port must be a port number (0 = off)")
     if args.max_queue < 0:
         parser.error("--max-queue must be 0 or more")
     if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
@@ -165,10 +210,23 @@ def parse_args(
             admin_token = read_token_file(args.admin_token_file)
         except ValueError as exc:
             parser.error(str(exc))
+    tuning: dict[str, float] = {}
+    for name, variable in BATCH_ENV.items():
+        value = getattr(args, name)
+        if value is None and env.get(variable, "").strip():
+            try:
+                value = float(env[variable])
+            except ValueError:
+                parser.error(f"{variable} must be a number")
+        if value is not None:
+            if value < 0 or (name == "batch_latency_target_ms" and value == 0):
+                parser.error(f"--{name.replace('_', '-')} must be positive")
+            tuning[name] = value
     return WorkerConfig(
         state=state,
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         cache_dir=(args.cache_dir or default_cache_dir()).expanduser(),
         memory_mb=args.memory_mb,
         providers=args.providers,
@@ -182,6 +240,9 @@ def parse_args(
         inject_delay_ms=args.inject_delay_ms,
         inject_error_rate=args.inject_error_rate,
         inject_seed=args.inject_seed,
+        max_batch_size=int(tuning.get("max_batch_size", 0)),
+        max_queue_delay_us=int(tuning.get("max_queue_delay_us", 2000)),
+        batch_latency_target_ms=tuning.get("batch_latency_target_ms", 50.0),
         admin_token=admin_token,
         token_file=args.token_file,
         tls_cert=args.tls_cert,
@@ -200,6 +261,9 @@ def build_app(config: WorkerConfig) -> WorkerApp:
             providers=config.providers,
             intra_op_threads=config.intra_op_threads,
             insecure=config.insecure,
+            batching=BatchDefaults(
+                config.max_batch_size, config.max_queue_delay_us, config.batch_latency_target_ms
+            ),
         ),
         WorkerMetrics(),
     )

@@ -12,12 +12,18 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
+from mpfn.adapters.ort_worker.batching import (
+    BatchDefaults,
+    probe_problem,
+    resolve_limits,
+    signature_problem,
+)
 from mpfn.adapters.ort_worker.errors import ModelNotFound, ModelUnavailable, WorkerError
 from mpfn.adapters.ort_worker.lru import (
     Resident,
@@ -29,7 +35,7 @@ from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import choose_providers
 from mpfn.adapters.ort_worker.session import LoadedModel, open_session
 from mpfn.artifacts import ArtifactError, fetch_cached
-from mpfn.documents import NAME_PATTERN, ModelVersion, model_key
+from mpfn.documents import NAME_PATTERN, ModelVersion, Policy, model_key, policy_key
 from mpfn.state import Documents, InvalidDocument
 from mpfn.store import KeyNotFound, Store, StoreError
 
@@ -46,6 +52,7 @@ class RepositoryConfig:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0
     insecure: bool = False
+    batching: BatchDefaults = field(default_factory=BatchDefaults)
 
 
 class ModelRepository:
@@ -174,12 +181,43 @@ class ModelRepository:
             del self._reserved[key]
         load_ms = (time.perf_counter() - started) * 1000
         model = LoadedModel.create(doc, session, memory_mb, load_ms)
+        await self._configure_batching(model)
         self._make_room(key, memory_mb)  # other loads may have finished meanwhile
         self._add(model)
         self.metrics.loads.labels(name, "ok").inc()
         self.metrics.load_seconds.observe(load_ms / 1000)
         log.info("loaded %s in %.1f ms on %s", key, load_ms, ",".join(model.providers))
         return model
+
+    async def _configure_batching(self, model: LoadedModel) -> None:
+        """Turn batching on for `model` when its document or the worker asks for it and
+        its signature and the bit-identity probe allow it."""
+        doc, defaults = model.doc, self.config.batching
+        if not resolve_limits(doc.batching, defaults, None).enabled:
+            return
+        limits = resolve_limits(doc.batching, defaults, await self._latency_slo_ms(doc.name))
+        session = model.session
+        problem = signature_problem(session.get_inputs(), session.get_outputs())
+        if problem is None:
+            problem = await asyncio.to_thread(probe_problem, session)
+        if problem is not None:
+            model.batch_note = problem
+            log.warning("%s is not batched: %s", model.key, problem)
+            return
+        model.batch_limits = limits
+
+    async def _latency_slo_ms(self, name: str) -> float | None:
+        """`latency_slo_ms` of the routing policy of `name`, else of `default`, if set."""
+        for policy in (name, "default"):
+            try:
+                doc = await asyncio.to_thread(self.documents.get, policy_key(policy), Policy)
+            except KeyNotFound:
+                continue
+            except Exception as exc:  # a policy is a hint here: never fail a load over it
+                log.warning("cannot read policy %s: %s", policy, exc)
+                return None
+            return doc.latency_slo_ms  # the model's own policy wins, as in the router
+        return None
 
     def _open(self, doc: ModelVersion) -> ort.InferenceSession:
         assert doc.artifact is not None

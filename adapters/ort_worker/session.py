@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from mpfn.adapters.ort_worker.batching import OFF
+from mpfn.adapters.ort_worker.batchpolicy import BatchLimits
 from mpfn.documents import Datatype, ModelVersion, TensorSpec
 
 #: onnxruntime element types -> v2 datatypes.
@@ -72,6 +74,11 @@ class LoadedModel:
     last_used: int = 0
     inflight: int = 0
     output_names: list[str] = field(default_factory=list)
+    # Batching (`batching.py`): the limits in force (OFF: never batched), why it is off
+    # when the model asked for it, and the model's queue once a request used it.
+    batch_limits: BatchLimits = OFF
+    batch_note: str = ""
+    batch_queue: object | None = None
 
     def __post_init__(self) -> None:
         self.output_names = [spec.name for spec in self.outputs]

@@ -1,6 +1,7 @@
 """`python -m mpfn.functions.router`: the router on uvicorn (uvloop + httptools), the
 container entry point. Listens on `--port`, else `$PORT` (Cloud Run sets it), else 8080;
-the state comes from `MPFN_STATE`, tunables from `MPFN_ROUTER_*`."""
+the state comes from `MPFN_STATE`, tunables from `MPFN_ROUTER_*`. With `--grpc-port`
+(or `MPFN_ROUTER_GRPC_PORT`) it also serves the v2 gRPC API on that port, on `--host`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+GRPC_PORT_ENV = "MPFN_ROUTER_GRPC_PORT"
+
 
 def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mpfn.functions.router")
@@ -17,6 +20,13 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
     parser.add_argument("--port", type=int, default=int(env.get("PORT") or 8080))
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=int(env.get(GRPC_PORT_ENV) or 0),
+        help=f"also serve the v2 gRPC API on this port, on --host (0 = off); "
+        f"default: ${GRPC_PORT_ENV}, else 0",
+    )
     return parser.parse_args(argv)
 
 
@@ -24,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     args = parse_args(argv, os.environ)
+    if args.grpc_port:  # read by RouterSettings in the app (each worker process)
+        os.environ[GRPC_PORT_ENV] = str(args.grpc_port)
+        os.environ.setdefault("MPFN_ROUTER_GRPC_HOST", args.host)
     uvicorn.run(
         "mpfn.functions.router.app:app",
         host=args.host,

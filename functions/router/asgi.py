@@ -36,8 +36,10 @@ def create_app(
     `settings` default to `RouterSettings.from_env()`; `session_factory` builds the
     aiohttp session used for every backend call (one per app, created on first use);
     `clock` paces refreshes and flushes, `routing_clock` breakers and latency ages.
-    Tracing is on when an OTLP endpoint is configured (`MPFN_OTLP_ENDPOINT` or
-    `OTEL_EXPORTER_OTLP_ENDPOINT`); see `mpfn.telemetry.tracing`.
+    With `settings.grpc_port`, the v2 gRPC API is served beside it (started with the
+    lifespan: `mpfn.functions.router.grpc_server`). Tracing is on when an OTLP endpoint
+    is configured (`MPFN_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`); see
+    `mpfn.telemetry.tracing`.
     """
     if store is None:
         from mpfn.config import load_config
@@ -54,4 +56,9 @@ def create_app(
         routing_clock=routing_clock,
         tracer=tracer,
     )
-    return RouterApp(runtime, create_api(runtime))
+    app = RouterApp(runtime, create_api(runtime))
+    if runtime.settings.grpc_port:
+        from mpfn.functions.router.grpc_server import RouterGrpc
+
+        runtime.services.append(RouterGrpc(app))
+    return app

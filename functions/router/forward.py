@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +179,14 @@ class Busy:
 
 
 QueueWait = Callable[[float, float], float]  # (expected ms, seconds left) -> longest wait
+# One attempt, called like `Forwarder._attempt` (and reporting to the routing state like it).
+AttemptCall = Callable[..., Awaitable["int | str | Busy"]]
+# Another way to reach some pools, for the requests of one context: the gRPC front door
+# (`mpfn.functions.router.grpc_server`) forwards over gRPC to pools that speak it. None for
+# an attempt (or no value): the attempt is an HTTP POST.
+ATTEMPT_VIA: ContextVar[Callable[[Attempt], AttemptCall | None] | None] = ContextVar(
+    "mpfn_attempt_via", default=None
+)
 RETRY_AFTER = (b"retry-after", b"1")
 # A pool answering these refused the router's own credentials (a caller's never reach a
 # pool): a failure of that pool, so the request goes on to the next one.
@@ -260,6 +269,7 @@ class Forwarder:
         busy: list[str] = []
         state, clock = self.state, self.clock
         call = self._attempt if self.tracer is None else self._traced_attempt
+        via = ATTEMPT_VIA.get()
         for index, attempt in enumerate(plan):
             pool = attempt.pool
             pool_id = pool.id
@@ -290,9 +300,10 @@ class Forwarder:
             outcome: AttemptOutcome | None = None
             answered: int | str | Busy | None = None
             try:
-                answered = await call(send, attempt, path, body, headers, timeout,
-                                               started, failed, reason, reported,
-                                               wait_s, failures, left)  # fmt: skip
+                through = call if via is None else via(attempt) or call
+                answered = await through(send, attempt, path, body, headers, timeout,
+                                         started, failed, reason, reported,
+                                         wait_s, failures, left)  # fmt: skip
             except (aiohttp.ClientError, TimeoutError, CredentialError) as exc:
                 # Connection and TLS errors, timeouts, credentials that could not be had, a
                 # buffered read that broke off: nothing reached the client yet, so the

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Protocol, cast
 
 from opentelemetry.trace import Tracer
 
@@ -52,6 +52,14 @@ from mpfn.telemetry.tracing import flush_tracing, shutdown_tracing
 from mpfn.usage import writer_id
 
 log = logging.getLogger("mpfn.router")
+
+
+class Service(Protocol):
+    """A server beside the ASGI app, started after the first snapshot."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class RouterRuntime:
@@ -142,6 +150,8 @@ class RouterRuntime:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._usage_write: asyncio.Future[int] | None = None
+        # Servers started and stopped with the runtime (the gRPC front door)
+        self.services: list[Service] = []
 
     def _limit_of(self, pool_id: str) -> float | None:
         """The admission limit of a pool (None: admission off or pool not used yet)."""
@@ -313,9 +323,14 @@ class RouterRuntime:
             asyncio.create_task(self._every(self.settings.usage_flush_s, self.flush)),
         ]
         self.background = True
+        for service in self.services:
+            await service.start()
 
     async def stop(self) -> None:
-        """Stop the loops, flush the last counts and close the backend session."""
+        """Stop the services and the loops, flush the last counts and close the backend
+        session."""
+        for service in reversed(self.services):
+            await service.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

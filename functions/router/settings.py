@@ -63,6 +63,9 @@ class RouterSettings:
     limit per unit of its declared `capacity`; `max_limit`: the highest a limit may grow.
     `secret_ttl_s`: how long a resolved pool secret (token, CA, client certificate) is
     used before it is fetched again: a rotated secret is picked up within this time.
+    `grpc_port`: also serve the v2 gRPC API (`inference.GRPCInferenceService`) on this
+    port, on `grpc_host` (`functions.router.grpc_server`; 0: off). Only where the router
+    runs as a server with a lifespan (uvicorn: Cloud Run, Kubernetes, `mpfn up`).
     `wake`: when every pool that could serve a request is at zero replicas, ask one for a
     replica and hold the request within its deadline (`functions.router.wake`);
     `max_waking`: most requests held for waking pools at once (more get 503 at once).
@@ -101,6 +104,8 @@ class RouterSettings:
     cross_site_cost_per_1k: float = 0.0
     wake: bool = True
     max_waking: int = 256
+    grpc_port: int = 0
+    grpc_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s",
@@ -111,6 +116,8 @@ class RouterSettings:
             raise ValueError("max_body_bytes must be > 0")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
+        if not 0 <= self.grpc_port <= 65535:
+            raise ValueError("grpc_port must be a port number (0 = off)")
         if self.max_waking < 0:
             raise ValueError("max_waking must be >= 0")
         if self.max_attempts < 1 or self.breaker_failures < 1:

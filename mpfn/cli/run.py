@@ -7,6 +7,7 @@ import re
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -79,6 +80,13 @@ def up(
             "replicated), the state directory is this site's replica"
         ),
     ] = None,
+    grpc_port: Annotated[
+        int,
+        typer.Option(
+            "--grpc-port",
+            help="the router also serves the v2 gRPC API on this port (0: REST only)",
+        ),
+    ] = 0,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop.
 
@@ -99,6 +107,10 @@ def up(
     plan = make_plan(
         state_dir, port, secure=secure, sites=parse_sites(sites), site=site, primary=primary
     )
+    if grpc_port:
+        if runtime != "processes":
+            raise CliError("--grpc-port needs --runtime processes")
+        plan = replace(plan, grpc_port=grpc_port)
     echo = lambda s: console.print(s, highlight=False)  # noqa: E731
     launcher = None
     if runtime not in ("processes", "containers"):

@@ -129,7 +129,8 @@ def _datatype(kind: str, name: str, datatype: str) -> str:
     if datatype not in DATATYPES:
         raise ProtocolError(
             400,
-            f"{kind} '{name}': unknown datatype {datatype!r} (one of {', '.join(sorted(DATATYPES))})",
+            f"{kind} '{name}': unknown datatype {datatype!r} "
+            f"(one of {', '.join(sorted(DATATYPES))})",
         )
     return datatype
 
@@ -153,9 +154,7 @@ def typed_tensor(
     """An array of `shape` from typed `contents` (the field matching `datatype`)."""
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
-        raise ProtocolError(
-            400, f"{kind} '{name}': {datatype} data must be sent as raw contents"
-        )
+        raise ProtocolError(400, f"{kind} '{name}': {datatype} data must be sent as raw contents")
     values = getattr(contents, field)
     count = element_count(shape)
     if len(values) != count:

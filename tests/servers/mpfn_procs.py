@@ -186,3 +186,56 @@ def start_tls_worker(
         return start(argv, port=ports[0], log_dir=root / "logs", name=name)
 
     return start_on_free_ports(1, launch)
+
+
+def start_grpc_worker(
+    state: Store | str, log_dir: Path, name: str = "ort-worker-grpc", *extra: str
+) -> tuple[Proc, int]:
+    """An ORT worker serving the demo model over REST and gRPC (`--grpc-port`); returns the
+    process and its gRPC port (both ports taken free together, retried on a conflict)."""
+
+    def launch(ports: list[int]) -> tuple[Proc, int]:
+        argv = worker_argv(state, log_dir / f"cache-{name}-{ports[0]}", ports[0],
+                           "--preload", "demo", "--grpc-port", str(ports[1]), *extra)  # fmt: skip
+        proc = start(
+            argv,
+            port=ports[0],
+            log_dir=log_dir,
+            name=name,
+            ready_url=f"http://127.0.0.1:{ports[0]}/v2/models/demo/ready",
+        )
+        return proc, ports[1]
+
+    return start_on_free_ports(2, launch)
+
+
+def start_grpc_router(
+    state: Store | str,
+    log_dir: Path,
+    name: str = "router-grpc",
+    *,
+    settings: Mapping[str, str] | None = None,
+) -> tuple[Proc, int]:
+    """A router serving REST and gRPC (`python -m mpfn.functions.router --grpc-port`);
+    returns the process and its gRPC port."""
+
+    def launch(ports: list[int]) -> tuple[Proc, int]:
+        argv = [PYTHON, "-m", "mpfn.functions.router", "--host", "127.0.0.1",
+                "--port", str(ports[0]), "--grpc-port", str(ports[1])]  # fmt: skip
+        variables = {
+            "MPFN_STATE": _state_url(state),
+            "MPFN_ROUTER_REFRESH_TTL_S": "0.2",
+            "MPFN_ROUTER_USAGE_FLUSH_S": "0.2",
+            **{f"MPFN_ROUTER_{key.upper()}": value for key, value in (settings or {}).items()},
+        }
+        proc = start(
+            argv,
+            port=ports[0],
+            log_dir=log_dir,
+            name=name,
+            env=variables,
+            ready_url=f"http://127.0.0.1:{ports[0]}/v2/health/ready",
+        )
+        return proc, ports[1]
+
+    return start_on_free_ports(2, launch)

