@@ -203,8 +203,10 @@ def desired(
         memory=memory,
         gpus=pool.gpus,
         accelerator=accelerator,
-        min_instances=pool.replicas,
-        max_instances=max(pool.replicas, 1),
+        # scaled: the revision allows up to max_replicas; the warmer sets the service's
+        # minimum instances (mpfn.scaling), which deploy leaves alone
+        min_instances=0 if pool.max_replicas is not None else pool.replicas,
+        max_instances=pool.max_replicas or max(pool.replicas, 1),
         service_account=service_account,
         vpc=vpc,
         invokers=invokers,
