@@ -69,7 +69,7 @@ def test_a_part_failing_at_start_quotes_its_log_in_one_line(tmp_path: Path) -> N
 
 
 def test_worker_ports_are_checked_too(tmp_path: Path) -> None:
-    plan = make_plan(tmp_path, 8080, pick_port=iter([9001, 9002]).__next__)
+    plan = make_plan(tmp_path, 8080, pick_port=iter([9001, 9002, 9003]).__next__)  # + control
     try:
         check_ports(plan, in_use=lambda port: port == 9002)
     except UpError as exc:
