@@ -1,9 +1,13 @@
-"""Router overhead: client->worker vs client->router->worker latency, and throughput.
+"""Router overhead: client->worker vs client->proxy->worker vs client->router->worker.
 
-Starts one ORT worker and one router (uvicorn) on loopback over a throw-away local store
-holding the demo model, then sends the same JSON v2 infer request directly and through
-the router, interleaved on keep-alive connections (the order rotates every request), and
-prints p50/p99 of each path and what the router adds. Then it measures requests/s at
+Starts one ORT worker, a bare forwarding proxy and one router (both on uvicorn) on
+loopback over a throw-away local store holding the demo model, then sends the same JSON
+v2 infer request directly, through the proxy and through the router, interleaved on
+keep-alive connections (the order rotates every request), and prints p50/p99 of each
+path, what each adds to the direct path and the router's added cost as a multiple of the
+proxy's. The bare proxy (`BareProxy`) is the floor for any Python ASGI hop: one pooled
+aiohttp session like the router's, the body read and forwarded, the answer relayed with
+its headers; no routing, limits, metrics or usage. Then it measures requests/s at
 saturation with a few concurrent clients, one path after the other. The whole
 measurement is repeated `--rounds` times and the medians over rounds are reported, since
 a shared machine is noisy.
@@ -21,7 +25,7 @@ podman container on the host network, measured in the same rounds: container vs 
     python benchmarks/router_overhead.py [--requests 2000] [--rounds 5] [--concurrency 8]
         [--baseline-src /tmp/mpfn-before [--baseline-factory mpfn.router:create_app]]
         [--baseline-env MPFN_ROUTER_ADMISSION=off] [--router-image localhost/mpfn-router:TAG]
-        [--tls]
+        [--tls] [--http auto|httptools|h11] [--no-proxy]
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -181,6 +186,63 @@ def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
             yield url
 
 
+# Hop-by-hop response headers and those the proxy sets itself (as the router does).
+HOP_HEADERS = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
+)
+FORWARDED = frozenset({b"content-type", b"content-encoding", b"inference-header-content-length"})
+
+
+class BareProxy:
+    """A bare ASGI forwarding proxy to `upstream`: the request body read and sent with
+    one pooled aiohttp session, the answer's status, headers and body relayed."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if self.session is not None:
+                        await self.session.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        if self.session is None:  # the router's session settings
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+            )
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in scope["headers"] if k in FORWARDED}  # fmt: skip
+        async with self.session.request(
+            scope["method"], self.upstream + scope["path"], data=b"".join(chunks),
+            headers=headers, allow_redirects=False,
+        ) as resp:  # fmt: skip
+            payload = await resp.read()
+            out = [(k.lower(), v) for k, v in resp.raw_headers if k.lower() not in HOP_HEADERS]
+            out.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": resp.status, "headers": out})
+            await send({"type": "http.response.body", "body": payload})
+
+
+def bare_proxy() -> BareProxy:
+    """The `uvicorn --factory` entry point: the proxy to `$BARE_PROXY_UPSTREAM`."""
+    return BareProxy(os.environ["BARE_PROXY_UPSTREAM"])
+
+
 def infer_once(conn: http.client.HTTPConnection) -> float:
     start = time.perf_counter()
     conn.request("POST", PATH, body=BODY, headers={"Content-Type": "application/json"})
@@ -228,11 +290,11 @@ async def saturate(url: str, total: int, concurrency: int) -> float:
         return total / (time.perf_counter() - start)
 
 
-def router_argv(port: int, factory: str | None = None) -> list[str]:
+def router_argv(port: int, factory: str | None = None, http: str = "auto") -> list[str]:
     app = ["--factory", factory] if factory else ["mpfn.functions.router.app:app"]
     return [
         sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log", "--log-level", "warning",
+        "--no-access-log", "--log-level", "warning", "--http", http,
     ]  # fmt: skip
 
 
@@ -256,6 +318,13 @@ def main() -> int:
         help="the baseline's app factory (before the router moved: mpfn.router:create_app)",
     )
     parser.add_argument("--router-image", help="also run the router from this image")
+    parser.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="uvicorn's HTTP parser for the proxy and the routers (auto: httptools if installed)",
+    )
+    parser.add_argument("--no-proxy", action="store_true", help="leave out the bare proxy")
     parser.add_argument(
         "--tls",
         action="store_true",
@@ -282,8 +351,17 @@ def main() -> int:
         ready = "/v2/models/demo/ready"
         env = {"MPFN_STATE": store.url}
         urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
+        if not args.no_proxy:
+            pport = free_port()
+            penv = {"BARE_PROXY_UPSTREAM": f"http://127.0.0.1:{wport}"}
+            urls["bare proxy"] = stack.enter_context(
+                server(router_argv(pport, "router_overhead:bare_proxy", args.http), pport,
+                       ready, penv, Path(__file__).resolve().parent)
+            )  # fmt: skip
         rport = free_port()
-        urls["through router"] = stack.enter_context(server(router_argv(rport), rport, ready, env))
+        urls["through router"] = stack.enter_context(
+            server(router_argv(rport, http=args.http), rport, ready, env)
+        )
         if args.baseline_src is not None or args.baseline_env:
             bport = free_port()
             benv = dict(env, **dict(item.split("=", 1) for item in args.baseline_env))
@@ -291,7 +369,11 @@ def main() -> int:
                 benv["PYTHONPATH"] = str(args.baseline_src.resolve())
             urls["baseline router"] = stack.enter_context(
                 server(
-                    router_argv(bport, args.baseline_factory), bport, ready, benv, args.baseline_src
+                    router_argv(bport, args.baseline_factory, args.http),
+                    bport,
+                    ready,
+                    benv,
+                    args.baseline_src,
                 )
             )
         if args.tls:
@@ -317,17 +399,40 @@ def main() -> int:
             print(f"round {r + 1}: " + ", ".join(
                 f"{n} p50 {p50s[n][-1]:.3f} ms / {rps[n][-1]:,.0f} req/s" for n in names
             ), flush=True)  # fmt: skip
-        med = {name: (float(np.median(p50s[name])), float(np.median(p99s[name])),
-                      float(np.median(rps[name]))) for name in names}  # fmt: skip
-        print(f"\nJSON v2 infer, demo model: median of {args.rounds} rounds of "
-              f"{args.requests} interleaved requests per path; saturation with "
-              f"{args.concurrency} clients x {args.saturation_requests} requests")  # fmt: skip
-        print(f"  {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'adds p50':>9}")
-        base = med["direct to worker"][0]
-        for name in names:
-            p50, p99, throughput = med[name]
-            print(f"  {name:<18} {p50:8.3f} {p99:8.3f} {throughput:8,.0f} {p50 - base:9.3f}")
+        report(names, p50s, p99s, rps, args)
     return 0
+
+
+def report(
+    names: list[str],
+    p50s: dict[str, list[float]],
+    p99s: dict[str, list[float]],
+    rps: dict[str, list[float]],
+    args: argparse.Namespace,
+) -> None:
+    """Medians over rounds; what each path adds to the direct one (median over rounds of
+    the same round's difference), and that as a multiple of what the bare proxy adds."""
+    direct = "direct to worker"
+
+    def added(values: dict[str, list[float]], name: str) -> float:
+        return float(np.median(np.subtract(values[name], values[direct])))
+
+    print(f"\nJSON v2 infer, demo model: median of {args.rounds} rounds of "
+          f"{args.requests} interleaved requests per path; saturation with "
+          f"{args.concurrency} clients x {args.saturation_requests} requests")  # fmt: skip
+    print(f"  {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'adds p50':>9} "
+          f"{'adds p99':>9} {'x proxy p50':>12} {'x proxy p99':>12}")  # fmt: skip
+    proxy = "bare proxy" if "bare proxy" in names else None
+    for name in names:
+        p50, p99 = float(np.median(p50s[name])), float(np.median(p99s[name]))
+        line = f"  {name:<18} {p50:8.3f} {p99:8.3f} {float(np.median(rps[name])):8,.0f}"
+        if name != direct:
+            add50, add99 = added(p50s, name), added(p99s, name)
+            line += f" {add50:9.3f} {add99:9.3f}"
+            if proxy is not None and name != proxy:
+                base50, base99 = added(p50s, proxy), added(p99s, proxy)
+                line += f" {add50 / base50:11.2f}x {add99 / base99:11.2f}x"
+        print(line)
 
 
 if __name__ == "__main__":

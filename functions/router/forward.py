@@ -123,7 +123,7 @@ def relay_headers(
     raw: Iterable[tuple[bytes, bytes]], pool_id: str, reason: str
 ) -> list[tuple[bytes, bytes]]:
     """The backend's response headers a client gets, plus who answered and why."""
-    out = [(k.lower(), v) for k, v in raw if k.lower() not in DROP_RESPONSE_HEADERS]
+    out = [(name, v) for k, v in raw if (name := k.lower()) not in DROP_RESPONSE_HEADERS]
     out.append((POOL_HEADER, pool_id.encode()))
     out.append((REASON_HEADER, reason.encode("ascii", "replace")))
     return out
@@ -257,13 +257,18 @@ class Forwarder:
         granted: Pool | None = None
         first = plan[0].pool if plan else None  # the pool the route reason explains
         if admission is not None and plan:
-            wait_s = timeout_s if patient else self.queue_wait(plan[0].expected_ms, timeout_s)
             begun = loop.time()
-            granted = await admission.acquire([a.pool for a in plan], tenant, wait_s)
+            head = plan[0].pool
+            if admission.try_take(head):  # what `acquire` does first, without a coroutine
+                granted = head
+            else:
+                wait_s = timeout_s if patient else self.queue_wait(plan[0].expected_ms, timeout_s)
+                granted = await admission.acquire([a.pool for a in plan], tenant, wait_s)
             queued_s = loop.time() - begun
             if granted is None:
                 return await self._shed(send, reason, [], queued_s, style=style)
-            plan = _granted_first(plan, granted)
+            if granted is not head:
+                plan = _granted_first(plan, granted)
         failures: list[str] = []
         failed: list[str] = []
         busy: list[str] = []
@@ -413,28 +418,30 @@ class Forwarder:
                 url, data=body, headers=headers, allow_redirects=False, timeout=timeout, **tls
             )
         try:
-            if resp.status in REFUSED:
-                await resp.read()
-                error = f"HTTP {resp.status}: the pool refused the router's credentials"
-                state.finished(
-                    pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
-                )
-                reported.append(None)
-                return error
-            if classify(resp.status, resp.headers) == "busy":
-                await resp.read()
-                state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
-                reported.append(None)
-                return Busy(f"busy (HTTP {resp.status})")
-            if is_failure(resp.status):
-                text = (await resp.read())[:200].decode("utf-8", "replace")
-                error = f"HTTP {resp.status} {text}".strip()
-                state.finished(
-                    pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
-                )
-                reported.append(None)
-                return error
-            why = with_attempts(reason, failed, causes, left)
+            status = resp.status
+            if not 200 <= status < 300:  # a 2xx is neither refused, busy nor failed
+                if status in REFUSED:
+                    await resp.read()
+                    error = f"HTTP {status}: the pool refused the router's credentials"
+                    state.finished(
+                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
+                    )
+                    reported.append(None)
+                    return error
+                if classify(status, resp.headers) == "busy":
+                    await resp.read()
+                    state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
+                    reported.append(None)
+                    return Busy(f"busy (HTTP {status})")
+                if is_failure(status):
+                    text = (await resp.read())[:200].decode("utf-8", "replace")
+                    error = f"HTTP {status} {text}".strip()
+                    state.finished(
+                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
+                    )
+                    reported.append(None)
+                    return error
+            why = with_attempts(reason, failed, causes, left) if failed or left else reason
             if streams(resp.content_type, resp.content_length):
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))
@@ -444,7 +451,7 @@ class Forwarder:
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))
                 await self._relay_buffered(send, resp, pool_id, why, payload)
-            return resp.status
+            return status
         finally:
             resp.release()
 

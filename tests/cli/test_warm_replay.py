@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers.mpfn_procs import start_up
+from tests.servers.mpfn_procs import start_command, start_up
 from tests.simulator.shared_traces import trace
 
 MPFN = [sys.executable, "-m", "mpfn"]
@@ -69,10 +69,10 @@ def test_replay_drives_a_running_stack(tmp_path: Path) -> None:
         assert not (state / "config" / "warmer.json").exists()  # none before, none after
 
         # Ctrl-C: a partial report, and the settings the replay wrote are gone again
-        slow = subprocess.Popen(
+        slow = start_command(
             mpfn("warm", "replay", "--trace", str(azure), "--speedup", "1",
                  "--max-seconds", "60", "--policy", "none", "--json"),
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            tmp_path, env,
         )  # fmt: skip
         try:
             settings = state / "config" / "warmer.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from mpfn.artifacts.models import push_model
@@ -239,3 +239,16 @@ def start_grpc_router(
         return proc, ports[1]
 
     return start_on_free_ports(2, launch)
+
+
+def start_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """A long-running `mpfn` command as a user starts it (to interrupt it, as Ctrl-C
+    does): its output on pipes."""
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
