@@ -244,6 +244,26 @@ def router_wake_role(config: DeployConfig) -> list[Manifest]:
     ]
 
 
+def grpc_ports(config: DeployConfig) -> list[Manifest]:
+    """The router container's gRPC port, when it serves the v2 gRPC API."""
+    port = config.router.grpc_port
+    return [{"name": "grpc", "containerPort": port}] if port else []
+
+
+def grpc_service_ports(config: DeployConfig) -> list[Manifest]:
+    port = config.router.grpc_port
+    return (
+        [{"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "grpc"}]
+        if port
+        else []
+    )
+
+
+def grpc_env(config: DeployConfig) -> dict[str, str]:
+    port = config.router.grpc_port
+    return {"MPFN_ROUTER_GRPC_PORT": str(port), "MPFN_ROUTER_GRPC_HOST": "0.0.0.0"} if port else {}
+
+
 def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifest]:
     ns, name = config.k8s.namespace, "mpfn-router"
     selector = {"app.kubernetes.io/name": name}
@@ -254,8 +274,10 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
         "image": image,
         "command": ROUTER_COMMAND,
         "args": ["--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
-        "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
-        "env": _env(config, state, {**config.router.env, "PORT": str(ROUTER_PORT)}),
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT}, *grpc_ports(config)],
+        "env": _env(
+            config, state, {**config.router.env, "PORT": str(ROUTER_PORT), **grpc_env(config)}
+        ),
         "envFrom": _env_from(config),
         "readinessProbe": _http_probe("/v2/health/ready"),
         "livenessProbe": _http_probe("/v2/health/live"),
@@ -295,7 +317,10 @@ def router_objects(config: DeployConfig, state: str, image: str) -> list[Manifes
             "spec": {
                 "type": config.k8s.service_type,
                 "selector": selector,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http"},
+                    *grpc_service_ports(config),
+                ],
             },
         },
         {

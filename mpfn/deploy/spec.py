@@ -47,6 +47,13 @@ class RouterConfig(_Section):
     min_instances: int = Field(default=1, ge=0, le=1000)
     max_instances: int = Field(default=10, ge=1, le=1000)
     env: dict[str, str] = Field(default_factory=dict)
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="k8s: also serve the v2 gRPC API on this container port (Service port "
+        "`grpc`); Lambda Function URLs cannot serve gRPC",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> RouterConfig:

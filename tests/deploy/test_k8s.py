@@ -272,3 +272,31 @@ def test_each_kind_of_pool_runs_what_serves_its_port(tmp_path: Path) -> None:
     )
     plain = "--hardware cpu --cost-per-hour 0 --capacity 4\n"
     assert f"--adapter triton {plain}" in notes + "\n" and f"--adapter ort {plain}" in notes + "\n"
+
+
+def test_grpc_port_and_scaled_pools_in_the_manifests(tmp_path: Path) -> None:
+    k8s_project(
+        tmp_path,
+        router={"image": "registry.example/mpfn-router:1", "grpc_port": 9001},
+        pools=[{"id": "cpu-a", "image": "registry.example/ort:1", "max_replicas": 4}],
+    )
+    deploy(target_for(tmp_path), lambda _line: None)
+    files = manifests(tmp_path / "deploy/k8s")
+    for name, manifest in files.items():
+        if name != "kustomization.yaml":
+            for doc in manifest if isinstance(manifest, list) else [manifest]:
+                kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    docs = [d for m in files.values() for d in (m if isinstance(m, list) else [m])]
+    by = {
+        (d.get("kind"), d.get("metadata", {}).get("name")): d for d in docs if isinstance(d, dict)
+    }
+    router = by[("Deployment", "mpfn-router")]["spec"]["template"]["spec"]
+    assert {"name": "grpc", "containerPort": 9001} in router["containers"][0]["ports"]
+    assert router["automountServiceAccountToken"] is True  # it may wake the scaled pool
+    service = by[("Service", "mpfn-router")]["spec"]["ports"]
+    assert {"name": "grpc", "port": 9001, "targetPort": "grpc", "appProtocol": "grpc"} in service
+    pool = by[("Deployment", "mpfn-pool-cpu-a")]["spec"]
+    assert "replicas" not in pool  # the warmer's and the routers' to set
+    wake = by[("Role", "mpfn-router-wake")]["rules"]
+    assert wake == [{"apiGroups": ["apps"], "resources": ["deployments/scale"],
+                     "resourceNames": ["mpfn-pool-cpu-a"], "verbs": ["get", "patch"]}]  # fmt: skip
