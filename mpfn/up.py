@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -220,30 +220,17 @@ def make_plan(
     site: str | None = None,
     primary: str | None = None,
 ) -> UpPlan:
-    """The stack `mpfn up` starts (see `_parts`), with its control endpoint's port."""
-    plan = _parts(state_dir, port, pick_port, secure, sites, site, primary)
-    return replace(plan, control_port=pick_port())
-
-
-def _parts(
-    state_dir: Path,
-    port: int,
-    pick_port: Callable[[], int] = free_port,
-    secure: bool = False,
-    sites: tuple[str, ...] = (),
-    site: str | None = None,
-    primary: str | None = None,
-) -> UpPlan:
     """Two pools standing for two clouds with different prices, plus the router port; with
     `sites`, a router, a replica and two pools per site (the first router on `port`);
     with `site`, one site of a larger deployment (pools `<site>-1`, `<site>-2`) whose
-    state directory is a replica of `primary`."""
+    state directory is a replica of `primary`. The control endpoint's port is picked last."""
     if site is not None:
         pools = tuple(
             PoolSpec(f"{site}-{n}", "local", site, cost, pick_port(), site=site)
             for n, cost in ((1, 1.20), (2, 0.90))
         )
-        return UpPlan(state_dir, port or pick_port(), pools, secure, site=site, primary=primary)
+        return UpPlan(state_dir, port or pick_port(), pools, secure, site=site, primary=primary,
+                      control_port=pick_port())  # fmt: skip
     if not sites:
         return UpPlan(
             state_dir=state_dir,
@@ -253,6 +240,7 @@ def _parts(
                 PoolSpec("gcp-us-central1", "gcp", "us-central1", 0.90, pick_port()),
             ),
             secure=secure,
+            control_port=pick_port(),
         )
     specs = tuple(
         SiteSpec(name, (port if i == 0 and port else pick_port()), replica_dir(state_dir, name))
@@ -263,7 +251,7 @@ def _parts(
         for name in sites
         for n, cost in ((1, 1.20), (2, 0.90))
     )
-    return UpPlan(state_dir, specs[0].router_port, pools, secure, specs)
+    return UpPlan(state_dir, specs[0].router_port, pools, secure, specs, control_port=pick_port())
 
 
 def ensure_demo_model(store: Store) -> str:
