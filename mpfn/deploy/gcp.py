@@ -471,24 +471,27 @@ class GcpTarget:
             ),
         )
 
+    def _put_service(self, change: Change, name: str, body: Any) -> Any:
+        """Create the Cloud Run service `name` from `body`, or replace it (an update);
+        the finished operation's result (the service)."""
+        if change.action is Action.CREATE:
+            return self.api.call(
+                f"create service {name}",
+                lambda: self.api.services.create_service(
+                    parent=self.settings.parent, service=body, service_id=name
+                ).result(timeout=600),
+            )
+        body.name = self._service_name("services", name)
+        return self.api.call(
+            f"update service {name}",
+            lambda: self.api.services.update_service(service=body).result(timeout=600),
+        )
+
     def _create_RunService(self, change: Change) -> dict[str, str]:
         svc = change.desired
         assert isinstance(svc, RunService)
-        body = self._service(svc)
         full = self._service_name("services", svc.name)
-        if change.action is Action.CREATE:
-            done = self.api.call(
-                f"create service {svc.name}",
-                lambda: self.api.services.create_service(
-                    parent=self.settings.parent, service=body, service_id=svc.name
-                ).result(timeout=600),
-            )
-        else:
-            body.name = full
-            done = self.api.call(
-                f"update service {svc.name}",
-                lambda: self.api.services.update_service(service=body).result(timeout=600),
-            )
+        done = self._put_service(change, svc.name, self._service(svc))
         self._set_invokers(self.api.services, full, ["allUsers"] if svc.public else [])
         return {"router_url": str(done.uri)}
 
@@ -504,21 +507,9 @@ class GcpTarget:
     def _create_RunPoolService(self, change: Change) -> None:
         svc = change.desired
         assert isinstance(svc, RunPoolService)
-        body = gcp_pools.service_message(svc, gcp_vpc.message(svc.vpc))
         full = self._service_name("services", svc.name)
-        if change.action is Action.CREATE:
-            self.api.call(
-                f"create service {svc.name}",
-                lambda: self.api.services.create_service(
-                    parent=self.settings.parent, service=body, service_id=svc.name
-                ).result(timeout=600),
-            )
-        else:
-            body.name = full
-            self.api.call(
-                f"update service {svc.name}",
-                lambda: self.api.services.update_service(service=body).result(timeout=600),
-            )
+        body = gcp_pools.service_message(svc, gcp_vpc.message(svc.vpc))
+        self._put_service(change, svc.name, body)
         self._set_invokers(self.api.services, full, list(svc.invokers))
 
     _update_RunPoolService = _create_RunPoolService
