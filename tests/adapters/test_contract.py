@@ -8,6 +8,7 @@ follows TF Serving's documented REST API and gRPC reload call. Adding a backend:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -124,7 +125,13 @@ async def test_stats_report_loads_requests_and_latency(
     await adapter.unload(case.model)
     await adapter.load(case.model)
     await adapter.infer(case.model, case.request)
+    # Servers such as Triton record a request's statistics just after answering it.
     stats = await adapter.stats()
+    for _ in range(50):
+        if stats.requests >= 1 and stats.latency_ms.get(case.key, 0) > 0:
+            break
+        await asyncio.sleep(0.1)
+        stats = await adapter.stats()
     assert isinstance(stats, AdapterStats)
     assert case.key in stats.loaded
     assert stats.requests >= 1
