@@ -7,7 +7,8 @@ expected latency, never past its deadline). When its tenant already has more req
 waiting than those pools have slots (`line_per_slot`), when the line is full, or when the
 tenant already holds its share of it, the request is shed at once, without waiting; it
 is shed too when its wait budget runs out. The caller answers 503 +
-`Retry-After` without having touched a pool.
+`Retry-After` without having touched a pool. `must_shed` tells, without queuing, whether
+a request would be shed at once, so the router can refuse it before routing it.
 
 Fairness: waiters are queued per tenant (the API key, else the model) and a freed slot
 goes to the tenants in turn, so one key or model flooding the router gets its share of
@@ -81,6 +82,15 @@ class Admission:
             return False
         self.busy[pool.id] = self.busy.get(pool.id, 0) + 1
         return True
+
+    def must_shed(self, pools: Sequence[Pool], tenant: str) -> bool:
+        """Would `acquire` on `pools` shed the request at once? (No slot free on any of
+        them and no place in line for `tenant`.) Asking changes nothing; a request that
+        would be shed for every pool serving its model is shed before it is routed."""
+        for pool in pools:
+            if not self._wanted.get(pool.id) and self.has_room(pool):
+                return False
+        return not self._may_queue(tenant, pools)
 
     async def acquire(self, pools: Sequence[Pool], tenant: str, wait_s: float) -> Pool | None:
         """A slot on the first of `pools` with room, waiting up to `wait_s` for one;

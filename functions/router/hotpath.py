@@ -30,6 +30,7 @@ from opentelemetry.trace import Span
 from starlette.types import Message, Receive, Scope, Send
 
 from mpfn.documents import ModelVersion, Pool
+from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import (
     PREDICT_SUFFIX,
     ErrorStyle,
@@ -38,7 +39,7 @@ from mpfn.functions.router.errors import (
     route_error_body,
     send_json,
 )
-from mpfn.functions.router.forward import route_headers, split_headers
+from mpfn.functions.router.forward import RETRY_AFTER, route_headers, split_headers
 from mpfn.functions.router.guard import check_model, scoped_plan
 from mpfn.functions.router.limits import check_elements
 from mpfn.functions.router.runtime import RouterRuntime
@@ -103,6 +104,27 @@ def wakeable(decision: Decision, snapshot: Snapshot, home: str | None) -> list[P
         p for p in snapshot.pools if p.id in asleep and p.scaling is not None and p.scaling.wake
     ]
     return sorted(pools, key=lambda p: (home is not None and p.site != home, p.cost_per_hour, p.id))
+
+
+def shed_early(
+    admission: Admission, snapshot: Snapshot, protocol: Protocol, model: str, tenant: str
+) -> None:
+    """Refuse a request before routing it when admission would shed it anyway: every pool
+    serving `model` is full and `tenant` has no place in line (models with fallbacks are
+    routed, since a fallback's pools may have room). Shedding costs far less than
+    routing, so a flood of requests past capacity does not eat the capacity it is
+    refused to protect."""
+    pools = snapshot.pools_for(model, protocol)
+    if not pools or snapshot.fallbacks(model) or not admission.must_shed(pools, tenant):
+        return
+    raise RouteError(
+        503,
+        f"service at capacity, retry later: every pool serving model {model!r} is at the "
+        "router's limit",
+        f"not routed; shed: at capacity ({len(pools)} of {len(pools)} pools full)",
+        headers=[RETRY_AFTER],
+        rejection="at_capacity",
+    )
 
 
 def match_route(method: str, path: str) -> Route | None:
@@ -378,6 +400,10 @@ class ForwardingRoutes:
         ex.model = model
         if route.version is not None and route.version not in versions:
             raise RouteError(404, f"model {model!r} has no version {route.version!r}")
+        runtime.usage.add(model)  # demand, whether served or shed
+        tenant = key.id if key is not None else model  # the waiting line's tenant
+        if runtime.admission is not None:
+            shed_early(runtime.admission, snapshot, route.protocol, model, tenant)
         headers, hint_headers = split_headers(scope["headers"])
         if route.predict:
             body = predict_body(body, model, versions, snapshot.latest.get(model, ""))
@@ -387,7 +413,6 @@ class ForwardingRoutes:
             headers["content-type"] = "application/json"
         if settings.max_elements and route.protocol == "v2":
             check_elements(body, headers, settings.max_elements, settings.max_body_bytes)
-        runtime.usage.add(model)
         route_key = None
         hints = NO_HINTS
         if hint_headers:
@@ -444,7 +469,7 @@ class ForwardingRoutes:
             headers,
             timeout_s,
             reason,
-            key.id if key is not None else model,  # the tenant of the waiting line
+            tenant,
             style=route.style,
             patient=bool(woke),
         )

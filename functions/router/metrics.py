@@ -194,8 +194,8 @@ class RouterMetrics:
         Gauge(
             "mpfn_router_inflight", "Requests this router is serving now", registry=r
         ).set_function(lambda: self.inflight)
-        for reason in REJECTIONS:
-            self.rejections.labels(reason)
+        # children looked up once: a flood of refusals counts each at the cost of an add
+        self._rejected = {reason: self.rejections.labels(reason) for reason in REJECTIONS}
         for outcome in ("ok", "error"):
             self.refreshes.labels(outcome)
 
@@ -224,7 +224,10 @@ class RouterMetrics:
                 log.debug("pool %s sent an unreadable x-mpfn-load-ms", pool)
 
     def reject(self, reason: str) -> None:
-        self.rejections.labels(reason).inc()
+        child = self._rejected.get(reason)
+        if child is None:
+            child = self._rejected[reason] = self.rejections.labels(reason)
+        child.inc()
 
     def render(self) -> bytes:
         return render(self.registry)

@@ -16,9 +16,11 @@ counted and traced like any other routed request; nothing else checks keys. Any
 unexpected failure before an answer started becomes a 502 JSON error. Errors are
 OpenAI-shaped on OpenAI paths (`mpfn.functions.router.errors.error_style`).
 
-Every answer that is not 2xx is logged once at WARNING on `mpfn.router`: method, path
-(never the query string), status, the error's message and the route reason, if any.
-Request headers (credentials) are never logged.
+Every answer that is not 2xx is logged at WARNING on `mpfn.router`: method, path (never
+the query string), status, the error's message and the route reason, if any; answers
+with the same method, path, status and message are logged at most once a second, the
+next line saying how many were left out (`LogThrottle`). Request headers (credentials)
+are never logged.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mpfn.functions.router.errors import (
 )
 from mpfn.functions.router.forward import REASON_HEADER, header_safe
 from mpfn.functions.router.hotpath import ForwardingRoutes, match_route
+from mpfn.functions.router.logthrottle import LogThrottle
 from mpfn.functions.router.runtime import RouterRuntime
 
 log = logging.getLogger("mpfn.router")
@@ -68,6 +71,7 @@ class RouterApp:
         self.runtime = runtime
         self.api = api
         self.forwarding = ForwardingRoutes(runtime)
+        self.throttle = LogThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +95,7 @@ class RouterApp:
                 await send_error(tracking_send, 502, f"router error: {type(exc).__name__}", style)
         finally:
             if answer.status:
-                answer.log(scope["method"], scope["path"])
+                answer.log(scope["method"], scope["path"], self.throttle)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
@@ -151,11 +155,15 @@ class ErrorAnswer:
         if len(self.body) < LOGGED_BODY_BYTES:
             self.body += bytes(message.get("body", b""))[: LOGGED_BODY_BYTES - len(self.body)]
 
-    def log(self, method: str, path: str) -> None:
+    def log(self, method: str, path: str, throttle: LogThrottle | None = None) -> None:
+        left_out = 0 if throttle is None else throttle.admit(method, path, self.status, self.body)
+        if left_out is None:
+            return
         message = header_safe(error_message(self.body), 500)
         said = self.reason and self.reason != f"not routed: {message}"[:200]
         route = f" (route: {self.reason})" if said else ""
-        log.warning("%s %s -> %d: %s%s", method, path, self.status, message, route)
+        more = f" [{left_out} more like it since the last line]" if left_out else ""
+        log.warning("%s %s -> %d: %s%s%s", method, path, self.status, message, route, more)
 
 
 def error_message(body: bytes) -> str:

@@ -111,3 +111,19 @@ async def test_a_line_longer_than_the_slots_sheds_at_once() -> None:
     other.cancel()
     first.cancel()
     await asyncio.gather(first, other, return_exceptions=True)
+
+
+async def test_must_shed_asks_without_queuing() -> None:
+    admission, a, b = one_slot_pools(line_per_slot=1.0)
+    assert not admission.must_shed([a, b], "t")  # free slots
+    await admission.acquire([a], "t", 0.0)
+    assert not admission.must_shed([a, b], "t")  # b has room
+    assert not admission.must_shed([a], "t")  # full, but the line has room
+    waiter = asyncio.create_task(admission.acquire([a], "t", 5.0))
+    await asyncio.sleep(0)
+    assert admission.must_shed([a], "t")  # the tenant's line holds a's one slot's worth
+    assert not admission.must_shed([a], "other")  # another tenant may still queue
+    assert admission.waiting == 1 and admission.busy["a"] == 1  # asking changed nothing
+    assert (await admission.acquire([a], "t", 3600.0)) is None  # acquire agrees
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)

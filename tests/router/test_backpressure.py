@@ -4,7 +4,11 @@ sheds with 503 + Retry-After when every pool is full."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import httpx
+import pytest
 
 from mpfn.demo import demo_model_version
 from mpfn.functions.router.asgi import RouterApp
@@ -93,3 +97,34 @@ async def test_admission_metrics_are_exported(
     assert 'mpfn_router_admission_limit{pool="pa"}' in metrics
     assert "mpfn_router_admission_waiting 0.0" in metrics
     assert "mpfn_router_admission_queue_seconds_count 1.0" in metrics
+
+
+async def test_a_flood_past_capacity_is_shed_before_routing_and_logged_once(
+    store: LocalStore,
+    app: RouterApp,
+    client: httpx.AsyncClient,
+    backends: tuple[Backend, Backend],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, _ = backends
+    a.delay_s = 0.3  # every slot stays taken while the flood arrives
+    seed(store, models=[demo_model_version()], pools=[pool("pa", a.url, capacity=1)])
+    assert (await client.post(INFER, content=BODY)).status_code == 200  # loaded
+    caplog.set_level(logging.WARNING, logger="mpfn.router")
+    a.answered = 0
+    answers = await asyncio.gather(*(client.post(INFER, content=BODY) for _ in range(40)))
+    served = [r for r in answers if r.status_code == 200]
+    shed = [r for r in answers if r.status_code == 503]
+    assert served and len(served) + len(shed) == 40
+    assert a.answered == len(served)  # what was shed never reached the pool
+    early = [r for r in shed if r.headers["x-mpfn-route-reason"].startswith("not routed")]
+    assert early, [r.headers["x-mpfn-route-reason"] for r in shed]
+    for r in early:
+        assert r.headers["retry-after"] == "1"
+        assert r.json()["error"].startswith("service at capacity")
+        assert "shed: at capacity" in r.headers["x-mpfn-route-reason"]
+    assert app.runtime.routing.breaker("pa", app.runtime.routing_clock()) == "closed"
+    logged = [m for m in (r.getMessage() for r in caplog.records) if "-> 503" in m]
+    assert 1 <= len(logged) <= 2  # one line per kind and second, not one per refusal
+    a.delay_s = 0.0
+    assert (await client.post(INFER, content=BODY)).status_code == 200
