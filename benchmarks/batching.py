@@ -11,7 +11,9 @@ Two ORT workers on one throw-away state, identical but for `--max-batch-size` (0
 For each model, closed-loop clients (aiohttp, keep-alive, JSON v2 infer) at concurrency 1
 and 32 measure throughput, p50 and p99 against each worker; cells are interleaved and
 repeated `--rounds` times, medians reported. With Ray Serve installed in the venv, a Ray
-Serve deployment of the same ONNX model with `@serve.batch` is measured in the same run.
+Serve deployment of the same ONNX model with `@serve.batch` (`max_ongoing_requests` twice
+the batch size, as Ray's batching guide asks) is measured in the same run, after the
+workers, so that Ray's own processes do not share the cores while the workers are measured.
 Before measuring, every sentence's batched answer is checked equal to the unbatched one.
 
     python benchmarks/batching.py [--rounds 3] [--seconds 4] [--workdir DIR]
@@ -46,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_overhead import free_port, server
 
 MINILM = "minilm"
+ORDER = {MINILM: 0, "demo": 1}  # table order
+RAY = "Ray Serve @serve.batch"
 SEQ = 16
 SENTENCES = [
     "The cat sat on the mat.",
@@ -240,7 +244,10 @@ def ray_serve(models: dict[str, bytes], port: int, max_batch: int) -> Iterator[s
     from ray import serve
     from starlette.requests import Request
 
-    @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 1})
+    # Ray's batching guide: a replica must take more requests at once than a batch holds
+    @serve.deployment(
+        num_replicas=1, max_ongoing_requests=2 * max_batch, ray_actor_options={"num_cpus": 1}
+    )
     class OnnxBatched:
         def __init__(self, model_bytes: bytes) -> None:
             import onnxruntime as ort
@@ -330,16 +337,12 @@ def main() -> int:
             ]  # fmt: skip
             ready = f"/v2/models/{MINILM}/ready"
             urls[label] = "http://" + stack.enter_context(server(argv, port, ready, {}))
-        if have_ray:
-            models = {"demo": demo_path.read_bytes(), MINILM: minilm_path.read_bytes()}
-            base = stack.enter_context(ray_serve(models, free_port(), args.batch_size))
-            urls["Ray Serve @serve.batch"] = base
-        else:
+        if not have_ray:
             print("Ray Serve is not installed in this venv: its column is skipped "
                   "(pip install '.[bench]' adds it)", flush=True)  # fmt: skip
 
         def endpoint(label: str, model: str) -> str:
-            prefix = f"/{model}" if label.startswith("Ray") else ""
+            prefix = f"/{model}" if label == RAY else ""
             return f"{urls[label]}{prefix}/v2/models/{model}/infer"
 
         for model in bodies:  # every batched answer equals the unbatched one
@@ -349,28 +352,38 @@ def main() -> int:
                 raise SystemExit(f"{model}: batched answers differ from unbatched ones")
         print("batched answers equal unbatched ones (all sentences, both models)", flush=True)
 
-        labels = list(urls)
         results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
-        for r in range(args.rounds):
-            for model in bodies:
-                for concurrency in (1, 32):
-                    k = r % len(labels)
-                    for label in labels[k:] + labels[:k]:
-                        rps, lat, sizes = asyncio.run(
-                            closed_loop(
-                                endpoint(label, model), bodies[model], concurrency, args.seconds
-                            )
-                        )
-                        mean_size = statistics.fmean(sizes) if sizes else float("nan")
-                        row = (
-                            rps,
-                            float(np.percentile(lat, 50)),
-                            float(np.percentile(lat, 99)),
-                            mean_size,
-                        )
-                        results.setdefault((model, concurrency, label), []).append(row)
-            print(f"round {r + 1}/{args.rounds} done", flush=True)
 
+        def measure(labels: list[str]) -> None:
+            for r in range(args.rounds):
+                for model in bodies:
+                    for concurrency in (1, 32):
+                        k = r % len(labels)
+                        for label in labels[k:] + labels[:k]:
+                            rps, lat, sizes = asyncio.run(
+                                closed_loop(
+                                    endpoint(label, model), bodies[model], concurrency,
+                                    args.seconds,
+                                )
+                            )  # fmt: skip
+                            mean_size = statistics.fmean(sizes) if sizes else float("nan")
+                            row = (
+                                rps,
+                                float(np.percentile(lat, 50)),
+                                float(np.percentile(lat, 99)),
+                                mean_size,
+                            )
+                            results.setdefault((model, concurrency, label), []).append(row)
+                print(f"{', '.join(labels)}: round {r + 1}/{args.rounds} done", flush=True)
+
+        measure(list(urls))
+        if have_ray:  # after the workers, so Ray's own processes do not share their cores
+            models = {"demo": demo_path.read_bytes(), MINILM: minilm_path.read_bytes()}
+            with ray_serve(models, free_port(), args.batch_size) as base:
+                urls[RAY] = base
+                measure([RAY])
+
+    results = dict(sorted(results.items(), key=lambda kv: (ORDER[kv[0][0]], kv[0][1])))
     print(
         f"\nJSON v2 infer, closed-loop clients, {args.seconds:g} s per cell, median of "
         f"{args.rounds} rounds; workers --max-concurrency {args.max_concurrency} "
