@@ -54,9 +54,10 @@ async def test_locality_off_ignores_sites(
     two_sites(store, a.url, b.url)
     async with router(store, site="a", locality=False) as client:
         got = await answers(client, 40)
-    # As without sites: two equally fast pools share the traffic.
-    shares = Counter(r.headers["x-mpfn-pool"] for r in got[-20:])
-    assert min(shares["a-1"], shares["b-1"]) >= 5, shares
+    # As without sites: two equally fast pools share the traffic (latency-weighted, so
+    # not evenly on a busy machine; with locality on, b-1 would take none of it).
+    shares = Counter(r.headers["x-mpfn-pool"] for r in got)
+    assert min(shares["a-1"], shares["b-1"]) >= 4, shares
     assert not any("left site" in r.headers["x-mpfn-route-reason"] for r in got)
 
 
