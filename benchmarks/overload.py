@@ -1,22 +1,27 @@
 """Overload: goodput, latency and shedding at and past the concurrency that saturates a stack.
 
 Starts the demo stack (`mpfn up`: two ORT worker pools, one router) unless `--url` names
-a running router, then, for each concurrency, runs that many keep-alive aiohttp clients
-posting the demo infer request for `--seconds`, and prints one row per concurrency:
-requests, 200s, 503/429s, goodput (200s per second), p50/p99 of the answered requests,
-p99 of the refused ones as the client saw them, the share of sheds the router itself
-answered within 5 ms of their arrival (from its own latency histogram: the client's figure
-also holds the time a request waits for a busy router process and client to run), and
-whether any circuit breaker of the router opened. After
-each level it checks that the first request once the burst is over is served.
+a running router, then, for each concurrency, runs that many keep-alive clients posting
+the demo infer request for `--seconds`, and prints one row per concurrency: requests,
+200s, 503/429s, goodput (200s per second), p50/p99 of the answered requests, p99 of the
+refused ones as the client saw them, the share of sheds the router itself answered
+within 5 ms of their arrival (from its own latency histogram: the client's figure also
+holds the time a request waits for a busy router process and client to run), whether any
+circuit breaker of the router opened, and how much of a core the load generator itself
+took (on a machine it shares with the stack, that is taken from the stack). After each
+level it checks that the first request once the burst is over is served.
 
 Clients either ignore `Retry-After` and send their next request at once (`--retry-after
 ignore`, a closed loop at full tilt) or wait as it says before their next request
-(`honor`, what the openai and tritonclient SDKs' retries do); `both` runs each.
+(`honor`, what the openai and tritonclient SDKs' retries do); `both` runs each. The
+clients are `loadgen`'s lean raw-protocol connections (`--client lean`, the default),
+which cost a few times less per request than keep-alive aiohttp clients (`--client
+aiohttp`; `both` runs each kind against the same stack).
 Targets are checked against the `--saturation` level of the same run.
 
     python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
-        [--seconds 10] [--retry-after honor|ignore|both] [--url http://router]
+        [--seconds 10] [--retry-after honor|ignore|both] [--client lean|aiohttp|both]
+        [--url http://router]
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import loadgen
+
 PATH = "/v2/models/demo/infer"
 BODY = json.dumps(
     {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
@@ -48,6 +56,8 @@ HEADERS = {"content-type": "application/json"}
 class Level:
     concurrency: int
     seconds: float
+    honor: bool = False  # clients wait as `Retry-After` says
+    stop: float = 0.0  # the `perf_counter` time the level ends
     ok_ms: list[float] = field(default_factory=list)
     refused_ms: list[float] = field(default_factory=list)
     refused_without_retry_after: int = 0
@@ -65,36 +75,52 @@ class Level:
         values = self.refused_ms if refused else self.ok_ms
         return float(np.percentile(values, q)) if values else float("nan")
 
+    def record(self, status: int, ms: float, retry_after: str | None) -> float:
+        """Count one answer; the seconds its client waits before its next request."""
+        if status == 200:
+            self.ok_ms.append(ms)
+        elif status in (429, 503):
+            self.refused_ms.append(ms)
+            if retry_after is None:
+                self.refused_without_retry_after += 1
+            elif self.honor:
+                return max(0.0, min(float(retry_after), self.stop - time.perf_counter()))
+        else:
+            self.other += 1
+        return 0.0
+
+    def error(self) -> None:
+        self.other += 1
+
+
+async def drive_lean(url: str, concurrency: int, seconds: float, honor: bool) -> Level:
+    """The level with `loadgen`'s lean clients (what the table reports by default)."""
+    level = Level(concurrency, seconds, honor, time.perf_counter() + seconds)
+    request = loadgen.request_bytes(url, PATH, BODY, HEADERS["content-type"])
+    await loadgen.closed_loop(url, request, concurrency, seconds, level.record, level.error)
+    return level
+
 
 async def drive(url: str, concurrency: int, seconds: float, honor: bool) -> Level:
-    level = Level(concurrency, seconds)
+    """The level with keep-alive aiohttp clients (`--client aiohttp`)."""
+    level = Level(concurrency, seconds, honor, time.perf_counter() + seconds)
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        stop = time.perf_counter() + seconds
 
         async def client() -> None:
-            while time.perf_counter() < stop:
+            while time.perf_counter() < level.stop:
                 started = time.perf_counter()
                 try:
                     async with session.post(url + PATH, data=BODY, headers=HEADERS) as resp:
                         await resp.read()
                         status, retry_after = resp.status, resp.headers.get("retry-after")
                 except (aiohttp.ClientError, TimeoutError):
-                    level.other += 1
+                    level.error()
                     continue
-                ms = (time.perf_counter() - started) * 1000.0
-                if status == 200:
-                    level.ok_ms.append(ms)
-                elif status in (429, 503):
-                    level.refused_ms.append(ms)
-                    if retry_after is None:
-                        level.refused_without_retry_after += 1
-                    elif honor:
-                        wait = min(float(retry_after), stop - time.perf_counter())
-                        await asyncio.sleep(max(0.0, wait))
-                else:
-                    level.other += 1
+                wait = level.record(status, (time.perf_counter() - started) * 1000.0, retry_after)
+                if wait > 0:
+                    await asyncio.sleep(wait)
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
     return level
@@ -169,19 +195,26 @@ def demo_stack() -> Iterator[str]:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run(url: str, levels: list[int], seconds: float, honor: bool, saturation: int) -> None:
+DRIVERS = {"lean": drive_lean, "aiohttp": drive}
+
+
+def run(
+    url: str, levels: list[int], seconds: float, honor: bool, saturation: int, client: str
+) -> None:
     mode = "clients honor Retry-After" if honor else "clients ignore Retry-After"
-    print(f"\n{mode}; {seconds:g} s per level; router {url}")
+    print(f"\n{mode}; {client} clients; {seconds:g} s per level; router {url}")
     print(
         f"{'conc':>5} {'requests':>9} {'200':>8} {'503/429':>8} {'goodput/s':>10} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'refused p99':>11} {'shed<=5ms':>9} "
-        f"{'circuits':>9} {'after':>6}"
+        f"{'circuits':>9} {'after':>6} {'client cpu':>10}"
     )
     results: dict[int, Level] = {}
     _, metrics = asyncio.run(probe(url))
     for concurrency in levels:
         before = shed_buckets(metrics)
-        level = asyncio.run(drive(url, concurrency, seconds, honor))
+        cpu = time.process_time()
+        level = asyncio.run(DRIVERS[client](url, concurrency, seconds, honor))
+        client_cpu = (time.process_time() - cpu) / seconds  # of one core
         status, metrics = asyncio.run(probe(url))
         opened = circuits_opened(metrics)
         results[concurrency] = level
@@ -190,7 +223,7 @@ def run(url: str, levels: list[int], seconds: float, honor: bool, saturation: in
             f"{len(level.refused_ms):>8,} {level.goodput:>10,.0f} {level.p(50):>7.2f} "
             f"{level.p(99):>7.2f} {level.p(99, refused=True):>11.2f} "
             f"{within_5ms(before, shed_buckets(metrics)):>9.1%} "
-            f"{(','.join(opened) or 'closed'):>9} {status:>6}",
+            f"{(','.join(opened) or 'closed'):>9} {status:>6} {client_cpu:>10.0%}",
             flush=True,
         )
         if level.refused_without_retry_after or level.other:
@@ -218,12 +251,19 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--retry-after", choices=["honor", "ignore", "both"], default="both")
     parser.add_argument("--url", default=None, help="a running router (default: mpfn up)")
+    parser.add_argument(
+        "--client",
+        choices=["lean", "aiohttp", "both"],
+        default="lean",
+        help="lean raw-protocol clients (benchmarks/loadgen.py) or aiohttp ones",
+    )
     args = parser.parse_args()
     levels = [int(v) for v in args.levels.split(",")]
     modes = {"honor": [True], "ignore": [False], "both": [False, True]}[args.retry_after]
     with contextmanager(lambda: iter([args.url]))() if args.url else demo_stack() as url:
-        for honor in modes:
-            run(url.rstrip("/"), levels, args.seconds, honor, args.saturation)
+        for client in ["lean", "aiohttp"] if args.client == "both" else [args.client]:
+            for honor in modes:
+                run(url.rstrip("/"), levels, args.seconds, honor, args.saturation, client)
     return 0
 
 

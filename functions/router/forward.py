@@ -188,6 +188,7 @@ ATTEMPT_VIA: ContextVar[Callable[[Attempt], AttemptCall | None] | None] = Contex
     "mpfn_attempt_via", default=None
 )
 RETRY_AFTER = (b"retry-after", b"1")
+RETRY_AFTER_S = float(RETRY_AFTER[1])
 # A pool answering these refused the router's own credentials (a caller's never reach a
 # pool): a failure of that pool, so the request goes on to the next one.
 REFUSED = frozenset({401, 403})

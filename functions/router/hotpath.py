@@ -10,7 +10,9 @@ elements a v2 request declares counted from its JSON header (`max_elements`), th
 routing hints read from the headers, one routing decision made (`RouterRuntime.decide`)
 and the forwarder walks its plan with the body unchanged (only a fallback model changes
 the path, or the `model` of an OpenAI body). Each request is counted once in the
-metrics and, with tracing on, gets a span. No store I/O happens here.
+metrics and, with tracing on, gets a span. No store I/O happens here. A request refused
+before routing, from a connection that was refused less than a `Retry-After` ago, gets
+its refusal when that `Retry-After` has passed (`mpfn.functions.router.earlyretry`).
 
 KServe v1 `POST /v1/models/{m}:predict` is a v2 infer in disguise: its `instances` become
 a v2 request on the model's single input (`mpfn.protocol.kserve_v1`), routed like any v2
@@ -20,6 +22,7 @@ itself are OpenAI-shaped on OpenAI routes, `{"error": "..."}` elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -31,6 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.admission import Admission
+from mpfn.functions.router.earlyretry import connection_of
 from mpfn.functions.router.errors import (
     PREDICT_SUFFIX,
     ErrorStyle,
@@ -61,6 +65,7 @@ NO_STREAMING = (
     "(Cloud Run, Kubernetes, uvicorn)"
 )
 LOAD_MS_HEADER = b"x-mpfn-load-ms"
+AT_CAPACITY = "at_capacity"  # the rejection of a shed request
 V1_MODELS = "/v1/models/"
 # Headers of a v2 answer that do not describe the `{"predictions": ...}` made from it.
 PREDICT_DROP = frozenset(
@@ -123,7 +128,7 @@ def shed_early(
         "router's limit",
         f"not routed; shed: at capacity ({len(pools)} of {len(pools)} pools full)",
         headers=[RETRY_AFTER],
-        rejection="at_capacity",
+        rejection=AT_CAPACITY,
     )
 
 
@@ -343,9 +348,20 @@ class ForwardingRoutes:
             if exc.rejection:
                 metrics.reject(exc.rejection)
             ex.reason = exc.reason
-            headers = route_headers(exc.reason)
+            early = self.runtime.early_retries
+            shed = early is not None and exc.rejection == AT_CAPACITY
+            connection = connection_of(scope.get("client")) if shed else None
+            if early is not None and connection is not None:
+                hold_s = early.hold_s(connection)
+                if hold_s > 0:  # it sent again before its last refusal's Retry-After
+                    metrics.held_refusals.inc()
+                    ex.reason += f"; held {hold_s * 1000:.0f} ms: sent before Retry-After"
+                    await asyncio.sleep(hold_s)
+            headers = route_headers(ex.reason)
             headers.extend(exc.headers)
             await send_json(ex.send, exc.status, route_error_body(route.style, exc), headers)
+            if early is not None:
+                early.refused(connection)
         except ClientGone:
             return
         except Exception:
@@ -476,8 +492,10 @@ class ForwardingRoutes:
         if runtime.admission is not None:
             runtime.metrics.queue_seconds.observe(outcome.queued_s)
         if outcome.shed:
-            runtime.metrics.reject("at_capacity")
+            runtime.metrics.reject(AT_CAPACITY)
             ex.reason = f"{reason}; shed: at capacity"
+            if runtime.early_retries is not None:
+                runtime.early_retries.refused(connection_of(scope.get("client")))
         ex.pool = outcome.pool or NO_POOL
         ex.failed = outcome.failed
         ex.attempts = outcome.attempts

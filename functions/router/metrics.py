@@ -178,6 +178,12 @@ class RouterMetrics:
             ["reason"],
             registry=r,
         )
+        self.held_refusals = Counter(
+            "mpfn_router_held_refusals",
+            "Refusals held until the Retry-After of the connection's previous refusal passed "
+            "(it sent again before)",
+            registry=r,
+        )
         self.queue_seconds = Histogram(
             "mpfn_router_admission_queue_seconds",
             "Time requests waited for a pool slot (admitted or shed after waiting)",

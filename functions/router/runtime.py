@@ -25,8 +25,9 @@ from opentelemetry.trace import Tracer
 
 from mpfn.auth import ApiKey
 from mpfn.functions.router.admission import Admission
+from mpfn.functions.router.earlyretry import EarlyRetries
 from mpfn.functions.router.errors import RouteError
-from mpfn.functions.router.forward import Forwarder, SessionFactory
+from mpfn.functions.router.forward import RETRY_AFTER_S, Forwarder, SessionFactory
 from mpfn.functions.router.guard import (
     METRICS_PATH,
     Guard,
@@ -101,6 +102,11 @@ class RouterRuntime:
                 clock=clock,
             )
             if settings.admission
+            else None
+        )
+        self.early_retries = (
+            EarlyRetries(RETRY_AFTER_S)
+            if self.admission is not None and settings.hold_early_retries
             else None
         )
         self.forwarder = Forwarder(

@@ -55,6 +55,9 @@ class RouterSettings:
     (defaults to on under AWS Lambda when no Pushgateway is configured).
     `admission`: bound each pool's in-flight requests with an adaptive limit, queue the
     excess briefly and shed the rest with 503 + Retry-After (`off`: send everything).
+    `hold_early_retries`: a connection that sends again before the `Retry-After` of its
+    last refusal, and is refused again, gets that refusal once the `Retry-After` has
+    passed (`mpfn.functions.router.earlyretry`; off: every refusal at once).
     `queue_min_ms` / `queue_factor`: a request waits for a slot at most
     max(queue_min_ms, queue_factor x its expected latency), never past its deadline.
     `max_queue`: most requests waiting for a slot at once (each tenant, an API key or
@@ -91,6 +94,7 @@ class RouterSettings:
     pushgateway_url: str = ""
     emf: bool = False
     admission: bool = True
+    hold_early_retries: bool = True
     queue_min_ms: float = 20.0
     queue_factor: float = 4.0
     max_queue: int = 1024

@@ -1,0 +1,156 @@
+"""A connection that sends again before the Retry-After of its last refusal, and is
+refused again, gets that refusal only once the Retry-After has passed; every other
+refusal goes out at once, and admitted requests are never held."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from mpfn.demo import demo_model_version
+from mpfn.functions.router.asgi import RouterApp, create_app
+from mpfn.functions.router.earlyretry import EarlyRetries, connection_of, hold_for
+from mpfn.store import LocalStore
+from tests.factories import pool
+from tests.router.backend import Backend
+from tests.router.conftest import seed, settings
+
+BODY = b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":[0]}]}'
+INFER = "/v2/models/demo/infer"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hold_is_what_is_left_of_the_retry_after() -> None:
+    assert hold_for(None, 1.0, 5.0) == 0.0  # never refused
+    assert hold_for(5.0, 1.0, 5.25) == 0.75
+    assert hold_for(5.0, 1.0, 6.0) == 0.0  # it waited as told
+    assert hold_for(5.0, 1.0, 9.0) == 0.0
+
+
+def test_connections_are_told_apart_by_address_and_port() -> None:
+    assert connection_of(("10.0.0.1", 5000)) == ("10.0.0.1", 5000)
+    assert connection_of(["10.0.0.1", 5000]) == ("10.0.0.1", 5000)
+    assert connection_of(None) is None  # gRPC, or a server that does not say
+    assert connection_of(("10.0.0.1", 0)) is None  # Mangum under Lambda: no port
+
+
+def test_remembers_recent_refusals_only_and_a_bounded_number_of_them() -> None:
+    clock = Clock()
+    early = EarlyRetries(1.0, max_connections=3, clock=clock)
+    early.refused(("a", 1))
+    assert early.hold_s(("a", 1)) == 1.0
+    assert early.hold_s(("a", 2)) == 0.0  # another connection of the same host
+    assert early.hold_s(None) == 0.0
+    early.refused(None)
+    for port in range(2, 6):
+        early.refused(("a", port))
+    assert len(early) == 3  # the oldest were forgotten first
+    assert early.hold_s(("a", 1)) == 0.0
+    clock.now += 0.5
+    assert early.hold_s(("a", 5)) == 0.5
+    clock.now += 2.0
+    early.refused(("b", 1))  # the others' Retry-After passed: forgotten
+    assert len(early) == 1
+
+
+@asynccontextmanager
+async def full_router(
+    store: LocalStore, backend: Backend, **overrides: object
+) -> AsyncIterator[RouterApp]:
+    """A router whose one pool is full, its slots taken and its waiting line full, for
+    about a second, by slow requests from another connection: what else arrives is
+    refused before it is routed."""
+    pa = pool("pa", backend.url, capacity=1)
+    seed(store, models=[demo_model_version()], pools=[pa])
+    app = create_app(store, settings=settings(queue_min_ms=5000.0, **overrides))
+    filler = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("10.9.9.9", 9)), base_url="http://r"
+    )
+    tasks: list[asyncio.Task[httpx.Response]] = []
+    try:
+        assert (await filler.post(INFER, content=BODY)).status_code == 200  # loaded
+        backend.delay_s = 1.0
+        admission = app.runtime.admission
+        assert admission is not None
+        while not admission.must_shed([pa], "demo") and len(tasks) < 16:
+            tasks.append(asyncio.create_task(filler.post(INFER, content=BODY)))
+            for _ in range(20):
+                await asyncio.sleep(0)  # it takes a slot or its place in line
+        assert admission.must_shed([pa], "demo")
+        yield app
+    finally:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await filler.aclose()
+        await app.runtime.stop()
+
+
+def client_on(app: RouterApp, port: int) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", port))
+    return httpx.AsyncClient(transport=transport, base_url="http://router")
+
+
+async def test_an_early_retry_is_held_and_said_so(
+    store: LocalStore, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    async with full_router(store, a) as app:
+        clock = Clock()
+        app.runtime.early_retries = EarlyRetries(1.0, clock=clock)
+        async with client_on(app, 5000) as c, client_on(app, 5001) as other:
+            first = await c.post(INFER, content=BODY)
+            assert first.status_code == 503 and first.headers["retry-after"] == "1"
+            assert "held" not in first.headers["x-mpfn-route-reason"]
+            clock.now += 0.95  # it sends again before the second is up
+            again = await c.post(INFER, content=BODY)
+            assert again.status_code == 503 and again.headers["retry-after"] == "1"
+            reason = again.headers["x-mpfn-route-reason"]
+            assert "shed: at capacity" in reason
+            assert reason.endswith("; held 50 ms: sent before Retry-After"), reason
+            fresh = await other.post(INFER, content=BODY)  # another connection: at once
+            assert "held" not in fresh.headers["x-mpfn-route-reason"]
+            clock.now += 1.0  # as Retry-After said
+            waited = await c.post(INFER, content=BODY)
+            assert waited.status_code == 503
+            assert "held" not in waited.headers["x-mpfn-route-reason"]
+            metrics = (await c.get("/metrics")).text
+    assert "mpfn_router_held_refusals_total 1.0" in metrics
+    assert 'mpfn_router_rejections_total{reason="at_capacity"} 4.0' in metrics
+
+
+async def test_holding_can_be_turned_off(
+    store: LocalStore, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    async with full_router(store, a, hold_early_retries=False) as app:
+        assert app.runtime.early_retries is None
+        async with client_on(app, 5000) as c:
+            answers = [await c.post(INFER, content=BODY) for _ in range(3)]
+    assert [r.status_code for r in answers] == [503, 503, 503]
+    assert not any("held" in r.headers["x-mpfn-route-reason"] for r in answers)
+
+
+async def test_admitted_requests_are_never_held(
+    store: LocalStore, backends: tuple[Backend, Backend]
+) -> None:
+    a, _ = backends
+    seed(store, models=[demo_model_version()], pools=[pool("pa", a.url, capacity=1)])
+    app = create_app(store, settings=settings())
+    try:
+        assert app.runtime.early_retries is not None
+        app.runtime.early_retries.refused(("10.0.0.1", 5000))  # just refused
+        async with client_on(app, 5000) as c:
+            r = await c.post(INFER, content=BODY)  # at once, and there is room now
+        assert r.status_code == 200
+        assert "held" not in r.headers["x-mpfn-route-reason"]
+    finally:
+        await app.runtime.stop()
