@@ -8,12 +8,16 @@ By Little's law no router answers them fast: N connections each with one request
 flight, answered at X per second, wait N / X each.
 
 `EarlyRetries` remembers when each connection (the ASGI `client` address and port) was
-last refused. When a connection sends again before that refusal's `Retry-After` has
-passed, and is refused again, the refusal is held until it has (`hold_s`). A connection
-that honors `Retry-After` never waits; one that does not gets one refusal per
-`Retry-After` instead of thousands a second. Admitted requests are never held, whoever
-sends them. Connections without a port (Mangum under Lambda reports port 0) are not told
-apart, so nothing is held there.
+last refused, and how many refusals in a row it was sent, each before the `Retry-After`
+of the one before, without being served in between. From the `HOLD_AFTER`th such early
+refusal in a row, a refusal is held until the `Retry-After` of the one before has passed
+(`refusing`). A connection that honors `Retry-After` never waits. One shared by callers
+that each honor it (a client library's connection pool hands a connection whose caller
+now waits to another caller) is also sent again early, but is served in between unless
+nearly everything is refused, so it is rarely held. A connection at full tilt gets one
+refusal per `Retry-After` instead of thousands a second. Admitted requests are never
+held, whoever sends them. Connections without a port (Mangum under Lambda reports port
+0) are not told apart, so nothing is held there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 MAX_CONNECTIONS = 65536  # most connections remembered (the oldest are forgotten first)
+HOLD_AFTER = 3  # early refusals in a row before one is held
 
 Connection = tuple[str, int]
 
@@ -44,41 +49,59 @@ def hold_for(last_refused: float | None, retry_after_s: float, now: float) -> fl
 
 
 class EarlyRetries:
-    """When each recent connection was last refused; see the module's docstring."""
+    """When each recent connection was last refused, and how many early refusals in a
+    row it has had; see the module's docstring."""
 
     def __init__(
         self,
         retry_after_s: float,
         *,
+        hold_after: int = HOLD_AFTER,
         max_connections: int = MAX_CONNECTIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.retry_after_s = retry_after_s
+        self.hold_after = hold_after
         self.max_connections = max_connections
         self.clock = clock
-        self._refused: OrderedDict[Connection, float] = OrderedDict()  # oldest first
-        self.held = 0  # refusals held so far
+        # connection -> (when it was last refused, early refusals in a row); oldest first
+        self._refused: OrderedDict[Connection, tuple[float, int]] = OrderedDict()
 
-    def hold_s(self, connection: Connection | None) -> float:
-        """How long to hold the refusal about to go to `connection`."""
+    def refusing(self, connection: Connection | None) -> float:
+        """A refusal is about to go to `connection`: count it, and return how long to
+        hold it (0: send it at once)."""
         if connection is None:
             return 0.0
-        return hold_for(self._refused.get(connection), self.retry_after_s, self.clock())
+        entry = self._refused.get(connection)
+        if entry is None:
+            self._refused[connection] = (self.clock(), 0)
+            return 0.0
+        last, early = entry
+        left = hold_for(last, self.retry_after_s, self.clock())
+        early = early + 1 if left > 0 else 0
+        self._refused[connection] = (last, early)
+        return left if early >= self.hold_after else 0.0
 
     def refused(self, connection: Connection | None) -> None:
-        """`connection` was just sent a refusal with `Retry-After`."""
+        """A refusal with `Retry-After` was just sent to `connection` (`refusing` counted
+        it, or it is counted now as not early)."""
         if connection is None:
             return
         now = self.clock()
         refused = self._refused
-        refused[connection] = now
+        refused[connection] = (now, refused.get(connection, (now, 0))[1])
         refused.move_to_end(connection)
         cutoff = now - self.retry_after_s
         while refused:  # forget connections whose Retry-After passed, and the oldest
-            oldest, at = next(iter(refused.items()))
+            oldest, (at, _) = next(iter(refused.items()))
             if at > cutoff and len(refused) <= self.max_connections:
                 break
             del refused[oldest]
+
+    def served(self, connection: Connection | None) -> None:
+        """`connection` was admitted: its refusals in a row are over."""
+        if connection is not None:
+            self._refused.pop(connection, None)
 
     def __len__(self) -> int:
         return len(self._refused)

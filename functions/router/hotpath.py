@@ -11,8 +11,9 @@ routing hints read from the headers, one routing decision made (`RouterRuntime.d
 and the forwarder walks its plan with the body unchanged (only a fallback model changes
 the path, or the `model` of an OpenAI body). Each request is counted once in the
 metrics and, with tracing on, gets a span. No store I/O happens here. A request refused
-before routing, from a connection that was refused less than a `Retry-After` ago, gets
-its refusal when that `Retry-After` has passed (`mpfn.functions.router.earlyretry`).
+before routing, from a connection refused several times in a row, each time again
+before the last refusal's `Retry-After`, gets its refusal when that `Retry-After` has
+passed (`mpfn.functions.router.earlyretry`).
 
 KServe v1 `POST /v1/models/{m}:predict` is a v2 infer in disguise: its `instances` become
 a v2 request on the model's single input (`mpfn.protocol.kserve_v1`), routed like any v2
@@ -352,8 +353,8 @@ class ForwardingRoutes:
             shed = early is not None and exc.rejection == AT_CAPACITY
             connection = connection_of(scope.get("client")) if shed else None
             if early is not None and connection is not None:
-                hold_s = early.hold_s(connection)
-                if hold_s > 0:  # it sent again before its last refusal's Retry-After
+                hold_s = early.refusing(connection)
+                if hold_s > 0:  # in a row, each sent before the last one's Retry-After
                     metrics.held_refusals.inc()
                     ex.reason += f"; held {hold_s * 1000:.0f} ms: sent before Retry-After"
                     await asyncio.sleep(hold_s)
@@ -491,11 +492,16 @@ class ForwardingRoutes:
         )
         if runtime.admission is not None:
             runtime.metrics.queue_seconds.observe(outcome.queued_s)
+        early = runtime.early_retries
         if outcome.shed:
             runtime.metrics.reject(AT_CAPACITY)
             ex.reason = f"{reason}; shed: at capacity"
-            if runtime.early_retries is not None:
-                runtime.early_retries.refused(connection_of(scope.get("client")))
+            if early is not None:
+                connection = connection_of(scope.get("client"))
+                early.refusing(connection)  # counted, not held: it waited for a slot
+                early.refused(connection)
+        elif early is not None and len(early):
+            early.served(connection_of(scope.get("client")))
         ex.pool = outcome.pool or NO_POOL
         ex.failed = outcome.failed
         ex.attempts = outcome.attempts

@@ -55,8 +55,8 @@ class RouterSettings:
     (defaults to on under AWS Lambda when no Pushgateway is configured).
     `admission`: bound each pool's in-flight requests with an adaptive limit, queue the
     excess briefly and shed the rest with 503 + Retry-After (`off`: send everything).
-    `hold_early_retries`: a connection that sends again before the `Retry-After` of its
-    last refusal, and is refused again, gets that refusal once the `Retry-After` has
+    `hold_early_retries`: a connection refused several times in a row, each time sent
+    again before the last refusal's `Retry-After`, gets its next refusal once that has
     passed (`mpfn.functions.router.earlyretry`; off: every refusal at once).
     `queue_min_ms` / `queue_factor`: a request waits for a slot at most
     max(queue_min_ms, queue_factor x its expected latency), never past its deadline.

@@ -1,6 +1,6 @@
-"""A connection that sends again before the Retry-After of its last refusal, and is
-refused again, gets that refusal only once the Retry-After has passed; every other
-refusal goes out at once, and admitted requests are never held."""
+"""A connection refused several times in a row, each time sent again before the last
+refusal's Retry-After, gets its next refusal only once that Retry-After has passed;
+every other refusal goes out at once, and admitted requests are never held."""
 
 from __future__ import annotations
 
@@ -44,20 +44,58 @@ def test_connections_are_told_apart_by_address_and_port() -> None:
     assert connection_of(("10.0.0.1", 0)) is None  # Mangum under Lambda: no port
 
 
+def test_held_from_the_third_early_refusal_in_a_row() -> None:
+    clock = Clock()
+    early = EarlyRetries(1.0, clock=clock)
+    conn = ("a", 1)
+    assert early.refusing(conn) == 0.0  # the first refusal
+    early.refused(conn)
+    for _ in range(2):  # sent again at once: early, but not yet held
+        assert early.refusing(conn) == 0.0
+        early.refused(conn)
+    clock.now += 0.25
+    assert early.refusing(conn) == 0.75  # the third early one in a row
+    clock.now += 0.75
+    early.refused(conn)
+    assert early.refusing(conn) == 1.0  # still at full tilt
+    early.refused(conn)
+    clock.now += 1.0  # then it waits as told: the row is over
+    assert early.refusing(conn) == 0.0
+    early.refused(conn)
+
+
+def test_being_served_ends_the_row() -> None:
+    """A pooled connection whose callers each honor Retry-After is sent again early by
+    another caller, who is usually served: it is not held."""
+    early = EarlyRetries(1.0, clock=Clock())
+    conn = ("a", 1)
+    for _ in range(10):
+        for _ in range(2):
+            assert early.refusing(conn) == 0.0
+            early.refused(conn)
+        early.served(conn)
+    assert len(early) == 0
+    early.served(None)
+    early.served(("b", 2))  # never refused: nothing to forget
+
+
+def test_unknown_connections_are_never_held() -> None:
+    early = EarlyRetries(1.0, hold_after=0, clock=Clock())
+    assert early.refusing(None) == 0.0
+    early.refused(None)
+    assert len(early) == 0
+
+
 def test_remembers_recent_refusals_only_and_a_bounded_number_of_them() -> None:
     clock = Clock()
-    early = EarlyRetries(1.0, max_connections=3, clock=clock)
+    early = EarlyRetries(1.0, hold_after=1, max_connections=3, clock=clock)
     early.refused(("a", 1))
-    assert early.hold_s(("a", 1)) == 1.0
-    assert early.hold_s(("a", 2)) == 0.0  # another connection of the same host
-    assert early.hold_s(None) == 0.0
-    early.refused(None)
+    assert early.refusing(("a", 1)) == 1.0
+    assert early.refusing(("a", 2)) == 0.0  # another connection of the same host
     for port in range(2, 6):
         early.refused(("a", port))
     assert len(early) == 3  # the oldest were forgotten first
-    assert early.hold_s(("a", 1)) == 0.0
-    clock.now += 0.5
-    assert early.hold_s(("a", 5)) == 0.5
+    assert early.refusing(("a", 1)) == 0.0
     clock.now += 2.0
     early.refused(("b", 1))  # the others' Retry-After passed: forgotten
     assert len(early) == 1
@@ -107,10 +145,11 @@ async def test_an_early_retry_is_held_and_said_so(
         clock = Clock()
         app.runtime.early_retries = EarlyRetries(1.0, clock=clock)
         async with client_on(app, 5000) as c, client_on(app, 5001) as other:
-            first = await c.post(INFER, content=BODY)
-            assert first.status_code == 503 and first.headers["retry-after"] == "1"
-            assert "held" not in first.headers["x-mpfn-route-reason"]
-            clock.now += 0.95  # it sends again before the second is up
+            for _ in range(3):  # refused, then sent again at once twice: not held
+                r = await c.post(INFER, content=BODY)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1"
+                assert "held" not in r.headers["x-mpfn-route-reason"]
+            clock.now += 0.95  # and again, before the second is up
             again = await c.post(INFER, content=BODY)
             assert again.status_code == 503 and again.headers["retry-after"] == "1"
             reason = again.headers["x-mpfn-route-reason"]
@@ -124,7 +163,7 @@ async def test_an_early_retry_is_held_and_said_so(
             assert "held" not in waited.headers["x-mpfn-route-reason"]
             metrics = (await c.get("/metrics")).text
     assert "mpfn_router_held_refusals_total 1.0" in metrics
-    assert 'mpfn_router_rejections_total{reason="at_capacity"} 4.0' in metrics
+    assert 'mpfn_router_rejections_total{reason="at_capacity"} 6.0' in metrics
 
 
 async def test_holding_can_be_turned_off(
@@ -147,10 +186,14 @@ async def test_admitted_requests_are_never_held(
     app = create_app(store, settings=settings())
     try:
         assert app.runtime.early_retries is not None
-        app.runtime.early_retries.refused(("10.0.0.1", 5000))  # just refused
+        early = app.runtime.early_retries
+        for _ in range(5):  # refused in a row, at full tilt
+            early.refusing(("10.0.0.1", 5000))
+            early.refused(("10.0.0.1", 5000))
         async with client_on(app, 5000) as c:
             r = await c.post(INFER, content=BODY)  # at once, and there is room now
         assert r.status_code == 200
         assert "held" not in r.headers["x-mpfn-route-reason"]
+        assert len(early) == 0  # served: its row of refusals is over
     finally:
         await app.runtime.stop()
