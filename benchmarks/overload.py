@@ -17,11 +17,13 @@ ignore`, a closed loop at full tilt) or wait as it says before their next reques
 clients are `loadgen`'s lean raw-protocol connections (`--client lean`, the default),
 which cost a few times less per request than keep-alive aiohttp clients (`--client
 aiohttp`; `both` runs each kind against the same stack).
+`--pin` puts the router and the load generator on one CPU and the workers on the others
+(`cpupin`), so that the router does not wait for the scheduler behind the workers.
 Targets are checked against the `--saturation` level of the same run.
 
     python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
         [--seconds 10] [--retry-after honor|ignore|both] [--client lean|aiohttp|both]
-        [--url http://router]
+        [--pin] [--url http://router]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import aiohttp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpupin
 import loadgen
 
 PATH = "/v2/models/demo/infer"
@@ -166,8 +169,9 @@ def circuits_opened(metrics: str) -> list[str]:
 
 
 @contextmanager
-def demo_stack() -> Iterator[str]:
-    """`mpfn up --port 0` in a throw-away directory; yields the router URL."""
+def demo_stack(pinned: bool = False) -> Iterator[str]:
+    """`mpfn up --port 0` in a throw-away directory; yields the router URL. `pinned`: the
+    router and this process on one CPU, the workers on the others (`cpupin`)."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mpfn", "up", "--port", "0", "--state", f"{tmp}/state"],
@@ -186,6 +190,8 @@ def demo_stack() -> Iterator[str]:
                     break
             else:
                 raise RuntimeError("mpfn up exited before printing the router URL")
+            if pinned:
+                print(cpupin.pin_stack(proc.pid), flush=True)
             yield url
         finally:
             os.killpg(proc.pid, signal.SIGINT)
@@ -257,10 +263,18 @@ def main() -> int:
         default="lean",
         help="lean raw-protocol clients (benchmarks/loadgen.py) or aiohttp ones",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="router and load generator on the first CPU, workers on the others (cpupin.py)",
+    )
     args = parser.parse_args()
+    if args.pin and args.url:
+        parser.error("--pin pins the stack this script starts: leave out --url")
     levels = [int(v) for v in args.levels.split(",")]
     modes = {"honor": [True], "ignore": [False], "both": [False, True]}[args.retry_after]
-    with contextmanager(lambda: iter([args.url]))() if args.url else demo_stack() as url:
+    stack = contextmanager(lambda: iter([args.url]))() if args.url else demo_stack(args.pin)
+    with stack as url:
         for client in ["lean", "aiohttp"] if args.client == "both" else [args.client]:
             for honor in modes:
                 run(url.rstrip("/"), levels, args.seconds, honor, args.saturation, client)
