@@ -185,7 +185,13 @@ def router_panels(y: int) -> list[dict[str, Any]]:
                 _prom(
                     'sum(rate(mpfn_router_rejections_total{reason="at_capacity"}[5m]))',
                     "shed",
-                )
+                    "A",
+                ),
+                _prom(
+                    "sum(rate(mpfn_router_held_refusals_total[5m]))",
+                    "held (sent before Retry-After)",
+                    "B",
+                ),
             ],
             "reqps",
             PROMETHEUS,
