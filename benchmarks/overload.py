@@ -17,13 +17,16 @@ ignore`, a closed loop at full tilt) or wait as it says before their next reques
 clients are `loadgen`'s lean raw-protocol connections (`--client lean`, the default),
 which cost a few times less per request than keep-alive aiohttp clients (`--client
 aiohttp`; `both` runs each kind against the same stack).
-`--pin` puts the router and the load generator on one CPU and the workers on the others
+`--slow-pools MS` runs, instead of the demo stack, two workers that each run at most two
+inferences at a time, each MS ms longer (a sleep), behind one router: there the pools
+saturate while the router process has room, as when routers scale out beside their
+pools. `--pin` puts the router and the load generator on one CPU and the workers on the others
 (`cpupin`), so that the router does not wait for the scheduler behind the workers.
 Targets are checked against the `--saturation` level of the same run.
 
     python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
         [--seconds 10] [--retry-after honor|ignore|both] [--client lean|aiohttp|both]
-        [--pin] [--url http://router]
+        [--pin] [--slow-pools MS] [--url http://router]
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -204,6 +208,45 @@ def demo_stack(pinned: bool = False) -> Iterator[str]:
 DRIVERS = {"lean": drive_lean, "aiohttp": drive}
 
 
+@contextmanager
+def slow_pools_stack(delay_ms: float) -> Iterator[str]:
+    """Two ORT workers that each run at most 2 inferences at a time, each taking
+    `delay_ms` more (`--inject-delay-ms`, a sleep: it costs no CPU), behind one router:
+    the pools, not the router process, are what saturates. Yields the router URL."""
+    from pydantic import HttpUrl
+    from router_overhead import free_port, router_argv, server
+
+    from mpfn.artifacts.models import push_model
+    from mpfn.demo import build_demo_model, demo_model_version
+    from mpfn.documents import Pool
+    from mpfn.state import Documents
+    from mpfn.store import LocalStore
+
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        store = LocalStore(Path(tmp) / "state")
+        model = Path(tmp) / "demo.onnx"
+        model.write_bytes(build_demo_model())
+        docs = Documents(store)
+        doc = demo_model_version(push_model(store, model, name="demo", version="1"))
+        docs.upsert(doc.key, doc)
+        ready = "/v2/models/demo/ready"
+        for name in ("slow-1", "slow-2"):
+            port = free_port()
+            argv = [
+                sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
+                "--port", str(port), "--state", store.url, "--preload", "demo",
+                "--cache-dir", f"{tmp}/cache-{name}", "--max-concurrency", "2",
+                "--max-queue", "4", "--inject-delay-ms", str(delay_ms),
+            ]  # fmt: skip
+            stack.enter_context(server(argv, port, ready, {}))
+            endpoint = HttpUrl(f"http://127.0.0.1:{port}")
+            pool = Pool(id=name, cloud="local", endpoint=endpoint, capacity=2)
+            docs.upsert(pool.key, pool)
+        port = free_port()
+        router = server(router_argv(port), port, ready, {"MPFN_STATE": store.url})
+        yield "http://" + stack.enter_context(router)
+
+
 def run(
     url: str, levels: list[int], seconds: float, honor: bool, saturation: int, client: str
 ) -> None:
@@ -268,12 +311,25 @@ def main() -> int:
         action="store_true",
         help="router and load generator on the first CPU, workers on the others (cpupin.py)",
     )
+    parser.add_argument(
+        "--slow-pools",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="instead of mpfn up: two workers running at most 2 inferences at a time, each "
+        "MS ms longer, so that the pools and not the router saturate",
+    )
     args = parser.parse_args()
-    if args.pin and args.url:
+    if args.pin and (args.url or args.slow_pools):
         parser.error("--pin pins the stack this script starts: leave out --url")
     levels = [int(v) for v in args.levels.split(",")]
     modes = {"honor": [True], "ignore": [False], "both": [False, True]}[args.retry_after]
-    stack = contextmanager(lambda: iter([args.url]))() if args.url else demo_stack(args.pin)
+    if args.url:
+        stack = contextmanager(lambda: iter([args.url]))()
+    elif args.slow_pools:
+        stack = slow_pools_stack(args.slow_pools)
+    else:
+        stack = demo_stack(args.pin)
     with stack as url:
         for client in ["lean", "aiohttp"] if args.client == "both" else [args.client]:
             for honor in modes:
