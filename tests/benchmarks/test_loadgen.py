@@ -1,0 +1,103 @@
+"""The overload benchmark's lean load generator reads answers right: status,
+Retry-After, bodies split over several reads, and connections that break off."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from aiohttp import web
+
+SOURCE = Path(__file__).resolve().parents[2] / "benchmarks" / "loadgen.py"
+
+
+def loadgen() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mpfn_bench_loadgen", SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_header_values_are_found_in_a_lowercased_head() -> None:
+    lg = loadgen()
+    head = b"http/1.1 503 service unavailable\r\nretry-after: 1\r\ncontent-length: 12"
+    assert lg.header(head, b"retry-after:") == b"1"
+    assert lg.header(head, b"content-length:") == b"12"
+    assert lg.header(head, b"x-missing:") is None
+    request = lg.request_bytes("http://127.0.0.1:8080", "/p", b"{}", "application/json")
+    assert request.startswith(b"POST /p HTTP/1.1\r\nhost: 127.0.0.1:8080\r\n")
+    assert request.endswith(b"content-length: 2\r\n\r\n{}")
+
+
+async def test_closed_loop_counts_every_answer_and_its_retry_after() -> None:
+    lg = loadgen()
+    served = 0
+    big = b"x" * 200_000  # arrives in several reads
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal served
+        await request.read()
+        served += 1
+        if served % 3 == 0:
+            return web.json_response({"error": "busy"}, status=503, headers={"Retry-After": "1"})
+        if served % 3 == 1:
+            return web.Response(body=big)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/p", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}"
+    answers: list[tuple[int, str | None]] = []
+    errors = 0
+
+    def record(status: int, ms: float, retry_after: str | None) -> float:
+        assert ms >= 0
+        answers.append((status, retry_after))
+        return 0.0
+
+    def error() -> None:
+        nonlocal errors
+        errors += 1
+
+    try:
+        request = lg.request_bytes(url, "/p", b"{}", "application/json")
+        await lg.closed_loop(url, request, 3, 0.3, record, error)
+    finally:
+        await runner.cleanup()
+    assert errors == 0
+    assert len(answers) == served > 3
+    assert {s for s, _ in answers} == {200, 503}
+    assert all((ra == "1") == (s == 503) for s, ra in answers)
+
+
+async def test_a_connection_that_breaks_off_is_counted_and_opened_again() -> None:
+    lg = loadgen()
+    accepted = 0
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()  # no answer
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    errors = 0
+
+    def error() -> None:
+        nonlocal errors
+        errors += 1
+
+    async with server:
+        request = lg.request_bytes(url, "/p", b"{}", "application/json")
+        await lg.closed_loop(url, request, 1, 0.2, lambda *_: 0.0, error)
+    assert errors >= 2 and accepted >= 2
