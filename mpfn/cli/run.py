@@ -115,6 +115,11 @@ def up(
     launcher = None
     if runtime not in ("processes", "containers"):
         raise CliError(f"unknown runtime {runtime!r}; choose processes or containers")
+
+    def stop_starting(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # start_stack stops what it started, then this exits 130
+
+    signal.signal(signal.SIGTERM, stop_starting)
     try:
         check_ports(plan)
         if runtime == "containers":

@@ -87,6 +87,41 @@ def test_up_serves_the_demo_and_stops_everything(tmp_path: Path, stop_signal: in
             proc.wait()
 
 
+def test_up_stopped_while_starting_stops_what_it_started(tmp_path: Path) -> None:
+    """SIGTERM before the stack is ready (a worker started, the router not yet) stops
+    every part started so far and exits 130, leaving no worker behind."""
+    env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
+    proc = subprocess.Popen(
+        [*MPFN, "up", "--port", "0", "--state", str(tmp_path / "state")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        workers: list[str] = []
+        for line in proc.stdout:
+            if line.startswith("worker "):
+                workers.append(line.split()[-1])
+                break
+        assert workers, "mpfn up printed no worker address"
+        proc.send_signal(signal.SIGTERM)
+        out = proc.stdout.read()
+        assert proc.wait(timeout=30) == 130, out
+        assert "interrupted" in out
+        for url in workers:
+            deadline = time.monotonic() + 10
+            while not _port_closed(url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _port_closed(url), f"{url} still open after mpfn up was stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_up_secure_serves_through_tls_pools_that_refuse_everyone_else(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
     state = tmp_path / "state"
