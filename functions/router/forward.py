@@ -43,7 +43,7 @@ from mpfn.routing.admission import classify
 from mpfn.routing.failover import is_failure
 from mpfn.routing.locality import left_for
 from mpfn.routing.serving import backend_url
-from mpfn.routing.stats import QUEUED
+from mpfn.routing.stats import BATCH_SIZE, QUEUED
 
 log = logging.getLogger("mpfn.router")
 
@@ -510,14 +510,22 @@ class Forwarder:
 
 
 def queued_of(headers: Mapping[str, str]) -> int | None:
-    """The queue a pool reported with its answer (`x-mpfn-queued`), if it reports one."""
+    """The queue a pool reported with its answer (`x-mpfn-queued`), if it reports one,
+    less the rows that ride in one batch with this answer's (`x-mpfn-batch-size` - 1): a
+    batching worker collects the next batch while one runs, by design, and only what
+    waits beyond that is a queue that lengthens answers."""
     raw = headers.get(QUEUED)
     if raw is None:
         return None
     try:
-        return max(0, int(raw))
+        queued = int(raw)
     except ValueError:
         return None
+    try:
+        batch = int(headers.get(BATCH_SIZE, "1"))
+    except ValueError:
+        batch = 1
+    return max(0, queued - max(0, batch - 1))
 
 
 def _granted_first(plan: Sequence[Attempt], granted: Pool) -> Sequence[Attempt]:

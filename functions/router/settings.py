@@ -64,6 +64,9 @@ class RouterSettings:
     else a model, may hold its share); `line_per_slot`: most waiting requests per slot of
     the pools they wait for (more are shed at once). `limit_per_capacity`: a pool's first
     limit per unit of its declared `capacity`; `max_limit`: the highest a limit may grow.
+    `pool_queue_target`: requests a pool may report waiting behind its running ones
+    (`x-mpfn-queued`, less the rows collected for its next batch) before its limit goes
+    down; each one waiting there lengthens answers.
     `secret_ttl_s`: how long a resolved pool secret (token, CA, client certificate) is
     used before it is fetched again: a rotated secret is picked up within this time.
     `grpc_port`: also serve the v2 gRPC API (`inference.GRPCInferenceService`) on this
@@ -101,6 +104,7 @@ class RouterSettings:
     line_per_slot: float = 1.0
     limit_per_capacity: float = 2.0
     max_limit: float = 256.0
+    pool_queue_target: int = 0
     secret_ttl_s: float = 300.0
     site: str = ""
     locality: bool = True
@@ -142,6 +146,8 @@ class RouterSettings:
             raise ValueError("queue_min_ms, queue_factor, max_queue, line_per_slot must be >= 0")
         if self.limit_per_capacity <= 0 or self.max_limit < 1:
             raise ValueError("limit_per_capacity must be > 0 and max_limit >= 1")
+        if self.pool_queue_target < 0:
+            raise ValueError("pool_queue_target must be >= 0")
         if self.site and not is_site_name(self.site):
             raise ValueError(f"site must be a site name ({SITE_RULE}), not {self.site!r}")
         for name in ("cross_site_ms", "cross_site_cost_per_1k"):
@@ -169,7 +175,11 @@ class RouterSettings:
 
     @property
     def admission_config(self) -> AdmissionConfig:
-        return AdmissionConfig(per_capacity=self.limit_per_capacity, max_limit=self.max_limit)
+        return AdmissionConfig(
+            per_capacity=self.limit_per_capacity,
+            max_limit=self.max_limit,
+            queue_target=self.pool_queue_target,
+        )
 
     def queue_wait_s(self, expected_ms: float, remaining_s: float) -> float:
         """How long a request expected to take `expected_ms` may wait for a slot."""

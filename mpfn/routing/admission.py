@@ -6,7 +6,9 @@ A router sends a pool at most `limit` requests at once. The limit starts at
 - when the pool reports its own queue (`x-mpfn-queued`, as mpfn's worker does), that is
   the signal: an answer with no request waiting behind it raises the limit by 1/limit
   (about +1 per limit's worth of answers: additive increase), one with more than
-  `queue_target` waiting lowers it;
+  `queue_target` waiting lowers it (0 by default: a request waiting at the pool only
+  lengthens answers, since the router's own line holds it as well and sends it where a
+  slot frees first; a batching pool's rows collected for its next batch do not count);
 - otherwise latency is: a success within `tolerance` x the pool's no-load latency raises
   it, a slower one lowers it;
 - a busy answer (the pool said 503 + Retry-After or 429: its own queue is full) lowers it;
@@ -46,7 +48,7 @@ class AdmissionConfig:
     backoff: float = 0.8
     decrease_interval_s: float = 0.05
     drift: float = 0.01
-    queue_target: int = 2
+    queue_target: int = 0
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.min_limit <= self.max_limit:

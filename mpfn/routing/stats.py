@@ -21,6 +21,7 @@ from mpfn.routing.breaker import Breaker
 
 INFLIGHT = "x-mpfn-inflight"
 QUEUED = "x-mpfn-queued"
+BATCH_SIZE = "x-mpfn-batch-size"  # rows run together with this answer's
 LOAD_MS = "x-mpfn-load-ms"
 NEVER = float("-inf")
 

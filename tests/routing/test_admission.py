@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -75,10 +76,41 @@ def test_classify_backpressure_versus_failure() -> None:
 
 
 def test_a_reported_queue_steers_the_limit_instead_of_latency() -> None:
-    limit = observe(initial(4, CFG), "ok", 1.0, now=0.0, cfg=CFG, queued=0)
-    grown = observe(limit, "ok", 50.0, now=1.0, cfg=CFG, queued=0)
+    cfg = AdmissionConfig(per_capacity=2.0, min_limit=1.0, max_limit=64.0, queue_target=2)
+    limit = observe(initial(4, cfg), "ok", 1.0, now=0.0, cfg=cfg, queued=0)
+    grown = observe(limit, "ok", 50.0, now=1.0, cfg=cfg, queued=0)
     assert grown.value > limit.value  # slow but nothing waits at the pool: room to grow
-    held = observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=CFG.queue_target)
+    held = observe(limit, "ok", 1.0, now=1.0, cfg=cfg, queued=cfg.queue_target)
     assert held.value == limit.value
-    shrunk = observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=CFG.queue_target + 1)
+    shrunk = observe(limit, "ok", 1.0, now=1.0, cfg=cfg, queued=cfg.queue_target + 1)
+    assert shrunk.value == limit.value * cfg.backoff
+
+
+def test_by_default_any_reported_queue_shrinks_the_limit() -> None:
+    assert CFG.queue_target == 0
+    limit = observe(initial(4, CFG), "ok", 1.0, now=0.0, cfg=CFG, queued=0)
+    assert observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=0).value > limit.value
+    shrunk = observe(limit, "ok", 1.0, now=1.0, cfg=CFG, queued=1)
     assert shrunk.value == limit.value * CFG.backoff
+
+
+def test_the_pool_queue_target_is_a_router_setting() -> None:
+    from mpfn.functions.router.settings import RouterSettings
+
+    assert RouterSettings.from_env({}).admission_config.queue_target == 0
+    env = {"MPFN_ROUTER_POOL_QUEUE_TARGET": "2"}
+    assert RouterSettings.from_env(env).admission_config.queue_target == 2
+    with pytest.raises(ValueError, match="pool_queue_target"):
+        RouterSettings.from_env({"MPFN_ROUTER_POOL_QUEUE_TARGET": "-1"})
+
+
+def test_rows_collected_for_a_batch_are_not_a_queue() -> None:
+    from mpfn.functions.router.forward import queued_of
+
+    assert queued_of({}) is None
+    assert queued_of({"x-mpfn-queued": "3"}) == 3
+    assert queued_of({"x-mpfn-queued": "3", "x-mpfn-batch-size": "1"}) == 3
+    assert queued_of({"x-mpfn-queued": "3", "x-mpfn-batch-size": "8"}) == 0
+    assert queued_of({"x-mpfn-queued": "9", "x-mpfn-batch-size": "8"}) == 2
+    assert queued_of({"x-mpfn-queued": "2", "x-mpfn-batch-size": "x"}) == 2
+    assert queued_of({"x-mpfn-queued": "many"}) is None
