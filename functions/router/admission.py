@@ -4,7 +4,9 @@ Every forwarded attempt holds a slot of its pool; a pool has `Limit.slots` of th
 adaptive limit of `mpfn.routing.admission`, fed with every answer). A request whose pools
 are all full waits in line for a slot for at most its wait budget (a few times the
 expected latency, never past its deadline). When its tenant already has more requests
-waiting than those pools have slots (`line_per_slot`), when the line is full, or when the
+waiting than `line_per_slot` x the slots of those pools (half by default: enough to
+fill each slot the moment it frees, no more; every extra place in line is one more
+service time of wait for whoever takes it), when the line is full, or when the
 tenant already holds its share of it, the request is shed at once, without waiting; it
 is shed too when its wait budget runs out. The caller answers 503 +
 `Retry-After` without having touched a pool. `must_shed` tells, without queuing, whether
@@ -51,7 +53,7 @@ class Admission:
         cfg: AdmissionConfig = DEFAULT_ADMISSION,
         *,
         max_queue: int = 1024,
-        line_per_slot: float = 1.0,
+        line_per_slot: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg

@@ -101,7 +101,7 @@ class RouterSettings:
     queue_min_ms: float = 20.0
     queue_factor: float = 4.0
     max_queue: int = 1024
-    line_per_slot: float = 1.0
+    line_per_slot: float = 0.5
     limit_per_capacity: float = 2.0
     max_limit: float = 256.0
     pool_queue_target: int = 0
