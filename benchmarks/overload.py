@@ -214,36 +214,27 @@ def slow_pools_stack(delay_ms: float) -> Iterator[str]:
     `delay_ms` more (`--inject-delay-ms`, a sleep: it costs no CPU), behind one router:
     the pools, not the router process, are what saturates. Yields the router URL."""
     from pydantic import HttpUrl
-    from router_overhead import free_port, router_argv, server
+    from router_overhead import READY, demo_store, free_port, router_argv, server, worker_argv
 
-    from mpfn.artifacts.models import push_model
-    from mpfn.demo import build_demo_model, demo_model_version
+    from mpfn.demo import build_demo_model
     from mpfn.documents import Pool
-    from mpfn.state import Documents
-    from mpfn.store import LocalStore
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        store = LocalStore(Path(tmp) / "state")
         model = Path(tmp) / "demo.onnx"
         model.write_bytes(build_demo_model())
-        docs = Documents(store)
-        doc = demo_model_version(push_model(store, model, name="demo", version="1"))
-        docs.upsert(doc.key, doc)
-        ready = "/v2/models/demo/ready"
+        docs = demo_store(Path(tmp) / "state", model)
+        state = docs.store.url
         for name in ("slow-1", "slow-2"):
             port = free_port()
-            argv = [
-                sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
-                "--port", str(port), "--state", store.url, "--preload", "demo",
-                "--cache-dir", f"{tmp}/cache-{name}", "--max-concurrency", "2",
-                "--max-queue", "4", "--inject-delay-ms", str(delay_ms),
-            ]  # fmt: skip
-            stack.enter_context(server(argv, port, ready, {}))
+            limits = ["--max-concurrency", "2", "--max-queue", "4"]
+            delay = ["--inject-delay-ms", str(delay_ms)]
+            argv = worker_argv(state, port, Path(tmp) / f"cache-{name}", *limits, *delay)
+            stack.enter_context(server(argv, port, READY, {}))
             endpoint = HttpUrl(f"http://127.0.0.1:{port}")
             pool = Pool(id=name, cloud="local", endpoint=endpoint, capacity=2)
             docs.upsert(pool.key, pool)
         port = free_port()
-        router = server(router_argv(port), port, ready, {"MPFN_STATE": store.url})
+        router = server(router_argv(port), port, READY, {"MPFN_STATE": state})
         yield "http://" + stack.enter_context(router)
 
 

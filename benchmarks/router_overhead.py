@@ -63,6 +63,26 @@ BODY = json.dumps(
 PATH = "/v2/models/demo/infer"
 
 
+READY = "/v2/models/demo/ready"
+
+
+def demo_store(root: Path, model: Path) -> Documents:
+    """A local store at `root` holding the ONNX file `model` as the demo model (version
+    1); returns its documents."""
+    store = LocalStore(root)
+    docs = Documents(store)
+    doc = demo_model_version(push_model(store, model, name="demo", version="1"))
+    docs.upsert(doc.key, doc)
+    return docs
+
+
+def worker_argv(state: str, port: int, cache: Path, *extra: str) -> list[str]:
+    """The command line of an ORT worker on loopback `port` preloading the demo model."""
+    return [sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
+            "--port", str(port), "--state", state, "--preload", "demo",
+            "--cache-dir", str(cache), *extra]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,27 +172,21 @@ def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
     from mpfn.poolauth.ca import CA
 
     root = tmp / "tls"
-    store = LocalStore(root / "state")
-    doc = demo_model_version(push_model(store, model, name="demo", version="1"))
-    Documents(store).upsert(doc.key, doc)
+    docs = demo_store(root / "state", model)
     ca = CA(root / "pki")
     server_cert, client = ca.issue("server"), ca.issue("router", server=False)
     token = root / "token"
     token.write_text("bench-token\n")
     wport = free_port()
-    argv = [
-        sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
-        "--port", str(wport), "--state", store.url, "--preload", "demo",
-        "--cache-dir", str(root / "cache"), "--token-file", str(token),
-        "--tls-cert", str(server_cert.cert), "--tls-key", str(server_cert.key),
-        "--tls-client-ca", str(ca.pem),
-    ]  # fmt: skip
+    argv = worker_argv(docs.store.url, wport, root / "cache", "--token-file", str(token),
+                       "--tls-cert", str(server_cert.cert), "--tls-key", str(server_cert.key),
+                       "--tls-client-ca", str(ca.pem))  # fmt: skip
     pool = Pool.model_validate({
         "id": "w-tls", "cloud": "local", "endpoint": f"https://127.0.0.1:{wport}",
         "auth": {"type": "bearer", "token": f"file:{token}"},
         "tls": {"ca": f"file:{ca.pem}", "cert": f"file:{client.cert}", "key": f"file:{client.key}"},
     })  # fmt: skip
-    Documents(store).upsert(pool.key, pool)
+    docs.upsert(pool.key, pool)
     context = ssl.create_default_context(cafile=ca.pem)
     context.load_cert_chain(client.cert, client.key)
 
@@ -182,7 +196,7 @@ def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
     auth = {"Authorization": "Bearer bench-token"}
     with server(argv, wport, ready, {}, connect=connect, headers=auth):
         rport = free_port()
-        with server(router_argv(rport), rport, ready, {"MPFN_STATE": store.url}) as url:
+        with server(router_argv(rport), rport, ready, {"MPFN_STATE": docs.store.url}) as url:
             yield url
 
 
@@ -334,23 +348,17 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        store = LocalStore(Path(tmp) / "state")
         model = Path(tmp) / "demo.onnx"
         model.write_bytes(build_demo_model())
-        doc = demo_model_version(push_model(store, model, name="demo", version="1"))
-        docs = Documents(store)
-        docs.upsert(doc.key, doc)
+        docs = demo_store(Path(tmp) / "state", model)
+        store = docs.store
         wport = free_port()
-        worker_argv = [
-            sys.executable, "-m", "mpfn.adapters.ort_worker", "--host", "127.0.0.1",
-            "--port", str(wport), "--state", store.url, "--preload", "demo",
-            "--cache-dir", str(Path(tmp) / "cache"),
-        ]  # fmt: skip
+        argv = worker_argv(store.url, wport, Path(tmp) / "cache")
         pool = Pool(id="w", cloud="local", endpoint=HttpUrl(f"http://127.0.0.1:{wport}"))
         docs.upsert(pool.key, pool)
-        ready = "/v2/models/demo/ready"
+        ready = READY
         env = {"MPFN_STATE": store.url}
-        urls = {"direct to worker": stack.enter_context(server(worker_argv, wport, ready, {}))}
+        urls = {"direct to worker": stack.enter_context(server(argv, wport, ready, {}))}
         if not args.no_proxy:
             pport = free_port()
             penv = {"BARE_PROXY_UPSTREAM": f"http://127.0.0.1:{wport}"}
