@@ -6,10 +6,11 @@ the demo infer request for `--seconds`, and prints one row per concurrency: requ
 200s, 503/429s, goodput (200s per second), p50/p99 of the answered requests, p99 of the
 refused ones as the client saw them, the share of sheds the router itself answered
 within 5 ms of their arrival (from its own latency histogram: the client's figure also
-holds the time a request waits for a busy router process and client to run), whether any
-circuit breaker of the router opened, and how much of a core the load generator itself
-took (on a machine it shares with the stack, that is taken from the stack). After each
-level it checks that the first request once the burst is over is served.
+holds the time a request waits for a busy router process and client to run), how many
+refusals the router held to their connection's `Retry-After`, whether any circuit
+breaker of the router opened, and how much of a core the load generator itself took (on
+a machine it shares with the stack, that is taken from the stack). After each level it
+checks that the first request once the burst is over is served.
 
 Clients either ignore `Retry-After` and send their next request at once (`--retry-after
 ignore`, a closed loop at full tilt) or wait as it says before their next request
@@ -163,6 +164,14 @@ def within_5ms(before: dict[str, float], after: dict[str, float]) -> float:
     return fast / total if total else float("nan")
 
 
+def held_refusals(metrics: str) -> float:
+    """Refusals the router held to their connection's last `Retry-After` so far."""
+    for line in metrics.splitlines():
+        if line.startswith("mpfn_router_held_refusals_total "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def circuits_opened(metrics: str) -> list[str]:
     """Pools whose breaker is not closed, from the router's `/metrics`."""
     out = []
@@ -245,13 +254,13 @@ def run(
     print(f"\n{mode}; {client} clients; {seconds:g} s per level; router {url}")
     print(
         f"{'conc':>5} {'requests':>9} {'200':>8} {'503/429':>8} {'goodput/s':>10} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'refused p99':>11} {'shed<=5ms':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'refused p99':>11} {'shed<=5ms':>9} {'held':>7} "
         f"{'circuits':>9} {'after':>6} {'client cpu':>10}"
     )
     results: dict[int, Level] = {}
     _, metrics = asyncio.run(probe(url))
     for concurrency in levels:
-        before = shed_buckets(metrics)
+        before, held = shed_buckets(metrics), held_refusals(metrics)
         cpu = time.process_time()
         level = asyncio.run(DRIVERS[client](url, concurrency, seconds, honor))
         client_cpu = (time.process_time() - cpu) / seconds  # of one core
@@ -263,6 +272,7 @@ def run(
             f"{len(level.refused_ms):>8,} {level.goodput:>10,.0f} {level.p(50):>7.2f} "
             f"{level.p(99):>7.2f} {level.p(99, refused=True):>11.2f} "
             f"{within_5ms(before, shed_buckets(metrics)):>9.1%} "
+            f"{held_refusals(metrics) - held:>7,.0f} "
             f"{(','.join(opened) or 'closed'):>9} {status:>6} {client_cpu:>10.0%}",
             flush=True,
         )
