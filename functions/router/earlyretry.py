@@ -29,6 +29,10 @@ from typing import Any
 
 MAX_CONNECTIONS = 65536  # most connections remembered (the oldest are forgotten first)
 HOLD_AFTER = 3  # early refusals in a row before one is held
+# A connection is forgotten this many `Retry-After`s after its last refusal. More than
+# one: a held refusal goes out just as the `Retry-After` before it ends, and its row
+# must still be there when it does, or the connection would start a new row each time.
+FORGET_AFTER = 2.0
 
 Connection = tuple[str, int]
 
@@ -91,8 +95,8 @@ class EarlyRetries:
         refused = self._refused
         refused[connection] = (now, refused.get(connection, (now, 0))[1])
         refused.move_to_end(connection)
-        cutoff = now - self.retry_after_s
-        while refused:  # forget connections whose Retry-After passed, and the oldest
+        cutoff = now - FORGET_AFTER * self.retry_after_s
+        while refused:  # forget connections long past their Retry-After, and the oldest
             oldest, (at, _) = next(iter(refused.items()))
             if at > cutoff and len(refused) <= self.max_connections:
                 break

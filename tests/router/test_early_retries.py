@@ -64,6 +64,24 @@ def test_held_from_the_third_early_refusal_in_a_row() -> None:
     early.refused(conn)
 
 
+def test_a_held_refusal_keeps_its_row_while_others_are_refused() -> None:
+    """A held refusal goes out just as the Retry-After before it ends; refusals of other
+    connections meanwhile must not forget its row, or it would get two more at once."""
+    clock = Clock()
+    early = EarlyRetries(1.0, clock=clock)
+    a, b = ("a", 1), ("b", 2)
+    for _ in range(3):
+        early.refusing(a)
+        early.refused(a)
+    hold = early.refusing(a)
+    assert hold == 1.0  # held until the last refusal's Retry-After has passed
+    clock.now += hold + 0.01  # the event loop wakes the held refusal a little late,
+    early.refusing(b)  # after another connection's refusal
+    early.refused(b)
+    early.refused(a)  # the held refusal goes out
+    assert early.refusing(a) == 1.0  # sent again at once: held again, no new row
+
+
 def test_being_served_ends_the_row() -> None:
     """A pooled connection whose callers each honor Retry-After is sent again early by
     another caller, who is usually served: it is not held."""
@@ -96,9 +114,12 @@ def test_remembers_recent_refusals_only_and_a_bounded_number_of_them() -> None:
         early.refused(("a", port))
     assert len(early) == 3  # the oldest were forgotten first
     assert early.refusing(("a", 1)) == 0.0
-    clock.now += 2.0
-    early.refused(("b", 1))  # the others' Retry-After passed: forgotten
-    assert len(early) == 1
+    clock.now += 1.5
+    early.refused(("b", 1))  # the others' Retry-After passed, but only just: kept
+    assert len(early) == 3
+    clock.now += 1.0
+    early.refused(("b", 2))  # twice their Retry-After passed: forgotten
+    assert len(early) == 2  # only b's two connections are left
 
 
 @asynccontextmanager
