@@ -227,11 +227,12 @@ def slow_pools_stack(delay_ms: float) -> Iterator[str]:
 
     from mpfn.demo import build_demo_model
     from mpfn.documents import Pool
+    from mpfn.store import LocalStore
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         model = Path(tmp) / "demo.onnx"
         model.write_bytes(build_demo_model())
-        docs = demo_store(Path(tmp) / "state", model)
+        docs = demo_store(LocalStore(Path(tmp) / "state"), model)
         state = docs.store.url
         for name in ("slow-1", "slow-2"):
             port = free_port()

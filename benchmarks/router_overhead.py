@@ -66,10 +66,9 @@ PATH = "/v2/models/demo/infer"
 READY = "/v2/models/demo/ready"
 
 
-def demo_store(root: Path, model: Path) -> Documents:
-    """A local store at `root` holding the ONNX file `model` as the demo model (version
-    1); returns its documents."""
-    store = LocalStore(root)
+def demo_store(store: LocalStore, model: Path) -> Documents:
+    """Puts the ONNX file `model` in `store` as the demo model (version 1); returns the
+    store's documents."""
     docs = Documents(store)
     doc = demo_model_version(push_model(store, model, name="demo", version="1"))
     docs.upsert(doc.key, doc)
@@ -172,7 +171,7 @@ def tls_site(tmp: Path, model: Path, ready: str) -> Iterator[str]:
     from mpfn.poolauth.ca import CA
 
     root = tmp / "tls"
-    docs = demo_store(root / "state", model)
+    docs = demo_store(LocalStore(root / "state"), model)
     ca = CA(root / "pki")
     server_cert, client = ca.issue("server"), ca.issue("router", server=False)
     token = root / "token"
@@ -350,8 +349,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         model = Path(tmp) / "demo.onnx"
         model.write_bytes(build_demo_model())
-        docs = demo_store(Path(tmp) / "state", model)
-        store = docs.store
+        store = LocalStore(Path(tmp) / "state")
+        docs = demo_store(store, model)
         wport = free_port()
         argv = worker_argv(store.url, wport, Path(tmp) / "cache")
         pool = Pool(id="w", cloud="local", endpoint=HttpUrl(f"http://127.0.0.1:{wport}"))
