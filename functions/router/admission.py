@@ -6,7 +6,8 @@ are all full waits in line for a slot for at most its wait budget (a few times t
 expected latency, never past its deadline). When its tenant already has more requests
 waiting than `line_per_slot` x the slots of those pools (half by default: enough to
 fill each slot the moment it frees, no more; every extra place in line is one more
-service time of wait for whoever takes it), when the line is full, or when the
+service time of wait for whoever takes it), and at least `MIN_LINE` (so that a few
+clients at once on a small pool wait rather than being refused), when the line is full, or when the
 tenant already holds its share of it, the request is shed at once, without waiting; it
 is shed too when its wait budget runs out. The caller answers 503 +
 `Retry-After` without having touched a pool. `must_shed` tells, without queuing, whether
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from mpfn.documents import Pool
 from mpfn.routing.admission import DEFAULT_ADMISSION, AdmissionConfig, Limit, Outcome, initial
 from mpfn.routing.admission import observe as observe_limit
+
+MIN_LINE = 2  # places in line a tenant always has, whatever the pools' slots
 
 
 @dataclass(eq=False, slots=True)
@@ -162,7 +165,7 @@ class Admission:
         if self.waiting >= self.max_queue:
             return False
         slots = sum(self.limit(p).slots for p in pools)
-        if len(self._lines.get(tenant, ())) >= self.line_per_slot * slots:
+        if len(self._lines.get(tenant, ())) >= max(self.line_per_slot * slots, MIN_LINE):
             return False
         tenants = len(self._lines) + (tenant not in self._lines)
         share = max(1, self.max_queue // tenants)

@@ -83,8 +83,9 @@ DROP_RESPONSE_HEADERS = frozenset(
 )
 # A frozen backend accepts connections but never answers: an attempt that is not the plan's
 # last waits for the answer's headers at most max(min(ANSWER_WAIT_S, deadline / 3),
-# ANSWER_WAIT_MIN_S, ANSWER_WAIT_FACTOR x its expected time), then the request moves on to
-# the next pool.
+# ANSWER_WAIT_MIN_S, ANSWER_WAIT_FACTOR x its expected time), and as long again for a
+# buffered answer's body (one frozen between the two), then the request moves on to the
+# next pool.
 ANSWER_WAIT_S = 10.0
 ANSWER_WAIT_MIN_S = 1.0
 ANSWER_WAIT_FACTOR = 4.0
@@ -448,7 +449,8 @@ class Forwarder:
                 reported.append(queued_of(resp.headers))
                 await self._relay_stream(send, resp, pool_id, why)
             else:
-                payload = await resp.read()
+                async with asyncio.timeout(wait_s):  # a pool that stalls mid-answer: next
+                    payload = await resp.read()
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))
                 await self._relay_buffered(send, resp, pool_id, why, payload)

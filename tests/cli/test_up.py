@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers.mpfn_procs import start_up
+from tests.servers.mpfn_procs import spawn_up, start_up
 
 MPFN = [sys.executable, "-m", "mpfn"]
 X = [0.25 * i for i in range(16)]
@@ -91,14 +91,7 @@ def test_up_stopped_while_starting_stops_what_it_started(tmp_path: Path) -> None
     """SIGTERM before the stack is ready (a worker started, the router not yet) stops
     every part started so far and exits 130, leaving no worker behind."""
     env = {k: v for k, v in os.environ.items() if k != "MPFN_STATE"}
-    proc = subprocess.Popen(
-        [*MPFN, "up", "--port", "0", "--state", str(tmp_path / "state")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = spawn_up(tmp_path, tmp_path / "state", env)
     try:
         assert proc.stdout is not None
         workers: list[str] = []

@@ -100,17 +100,18 @@ async def test_a_line_longer_than_the_slots_sheds_at_once() -> None:
     admission, a, b = one_slot_pools(line_per_slot=1.0)
     await admission.acquire([a], "t", 0.0)
     first = asyncio.create_task(admission.acquire([a], "t", 5.0))
+    second = asyncio.create_task(admission.acquire([a], "t", 5.0))  # MIN_LINE: two places
     await asyncio.sleep(0)
-    assert admission.waiting == 1
+    assert admission.waiting == 2
     # shed without waiting (sitting out this budget would hit the test timeout instead)
     assert await admission.acquire([a], "t", 3600.0) is None
     assert await admission.acquire([b], "t", 0.0) is b  # other pools are not affected
     other = asyncio.create_task(admission.acquire([a], "other", 3600.0))
     await asyncio.sleep(0)
-    assert admission.waiting == 2  # another tenant still gets in line
-    other.cancel()
-    first.cancel()
-    await asyncio.gather(first, other, return_exceptions=True)
+    assert admission.waiting == 3  # another tenant still gets in line
+    for task in (first, second, other):
+        task.cancel()
+    await asyncio.gather(first, second, other, return_exceptions=True)
 
 
 async def test_must_shed_asks_without_queuing() -> None:
@@ -119,11 +120,12 @@ async def test_must_shed_asks_without_queuing() -> None:
     await admission.acquire([a], "t", 0.0)
     assert not admission.must_shed([a, b], "t")  # b has room
     assert not admission.must_shed([a], "t")  # full, but the line has room
-    waiter = asyncio.create_task(admission.acquire([a], "t", 5.0))
+    waiters = [asyncio.create_task(admission.acquire([a], "t", 5.0)) for _ in range(2)]
     await asyncio.sleep(0)
-    assert admission.must_shed([a], "t")  # the tenant's line holds a's one slot's worth
+    assert admission.must_shed([a], "t")  # the tenant's line is at its least length
     assert not admission.must_shed([a], "other")  # another tenant may still queue
-    assert admission.waiting == 1 and admission.busy["a"] == 1  # asking changed nothing
+    assert admission.waiting == 2 and admission.busy["a"] == 1  # asking changed nothing
     assert (await admission.acquire([a], "t", 3600.0)) is None  # acquire agrees
-    waiter.cancel()
-    await asyncio.gather(waiter, return_exceptions=True)
+    for waiter in waiters:
+        waiter.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)

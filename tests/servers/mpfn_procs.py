@@ -146,13 +146,9 @@ def start_router(
         sock.close()
 
 
-def start_up(
-    cwd: Path, state: Path, env: Mapping[str, str], *extra: str
-) -> tuple[subprocess.Popen[str], str, list[str]]:
-    """`mpfn up --port 0` as a user runs it (`extra`: more flags, such as `--runtime
-    containers`); returns the process, the router URL it printed and its output so far
-    (the process keeps writing to its stdout pipe)."""
-    proc = subprocess.Popen(
+def spawn_up(cwd: Path, state: Path, env: Mapping[str, str], *extra: str) -> subprocess.Popen[str]:
+    """`mpfn up --port 0`, its output (stdout and stderr) on a text pipe; not waited for."""
+    return subprocess.Popen(
         [PYTHON, "-m", "mpfn", "up", "--port", "0", "--state", str(state), *extra],
         cwd=cwd,
         env=dict(env),
@@ -160,6 +156,15 @@ def start_up(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def start_up(
+    cwd: Path, state: Path, env: Mapping[str, str], *extra: str
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`mpfn up --port 0` as a user runs it (`extra`: more flags, such as `--runtime
+    containers`); returns the process, the router URL it printed and its output so far
+    (the process keeps writing to its stdout pipe)."""
+    proc = spawn_up(cwd, state, env, *extra)
     lines: list[str] = []
     routers: list[str] = []
     wanted = len(extra[extra.index("--sites") + 1].split(",")) if "--sites" in extra else 1
