@@ -43,7 +43,7 @@ from mpfn.routing.admission import classify
 from mpfn.routing.failover import is_failure
 from mpfn.routing.locality import left_for
 from mpfn.routing.serving import backend_url
-from mpfn.routing.stats import BATCH_SIZE, QUEUED
+from mpfn.routing.stats import BATCH_SIZE, QUEUED, read_count
 
 log = logging.getLogger("mpfn.router")
 
@@ -523,11 +523,8 @@ def queued_of(headers: Mapping[str, str]) -> int | None:
         queued = int(raw)
     except ValueError:
         return None
-    try:
-        batch = int(headers.get(BATCH_SIZE, "1"))
-    except ValueError:
-        batch = 1
-    return max(0, queued - max(0, batch - 1))
+    batch = read_count(headers.get(BATCH_SIZE)) or 1
+    return max(0, queued - (batch - 1))
 
 
 def _granted_first(plan: Sequence[Attempt], granted: Pool) -> Sequence[Attempt]:

@@ -90,7 +90,8 @@ def is_loaded(stats: PoolStats, ref: str, name: str) -> bool | None:
     return ref in stats.loaded or name in stats.loaded
 
 
-def _count(value: str | None) -> int | None:
+def read_count(value: str | None) -> int | None:
+    """A count an adapter reports in a header; None when absent, malformed or negative."""
     if value is None:
         return None
     try:
@@ -123,8 +124,8 @@ def error_rate_at(stats: PoolStats, now: float, half_life_s: float) -> float:
 
 def read_load(headers: Mapping[str, str]) -> tuple[int, int] | None:
     """(in-flight, queued) reported by an adapter; None when absent or malformed."""
-    inflight = _count(headers.get(INFLIGHT))
-    queued = _count(headers.get(QUEUED))
+    inflight = read_count(headers.get(INFLIGHT))
+    queued = read_count(headers.get(QUEUED))
     if inflight is None and queued is None:
         return None
     return inflight or 0, queued or 0
