@@ -220,6 +220,8 @@ class Forwarder:
         self.clock = clock
         self.tracer = tracer  # None: tracing off, no span is made
         self._factory = session_factory or default_session
+        # Connecting is bounded here; everything after by one timer per attempt (`_attempt`).
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -295,10 +297,7 @@ class Forwarder:
                     admission.release(pool, None, 0.0)
                     break
             path, body = rewrite(attempt)
-            timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=min(self.connect_timeout_s, remaining), sock_read=remaining
-            )
-            wait_s = answer_wait_s(attempt, timeout_s, remaining, index == len(plan) - 1)
+            answer_s = answer_wait_s(attempt, timeout_s, remaining, index == len(plan) - 1)
             left = left_for(self.site, first, pool) if first is not None else ""
             state.started(pool_id, clock())
             started = time.perf_counter()
@@ -308,9 +307,9 @@ class Forwarder:
             answered: int | str | Busy | None = None
             try:
                 through = call if via is None else via(attempt) or call
-                answered = await through(send, attempt, path, body, headers, timeout,
+                answered = await through(send, attempt, path, body, headers, remaining,
                                          started, failed, reason, reported,
-                                         wait_s, failures, left)  # fmt: skip
+                                         answer_s, failures, left)  # fmt: skip
             except (aiohttp.ClientError, TimeoutError, CredentialError) as exc:
                 # Connection and TLS errors, timeouts, credentials that could not be had, a
                 # buffered read that broke off: nothing reached the client yet, so the
@@ -390,7 +389,7 @@ class Forwarder:
         path: str,
         body: bytes,
         headers: dict[str, str],
-        timeout: aiohttp.ClientTimeout,
+        remaining: float,
         started: float,
         failed: list[str],
         reason: str,
@@ -399,10 +398,15 @@ class Forwarder:
         causes: Sequence[str] = (),
         left: str = "",
     ) -> int | str | Busy:
-        """One attempt: the status relayed to the client, why it failed (a retryable
-        answer), or `Busy` when the pool answered that it is full. Connection errors,
-        timeouts and credentials that cannot be had raise; `reported` gets an entry once
-        the outcome went to the routing state."""
+        """One attempt, given `remaining` seconds of the request's deadline: the status
+        relayed to the client, why it failed (a retryable answer), or `Busy` when the
+        pool answered that it is full. Connection errors, timeouts and credentials that
+        cannot be had raise; `reported` gets an entry once the outcome went to the
+        routing state.
+
+        One timer bounds the attempt: `wait_s` (or `remaining`) for the answer's headers,
+        as long again for a buffered body; a streamed body then waits at most
+        `remaining` for each chunk."""
         pool = attempt.pool
         pool_id = pool.id
         state, clock = self.state, self.clock
@@ -415,45 +419,54 @@ class Forwarder:
                 tls["ssl"] = keys.ssl
             if keys.server_name:
                 tls["server_hostname"] = keys.server_name
-        async with asyncio.timeout(wait_s):
-            resp = await self.session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=timeout, **tls
-            )
-        try:
-            status = resp.status
-            if not 200 <= status < 300:  # a 2xx is neither refused, busy nor failed
-                if status in REFUSED:
-                    await resp.read()
-                    error = f"HTTP {status}: the pool refused the router's credentials"
-                    state.finished(
-                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
-                    )
-                    reported.append(None)
-                    return error
-                if classify(status, resp.headers) == "busy":
-                    await resp.read()
-                    state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
-                    reported.append(None)
-                    return Busy(f"busy (HTTP {status})")
-                if is_failure(status):
-                    text = (await resp.read())[:200].decode("utf-8", "replace")
-                    error = f"HTTP {status} {text}".strip()
-                    state.finished(
-                        pool_id, attempt.model, _ms(started), False, resp.headers, clock(), error
-                    )
-                    reported.append(None)
-                    return error
-            why = with_attempts(reason, failed, causes, left) if failed or left else reason
-            if streams(resp.content_type, resp.content_length):
-                state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
-                reported.append(queued_of(resp.headers))
-                await self._relay_stream(send, resp, pool_id, why)
-            else:
-                async with asyncio.timeout(wait_s):  # a pool that stalls mid-answer: next
+        limit = remaining if wait_s is None else wait_s
+        async with asyncio.timeout(limit) as guard:
+            resp = await self.session.post(url, data=body, headers=headers, allow_redirects=False,
+                                           timeout=self._timeout, **tls)  # fmt: skip
+            try:
+                status = resp.status
+                if not 200 <= status < 300:  # a 2xx is neither refused, busy nor failed
+                    if status in REFUSED:
+                        await resp.read()
+                        error = f"HTTP {status}: the pool refused the router's credentials"
+                        state.finished(pool_id, attempt.model, _ms(started), False,
+                                       resp.headers, clock(), error)  # fmt: skip
+                        reported.append(None)
+                        return error
+                    if classify(status, resp.headers) == "busy":
+                        await resp.read()
+                        state.abandoned(pool_id)  # backpressure: the pool is healthy, and full
+                        reported.append(None)
+                        return Busy(f"busy (HTTP {status})")
+                    if is_failure(status):
+                        text = (await resp.read())[:200].decode("utf-8", "replace")
+                        error = f"HTTP {status} {text}".strip()
+                        state.finished(pool_id, attempt.model, _ms(started), False,
+                                       resp.headers, clock(), error)  # fmt: skip
+                        reported.append(None)
+                        return error
+                payload = None
+                if streams(resp.content_type, resp.content_length):
+                    guard.reschedule(None)  # each chunk has its own wait
+                else:  # a pool that stalls mid-answer: the next one
+                    guard.reschedule(asyncio.get_running_loop().time() + limit)
                     payload = await resp.read()
+            except BaseException:
+                resp.release()
+                raise
+        try:
+            why = with_attempts(reason, failed, causes, left) if failed or left else reason
+            if payload is None:
                 state.finished(pool_id, attempt.model, _ms(started), True, resp.headers, clock())
                 reported.append(queued_of(resp.headers))
-                await self._relay_buffered(send, resp, pool_id, why, payload)
+                await self._relay_stream(send, resp, pool_id, why, remaining)
+            else:  # the answer first, then the bookkeeping
+                latency_ms = _ms(started)
+                try:
+                    await self._relay_buffered(send, resp, pool_id, why, payload)
+                finally:
+                    state.finished(pool_id, attempt.model, latency_ms, True, resp.headers, clock())
+                    reported.append(queued_of(resp.headers))
             return status
         finally:
             resp.release()
@@ -497,12 +510,17 @@ class Forwarder:
         await send({"type": "http.response.body", "body": payload})
 
     async def _relay_stream(
-        self, send: Send, resp: aiohttp.ClientResponse, pool_id: str, reason: str
+        self, send: Send, resp: aiohttp.ClientResponse, pool_id: str, reason: str, gap_s: float
     ) -> None:
+        """Relay a streamed answer chunk by chunk, waiting at most `gap_s` for each."""
         headers = relay_headers(resp.raw_headers, pool_id, reason)
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         try:
-            async for chunk in resp.content.iter_any():
+            while True:
+                async with asyncio.timeout(gap_s):
+                    chunk = await resp.content.readany()
+                if not chunk:
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, TimeoutError) as exc:
             # The status is already on the wire: end the body, never retry.
@@ -544,10 +562,12 @@ def _outcome_of(answered: int | str | Busy | None) -> AttemptOutcome | None:
     return "failure" if isinstance(answered, str) else "ok"
 
 
-def answer_wait_s(attempt: Attempt, timeout_s: float, remaining: float, last: bool) -> float:
-    """How long an attempt may wait for its answer to start (see ANSWER_WAIT_S)."""
+def answer_wait_s(attempt: Attempt, timeout_s: float, remaining: float, last: bool) -> float | None:
+    """How long an attempt may wait for its answer to start (see ANSWER_WAIT_S); None for
+    the plan's last attempt, which waits as long as the deadline allows (the session's
+    read timeout, no timer of its own)."""
     if last:
-        return remaining
+        return None
     wait = max(
         min(ANSWER_WAIT_S, timeout_s / 3),
         ANSWER_WAIT_MIN_S,

@@ -371,7 +371,7 @@ class RouterGrpc:
         path: str,
         body: bytes,
         headers: Mapping[str, str],
-        timeout: Any,
+        remaining: float,
         started: float,
         failed: list[str],
         reason: str,
@@ -392,7 +392,7 @@ class RouterGrpc:
             other.model_name, other.model_version = name, version
             payload = other.SerializeToString()
         metadata = [(k, headers[k]) for k in FORWARD_METADATA if k in headers]
-        deadline = wait_s if wait_s is not None else timeout.sock_read
+        deadline = wait_s if wait_s is not None else remaining
         call = self.stub(target).ModelInferRaw(payload, timeout=deadline, metadata=metadata)
         try:
             answer = await call

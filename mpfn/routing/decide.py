@@ -11,7 +11,7 @@ random generator and the round-robin turn are passed in.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mpfn.documents import ModelVersion, Policy
@@ -32,6 +32,7 @@ from mpfn.routing import (
 from mpfn.routing.breaker import DEFAULT_BREAKER
 from mpfn.routing.errors import RouteError
 from mpfn.routing.filter import Exclusion
+from mpfn.routing.hints import Limits, tighten
 from mpfn.routing.serving import Protocol, candidates
 from mpfn.routing.snapshot import Snapshot
 
@@ -75,6 +76,42 @@ def pick_version(
     return resolve_version(versions.keys(), policy, rng, key, requested)
 
 
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """What a request for a model names nothing but the model resolves to, the same for
+    every such request against one snapshot: computed once (`plain_target`)."""
+
+    target: Target
+    limits: Limits
+    fallbacks: tuple[str, ...]
+    fallback_policy: Policy  # the `fallback_policy` it was resolved with
+
+
+def plain_target(
+    snapshot: Snapshot, name: str, protocol: Protocol, fallback_policy: Policy
+) -> Plain | None:
+    """The target, limits and fallbacks of a request for `name` with no version, hints
+    or route key, memoised in `snapshot`; None when each request must be resolved on its
+    own (the model is unknown, has no pool, or splits traffic between versions)."""
+    key = ("plain", protocol, name)
+    found = snapshot.memo.get(key)
+    if isinstance(found, Plain) and found.fallback_policy is fallback_policy:
+        return found
+    pools = snapshot.pools_for(name, protocol)
+    versions = snapshot.versions_for(name, protocol)
+    policy = snapshot.policy_for(name) or fallback_policy
+    version = snapshot.latest.get(name)
+    if not pools or not versions or policy.version_weights or version is None:
+        return None
+    if version not in versions:
+        return None
+    limits = tighten(policy, NO_HINTS)
+    fallbacks = snapshot.fallbacks(name) if policy.fallbacks else ()
+    plain = Plain(Target(versions[version], pools, policy), limits, fallbacks, fallback_policy)
+    snapshot.memo[key] = plain
+    return plain
+
+
 def decide(
     snapshot: Snapshot,
     feedback: Feedback,
@@ -100,6 +137,29 @@ def decide(
     one when nothing else can serve.
     """
     name, protocol = request.model, request.protocol
+    plain = None
+    if (
+        request.hints is NO_HINTS
+        and request.version is None
+        and request.key is None
+        and strategy == "mpfn"
+        and not explain
+        and not asleep
+    ):
+        plain = plain_target(snapshot, name, protocol, fallback_policy)
+    if plain is not None:
+        return route(
+            plain.target,
+            feedback,
+            now=now,
+            fallbacks=plain.fallbacks,
+            resolve=_resolver(snapshot, protocol, fallback_policy, rng, None)
+            if plain.fallbacks
+            else None,
+            cfg=cfg,
+            breaker_cfg=breaker_cfg,
+            limits=plain.limits,
+        )
     resolution = candidates(snapshot, name, request.version, protocol)
     if not resolution.pools:
         raise RouteError(resolution.status, resolution.error)
@@ -119,6 +179,29 @@ def decide(
         )
         return decision._replace(exclusions=decision.exclusions + sleeping)
     fallbacks = snapshot.fallbacks(name) if policy.fallbacks else ()
+    decision = route(
+        target,
+        feedback,
+        now=now,
+        hints=request.hints,
+        fallbacks=fallbacks,
+        resolve=_resolver(snapshot, protocol, fallback_policy, rng, request.key)
+        if fallbacks
+        else None,
+        cfg=cfg,
+        breaker_cfg=breaker_cfg,
+    )
+    return decision._replace(exclusions=decision.exclusions + sleeping) if sleeping else decision
+
+
+def _resolver(
+    snapshot: Snapshot,
+    protocol: Protocol,
+    fallback_policy: Policy,
+    rng: random.Random,
+    key: str | None,
+) -> Callable[[str], Target | None]:
+    """Resolves a fallback model's name to the target `route` tries next."""
 
     def resolve(other: str) -> Target | None:
         other_versions = snapshot.versions_for(other, protocol)
@@ -126,20 +209,10 @@ def decide(
         if not other_versions or not other_pools:
             return None
         other_policy = snapshot.policy_for(other) or fallback_policy
-        v = pick_version(snapshot, other, other_versions, other_policy, rng, request.key, None)
+        v = pick_version(snapshot, other, other_versions, other_policy, rng, key, None)
         return None if v is None else Target(other_versions[v], other_pools, other_policy)
 
-    decision = route(
-        target,
-        feedback,
-        now=now,
-        hints=request.hints,
-        fallbacks=fallbacks,
-        resolve=resolve if fallbacks else None,
-        cfg=cfg,
-        breaker_cfg=breaker_cfg,
-    )
-    return decision._replace(exclusions=decision.exclusions + sleeping) if sleeping else decision
+    return resolve
 
 
 def explain_request(

@@ -160,6 +160,7 @@ def route(
     cfg: RoutingConfig = DEFAULT_CONFIG,
     breaker_cfg: BreakerConfig = DEFAULT_BREAKER,
     table: FormatTable = DEFAULT_FORMATS,
+    limits: Limits | None = None,
 ) -> Decision:
     """Decide where to send one request for `target`.
 
@@ -168,9 +169,11 @@ def route(
     skipped); `resolve` turns a name into a `Target`. `now` is seconds from the router's
     clock (wall-clock time when `stats/` snapshots are shared).
     Raises HintError for a malformed request (a region or pin the policy forbids).
+    `limits`, when given, are `tighten(target.policy, hints)`, already checked.
     """
-    limits = tighten(target.policy, hints)
-    check_pin(target, limits)
+    if limits is None:
+        limits = tighten(target.policy, hints)
+        check_pin(target, limits)
     first = _rank_target(target, limits, feedback, now, cfg, breaker_cfg, table)
     found: list[tuple[_Ranked, Limits]] = []
     skipped: list[str] = []

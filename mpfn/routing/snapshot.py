@@ -71,6 +71,8 @@ class Snapshot:
     asleep: Mapping[str, float] = field(default_factory=dict)
     loaded: bool = False
     _chains: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    # what `mpfn.routing.decide` derives once per snapshot for requests without hints
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
 
     def pools_for(self, model: str, protocol: Protocol) -> tuple[Pool, ...] | None:
         """Serving pools, or None when the model is unknown over `protocol`."""

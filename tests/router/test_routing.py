@@ -10,7 +10,7 @@ import pytest
 from mpfn.documents import ModelFormat, ModelVersion, Policy
 from mpfn.functions.router.hotpath import match_route, model_in_body, with_model
 from mpfn.routing import NO_FEEDBACK, HintError, RequestHints, RoutingState, Strategy
-from mpfn.routing.decide import RouteRequest, decide, default_policy
+from mpfn.routing.decide import RouteRequest, decide, default_policy, plain_target
 from mpfn.routing.errors import RouteError
 from mpfn.routing.serving import backend_url, candidates, infer_path, pool_serves
 from mpfn.routing.snapshot import Snapshot, build_snapshot
@@ -225,3 +225,35 @@ def test_paths_and_urls() -> None:
     )
     assert infer_path("m", None) == "/v2/models/m/infer"
     assert infer_path("m", "2") == "/v2/models/m/versions/2/infer"
+
+
+def test_plain_requests_are_resolved_once_per_snapshot_and_decide_alike() -> None:
+    policies = [Policy(name="big", fallbacks=["small"], latency_slo_ms=40.0)]
+    models = [mv("big"), mv("big", "2"), mv("small")]
+    pools = [pool("gpu", models=["big"]), pool("cpu", models=["small"]), pool("b", models=["big"])]
+    snap = build_snapshot(models, pools, policies)
+    state = RoutingState()
+    state.started("gpu", 0.0)
+    state.finished("gpu", mv("big", "2"), 3.0, True, {}, 0.0)
+    plain = plain_target(snap, "big", "v2", FALLBACK)
+    assert plain is not None and plain is plain_target(snap, "big", "v2", FALLBACK)
+    assert plain.target.model.version == "2" and plain.fallbacks == ("small",)
+    # The memoised path decides exactly like resolving the request from scratch (a
+    # pinned-nowhere hint takes the full path and changes nothing else).
+    for now in (1.0, 2.0, 3.0):
+        fast = decide(snap, state.feedback, RouteRequest("v2", "big"), now=now,
+                      rng=random.Random(0), fallback_policy=FALLBACK)  # fmt: skip
+        full = decide(snap, state.feedback, RouteRequest("v2", "big", hints=RequestHints()),
+                      now=now, rng=random.Random(0), fallback_policy=FALLBACK)  # fmt: skip
+        assert fast == full
+        state.commit(fast)
+    # A new snapshot resolves again; a version split, unknown model or another fallback
+    # policy is never taken from the memo.
+    assert plain_target(build_snapshot(models, pools, policies), "big", "v2", FALLBACK) is not plain
+    split = [Policy(name="big", version_weights={"1": 0.5, "2": 0.5})]
+    assert plain_target(build_snapshot(models, pools, split), "big", "v2", FALLBACK) is None
+    assert plain_target(snap, "nope", "v2", FALLBACK) is None
+    other = default_policy(5.0)
+    assert plain_target(snap, "small", "v2", other) is not plain_target(
+        snap, "small", "v2", FALLBACK
+    )
