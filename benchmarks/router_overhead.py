@@ -285,22 +285,31 @@ def latency(urls: dict[str, str], n: int) -> dict[str, np.ndarray]:
 
 
 async def saturate(url: str, total: int, concurrency: int) -> float:
+    """Answered requests per second with `concurrency` closed-loop clients sending `total`
+    requests. A router may shed some (503 + Retry-After: more clients than its pool's
+    limit, `docs/router.md`, Overload); those are left out of the rate and reported on
+    stderr, and the client sends its next request at once."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         remaining = total
+        shed = 0
 
         async def worker() -> None:
-            nonlocal remaining
+            nonlocal remaining, shed
             while remaining > 0:
                 remaining -= 1
                 async with session.post(f"http://{url}{PATH}", data=BODY) as resp:
                     await resp.read()
-                    if resp.status != 200:
+                    if resp.status == 503 and "Retry-After" in resp.headers:
+                        shed += 1
+                    elif resp.status != 200:
                         raise RuntimeError(f"infer answered {resp.status}")
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return total / (time.perf_counter() - start)
+        if shed:
+            print(f"  ({url}: {shed} of {total} shed at capacity)", file=sys.stderr)
+        return (total - shed) / (time.perf_counter() - start)
 
 
 def router_argv(port: int, factory: str | None = None, http: str = "auto") -> list[str]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from mpfn.functions.router.api import create_api
-from mpfn.functions.router.forward import SessionFactory
+from mpfn.functions.router.forward import ClientFactory
 from mpfn.functions.router.pipeline import RouterApp
 from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.settings import RouterSettings
@@ -27,14 +27,14 @@ def create_app(
     store: Store | None = None,
     *,
     settings: RouterSettings | None = None,
-    session_factory: SessionFactory | None = None,
+    client_factory: ClientFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
     routing_clock: Callable[[], float] = time.time,
 ) -> RouterApp:
     """Build a router over `store` (default: the configured state, e.g. `MPFN_STATE`).
 
-    `settings` default to `RouterSettings.from_env()`; `session_factory` builds the
-    aiohttp session used for every backend call (one per app, created on first use);
+    `settings` default to `RouterSettings.from_env()`; `client_factory` builds the
+    `PoolClient` used for every backend call (one per app, created on first use);
     `clock` paces refreshes and flushes, `routing_clock` breakers and latency ages.
     With `settings.grpc_port`, the v2 gRPC API is served beside it (started with the
     lifespan: `mpfn.functions.router.grpc_server`). Tracing is on when an OTLP endpoint
@@ -51,7 +51,7 @@ def create_app(
     runtime = RouterRuntime(
         store,
         settings or RouterSettings.from_env(),
-        session_factory=session_factory,
+        client_factory=client_factory,
         clock=clock,
         routing_clock=routing_clock,
         tracer=tracer,

@@ -1,7 +1,8 @@
 """Forward one request's raw bytes along a failover plan and relay the answer.
 
-The body is sent exactly as received (JSON or the binary-tensor extension) through one
-pooled aiohttp session; the response is relayed as bytes, streamed chunk by chunk when the
+The body is sent exactly as received (JSON or the binary-tensor extension) over the
+router's keep-alive connections to its pools (`mpfn.functions.router.poolclient`); the
+response is relayed as bytes, streamed chunk by chunk when the
 backend streams (SSE, chunked). Connection errors, timeouts and 5xx answers (but 501/505)
 fail over to the next attempt of the plan while the request's deadline allows and nothing
 has been sent to the client; after that nothing is retried. An attempt that leaves the
@@ -22,19 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from opentelemetry.trace import Tracer
 from starlette.types import Send
 
 from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import ErrorStyle, encode_error, send_json
+from mpfn.functions.router.poolclient import PoolClient, PoolClientError, PoolResponse
 from mpfn.functions.router.spans import traced_attempt
 from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.routing import Attempt, RoutingState
@@ -47,7 +49,7 @@ from mpfn.routing.stats import BATCH_SIZE, QUEUED, read_count
 
 log = logging.getLogger("mpfn.router")
 
-SessionFactory = Callable[[], aiohttp.ClientSession]
+ClientFactory = Callable[[], PoolClient]
 # (path, body) to send for one attempt of the plan (fallback models change both)
 Rewrite = Callable[[Attempt], tuple[str, bytes]]
 
@@ -92,17 +94,6 @@ ANSWER_WAIT_FACTOR = 4.0
 POOL_HEADER = b"x-mpfn-pool"
 REASON_HEADER = b"x-mpfn-route-reason"
 NO_POOL = b"none"
-
-
-def default_session() -> aiohttp.ClientSession:
-    """One pooled keep-alive session: no redirects followed, no decompression, no cookies."""
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
-    )
 
 
 def split_headers(
@@ -196,14 +187,14 @@ REFUSED = frozenset({401, 403})
 
 
 class Forwarder:
-    """Sends requests to pools through one lazily created, shared aiohttp session."""
+    """Sends requests to pools through one lazily created, shared `PoolClient`."""
 
     def __init__(
         self,
         state: RoutingState,
         *,
         connect_timeout_s: float,
-        session_factory: SessionFactory | None = None,
+        client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
         admission: Admission | None = None,
@@ -219,21 +210,20 @@ class Forwarder:
         self.connect_timeout_s = connect_timeout_s
         self.clock = clock
         self.tracer = tracer  # None: tracing off, no span is made
-        self._factory = session_factory or default_session
-        # Connecting is bounded here; everything after by one timer per attempt (`_attempt`).
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
+        # connecting is bounded by the client; everything after by one timer per attempt
+        self._factory = client_factory or (lambda: PoolClient(connect_timeout_s=connect_timeout_s))
+        self._client: PoolClient | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = self._factory()
-        return self._session
+    def client(self) -> PoolClient:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        if self._client is not None:
+            await self._client.close()
+        self._client = None
         await self.credentials.aclose()
 
     async def forward(
@@ -310,7 +300,7 @@ class Forwarder:
                 answered = await through(send, attempt, path, body, headers, remaining,
                                          started, failed, reason, reported,
                                          answer_s, failures, left)  # fmt: skip
-            except (aiohttp.ClientError, TimeoutError, CredentialError) as exc:
+            except (PoolClientError, TimeoutError, CredentialError) as exc:
                 # Connection and TLS errors, timeouts, credentials that could not be had, a
                 # buffered read that broke off: nothing reached the client yet, so the
                 # next pool may answer instead.
@@ -410,19 +400,18 @@ class Forwarder:
         pool = attempt.pool
         pool_id = pool.id
         state, clock = self.state, self.clock
-        url = backend_url(pool, path)
-        tls: dict[str, Any] = {}
+        context: ssl.SSLContext | None = None
+        server_name: str | None = None
         if needs_keys(pool):
             keys = await self.credentials.keys(pool)
-            headers = keys.request_headers("POST", url, body, headers)
-            if keys.ssl is not None:
-                tls["ssl"] = keys.ssl
-            if keys.server_name:
-                tls["server_hostname"] = keys.server_name
+            headers = keys.request_headers("POST", backend_url(pool, path), body, headers)
+            context, server_name = keys.ssl, keys.server_name or None
         limit = remaining if wait_s is None else wait_s
         async with asyncio.timeout(limit) as guard:
-            resp = await self.session.post(url, data=body, headers=headers, allow_redirects=False,
-                                           timeout=self._timeout, **tls)  # fmt: skip
+            resp = await self.client.post(
+                str(pool.endpoint), path, body, headers, ssl_context=context,
+                server_hostname=server_name,
+            )  # fmt: skip
             try:
                 status = resp.status
                 if not 200 <= status < 300:  # a 2xx is neither refused, busy nor failed
@@ -499,7 +488,7 @@ class Forwarder:
     async def _relay_buffered(
         self,
         send: Send,
-        resp: aiohttp.ClientResponse,
+        resp: PoolResponse,
         pool_id: str,
         reason: str,
         payload: bytes,
@@ -510,7 +499,7 @@ class Forwarder:
         await send({"type": "http.response.body", "body": payload})
 
     async def _relay_stream(
-        self, send: Send, resp: aiohttp.ClientResponse, pool_id: str, reason: str, gap_s: float
+        self, send: Send, resp: PoolResponse, pool_id: str, reason: str, gap_s: float
     ) -> None:
         """Relay a streamed answer chunk by chunk, waiting at most `gap_s` for each."""
         headers = relay_headers(resp.raw_headers, pool_id, reason)
@@ -518,11 +507,11 @@ class Forwarder:
         try:
             while True:
                 async with asyncio.timeout(gap_s):
-                    chunk = await resp.content.readany()
+                    chunk = await resp.readany()
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (PoolClientError, TimeoutError) as exc:
             # The status is already on the wire: end the body, never retry.
             log.warning("stream from pool %s broke off: %s", pool_id, describe(exc))
             resp.close()
@@ -583,10 +572,4 @@ def _ms(started: float) -> float:
 def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert_error = exc.certificate_error
-        detail = getattr(cert_error, "verify_message", "") or str(cert_error)
-        return f"tls: certificate verify failed: {detail}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"tls: {getattr(exc.os_error, 'reason', None) or exc.os_error}"
     return str(exc) or type(exc).__name__

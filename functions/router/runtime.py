@@ -27,7 +27,7 @@ from mpfn.auth import ApiKey
 from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.earlyretry import EarlyRetries
 from mpfn.functions.router.errors import RouteError
-from mpfn.functions.router.forward import RETRY_AFTER_S, Forwarder, SessionFactory
+from mpfn.functions.router.forward import RETRY_AFTER_S, ClientFactory, Forwarder
 from mpfn.functions.router.guard import (
     METRICS_PATH,
     Guard,
@@ -71,7 +71,7 @@ class RouterRuntime:
         store: Store,
         settings: RouterSettings,
         *,
-        session_factory: SessionFactory | None = None,
+        client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         routing_clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
@@ -112,7 +112,7 @@ class RouterRuntime:
         self.forwarder = Forwarder(
             self.routing,
             connect_timeout_s=settings.connect_timeout_s,
-            session_factory=session_factory,
+            client_factory=client_factory,
             clock=routing_clock,
             tracer=tracer,
             admission=self.admission,

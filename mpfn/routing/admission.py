@@ -132,7 +132,7 @@ def _clamp(value: float, cfg: AdmissionConfig) -> float:
 def classify(status: int, headers: Container[str]) -> Outcome:
     """What an answer says about the pool: `busy` for backpressure (429, or 503 with
     `Retry-After`: the pool is healthy and full), `failure` for other retryable 5xx
-    (not 501/505), else `ok`. `headers` is any case-insensitive mapping (aiohttp's)."""
+    (not 501/505), else `ok`. `headers` maps lower-case names (or any case-insensitive mapping)."""
     if status == 429:
         return "busy"
     if status == 503 and "retry-after" in headers:
