@@ -7,8 +7,9 @@ fraction of a general-purpose client's cost per request (`benchmarks/router_over
 
 - Connections are kept per (host, port, TLS context, server name) and reused newest
   first; one idle longer than `keepalive_s`, or closed by the pool, is never reused. A
-  request whose reused connection turns out to have been closed by the pool before any
-  answer arrived is sent again once on a new connection (the pool never saw it).
+  request whose reused connection the pool closed before any byte of an answer (almost
+  always the pool's keep-alive ending just as the request went out) is sent once more,
+  on a new connection; one that got any byte of an answer is never sent again.
 - `https` endpoints use the TLS context given (a pool's own CA and client certificate),
   else the system's trust store.
 - Answers are parsed as they arrive: `Content-Length`, `chunked` (decoded) or, without
