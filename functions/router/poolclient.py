@@ -85,6 +85,7 @@ class PoolResponse:
     async def read(self) -> bytes:
         """The whole body."""
         conn = self._conn
+        conn.whole = True  # all of it is kept anyway: never pause reading
         while not conn.complete:
             await conn.wait_body()
         body = b"".join(conn.chunks)
@@ -134,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self.chunk_state = 0  # chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailers
         self.chunks: list[bytes] = []
         self.buffered = 0
+        self.whole = False  # read whole (`read`), not relayed part by part
         self.complete = False
         self.keep_alive = True
         self.received = False  # any byte of the answer
@@ -302,7 +304,8 @@ class _Connection(asyncio.Protocol):
         if data:
             self.chunks.append(data)
             self.buffered += len(data)
-            if self.buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            over = self.buffered > HIGH_WATER and not self.whole
+            if over and not self._paused and self.transport is not None:
                 self._paused = True
                 self.transport.pause_reading()
             self._wake()

@@ -205,3 +205,27 @@ async def test_failures_say_what_went_wrong() -> None:
             await asyncio.wait_for(resp.read(), 5)
         resp.release()
     await client.close()
+
+
+async def test_a_long_streamed_answer_pauses_reading_and_arrives_whole() -> None:
+    part = b"y" * 65536
+    parts = 48  # 3 MiB, more than HIGH_WATER waiting when the reader is slow
+    stream = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        + (b"%x\r\n%s\r\n" % (len(part), part)) * parts
+        + b"0\r\n\r\n"
+    )
+    async with raw_server(fixed(stream)) as (server, url):
+        client = PoolClient()
+        resp = await client.post(url, "/x", b"", {})
+        await asyncio.sleep(0.2)  # the pool sends everything before the first read
+        received = b""
+        while chunk := await asyncio.wait_for(resp.readany(), 5):
+            received += chunk
+        assert received == part * parts
+        resp.release()
+        again = await client.post(url, "/x", b"", {})
+        assert len(await asyncio.wait_for(again.read(), 5)) == len(part) * parts
+        again.release()
+        await client.close()
+    assert server.connections == 1
