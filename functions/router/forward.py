@@ -207,7 +207,6 @@ class Forwarder:
         self.credentials = credentials or PoolCredentials()
         self.admission = admission  # None: no router-side limits
         self.queue_wait = queue_wait or (lambda expected_ms, left_s: left_s)
-        self.connect_timeout_s = connect_timeout_s
         self.clock = clock
         self.tracer = tracer  # None: tracing off, no span is made
         # connecting is bounded by the client; everything after by one timer per attempt
@@ -553,8 +552,7 @@ def _outcome_of(answered: int | str | Busy | None) -> AttemptOutcome | None:
 
 def answer_wait_s(attempt: Attempt, timeout_s: float, remaining: float, last: bool) -> float | None:
     """How long an attempt may wait for its answer to start (see ANSWER_WAIT_S); None for
-    the plan's last attempt, which waits as long as the deadline allows (the session's
-    read timeout, no timer of its own)."""
+    the plan's last attempt, which waits as long as the request's deadline allows."""
     if last:
         return None
     wait = max(

@@ -88,10 +88,7 @@ class PoolResponse:
         conn.whole = True  # all of it is kept anyway: never pause reading
         while not conn.complete:
             await conn.wait_body()
-        body = b"".join(conn.chunks)
-        conn.chunks.clear()
-        conn.buffered = 0
-        return body
+        return conn.take()
 
     async def readany(self) -> bytes:
         """The next part of the body as it arrives; b"" once it is all read."""
@@ -100,9 +97,7 @@ class PoolResponse:
             await conn.wait_body()
         if not conn.chunks:
             return b""
-        data = b"".join(conn.chunks)
-        conn.chunks.clear()
-        conn.buffered = 0
+        data = conn.take()
         conn.resume()
         return data
 
@@ -123,7 +118,6 @@ class _Connection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = 0  # requests sent on it
         self.idle_since = 0.0
         self._reset()
 
@@ -328,6 +322,13 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def take(self) -> bytes:
+        """The body bytes received and not yet taken."""
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        self.buffered = 0
+        return data
+
     def resume(self) -> None:
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
@@ -347,7 +348,6 @@ class _Connection(asyncio.Protocol):
 
     def send(self, request: bytes) -> asyncio.Future[PoolResponse]:
         self._reset()
-        self.used += 1
         self.head = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)

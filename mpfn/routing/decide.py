@@ -101,9 +101,9 @@ def plain_target(
     versions = snapshot.versions_for(name, protocol)
     policy = snapshot.policy_for(name) or fallback_policy
     version = snapshot.latest.get(name)
-    if not pools or not versions or policy.version_weights or version is None:
+    if not pools or not versions or policy.version_weights:
         return None
-    if version not in versions:
+    if version is None or version not in versions:
         return None
     limits = tighten(policy, NO_HINTS)
     fallbacks = snapshot.fallbacks(name) if policy.fallbacks else ()
