@@ -33,7 +33,6 @@ from mpfn.adapters.ort_worker.batching import (
 )
 from mpfn.adapters.ort_worker.batchpolicy import (
     CostFit,
-    Decision,
     QueueView,
     Rate,
     count_arrival,
@@ -43,6 +42,9 @@ from mpfn.adapters.ort_worker.batchpolicy import (
 from mpfn.adapters.ort_worker.errors import WorkerError
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.session import LoadedModel
+
+#: Weight each answered row's time from arrival to answer has in the running estimate.
+SOJOURN_WEIGHT = 0.1
 
 
 class FaultPlan(Protocol):
@@ -150,6 +152,9 @@ class ModelQueue:
         self.running = 0
         self.rate = Rate()
         self.cost = CostFit()
+        self.sojourn = 0.0  # seconds from arrival to answer, weighted towards recent batches
+        self.sizes = owner.metrics.batch_size.labels(self.label)
+        self.queue_seconds = owner.metrics.batch_queue_seconds.labels(self.label)
         self._holding = False  # a slot taken in the admission line, not used yet
         self._slot_wait: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -158,10 +163,13 @@ class ModelQueue:
     async def submit(self, key: BatchKey, feed: Feed, outputs: list[str], rows: int) -> Ran:
         loop = asyncio.get_running_loop()
         now = loop.time()
+        self.rate = count_arrival(self.rate, now, rows)
+        idle = not (self.items or self.running or self._holding or self.owner.faults.delay_s)
+        if idle and self.owner.admission.try_acquire():  # what `decide` says, sooner
+            return await self._idle(feed, outputs, rows, now)
         item = _Pending(key, feed, outputs, rows, now, loop.create_future())
         self.items.append(item)
         self.owner.waiting += 1
-        self.rate = count_arrival(self.rate, now, rows)
         self._pump()
         try:
             return await item.future
@@ -170,6 +178,28 @@ class ModelQueue:
                 self.items.remove(item)
                 self.owner.waiting -= 1
             raise
+
+    async def _idle(self, feed: Feed, outputs: list[str], rows: int, arrived: float) -> Ran:
+        """Run one request at once in the slot just taken; requests that arrive meanwhile
+        queue behind it as behind any running batch."""
+        loop = asyncio.get_running_loop()
+        self.running += 1
+        self.queue_seconds.observe(0.0)
+        try:
+            arrays, seconds = await loop.run_in_executor(
+                self.owner.executor, run_timed, self.model, outputs, feed
+            )
+        finally:
+            self.running -= 1
+            self.owner.admission.release()
+            self._pump()
+        self.sizes.observe(rows)
+        self.cost = observe_cost(self.cost, rows, seconds)
+        self._observe_sojourn(loop.time() - arrived)
+        return Ran(arrays, rows)
+
+    def _observe_sojourn(self, spent: float) -> None:
+        self.sojourn += SOJOURN_WEIGHT * (spent - self.sojourn) if self.sojourn else spent
 
     # -- deciding ------------------------------------------------------------------------
 
@@ -190,10 +220,10 @@ class ModelQueue:
                 free_slots=free,
                 arrival_per_s=self.rate.per_second(now),
                 cost=self.cost,
+                sojourn_s=self.sojourn,
+                holding=self._holding,
             )
             decision = decide(view, self.limits)
-            if self._holding and decision.take == 0:  # waited in line for this slot: use it
-                decision = Decision(min(waiting, self.limits.max_batch_size))
             if decision.take == 0:
                 if free == 0:
                     self._wait_for_slot()
@@ -278,7 +308,7 @@ class ModelQueue:
         self.running += 1
         self.owner.extra_running += len(batch) - 1
         for item in batch:
-            self.owner.metrics.batch_queue_seconds.labels(self.label).observe(now - item.arrived)
+            self.queue_seconds.observe(now - item.arrived)
         delay = self.owner.faults.delay_s
         if delay:
             asyncio.get_running_loop().call_later(delay, self._start, batch)
@@ -305,12 +335,14 @@ class ModelQueue:
         self.running -= 1
         self.owner.extra_running -= len(batch) - 1
         self.owner.admission.release()
-        sizes = self.owner.metrics.batch_size.labels(self.label)
+        now = asyncio.get_running_loop().time()
+        for item in batch:  # per row, so a trickle of small batches does not outweigh a big one
+            self._observe_sojourn(now - item.arrived)
         if outcome.batch_size is None:
             for item in batch:
-                sizes.observe(item.rows)
+                self.sizes.observe(item.rows)
         else:
-            sizes.observe(outcome.batch_size)
+            self.sizes.observe(outcome.batch_size)
             if outcome.seconds > 0.0:
                 self.cost = observe_cost(self.cost, outcome.batch_size, outcome.seconds)
         for item, result in zip(batch, outcome.results, strict=True):
@@ -321,6 +353,13 @@ class ModelQueue:
             else:
                 item.future.set_result(Ran(result, outcome.batch_size or item.rows))
         self._pump()
+
+
+def run_timed(model: LoadedModel, outputs: list[str], feed: Feed) -> tuple[list[Array], float]:
+    """Blocking: one request's outputs and the seconds its run took."""
+    started = time.perf_counter()
+    arrays = model.run(outputs, feed)
+    return arrays, time.perf_counter() - started
 
 
 def run_batch(model: LoadedModel, batch: Sequence[_Pending]) -> _Outcome:

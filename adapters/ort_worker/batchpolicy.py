@@ -4,7 +4,11 @@
 when the model is busy (a batch of it is running), a slot is free, and the rows waiting
 cannot keep up with the arrival rate at the per-row cost the model has shown; and never
 longer than `max_queue_delay_s` nor past the latency target. A request that finds the model
-idle is sent at once, so the delay is zero at low load.
+idle is sent at once, so the delay is zero at low load. Under sustained load the target
+is also at least each slot's share of the rows in the system (Little's law: arrival rate
+times the time a row spends queued and running), so that clients waiting on a running batch
+are not answered in a trickle of small, inefficient batches that keep the slots busy for
+less work.
 
 The inputs it needs are kept up to date by two more pure functions: `observe_cost` (a
 least-squares fit of batch run time = fixed + per_row * rows, weighted towards recent
@@ -110,8 +114,9 @@ def count_arrival(rate: Rate, now: float, rows: int = 1, window_s: float = RATE_
 class QueueView:
     """One model's queue at a moment: rows waiting (of the oldest request's shape), how long
     the oldest has waited, batches of this model running, slots free now (0 when every
-    concurrency slot is taken or others wait for one), rows arriving per second and the
-    fitted batch cost."""
+    concurrency slot is taken or others wait for one), rows arriving per second, the
+    fitted batch cost, how long rows recently spent from arrival to answer, and whether a
+    slot was taken in the admission line for these rows (it is not held back idle)."""
 
     waiting: int
     oldest_wait_s: float
@@ -119,6 +124,8 @@ class QueueView:
     free_slots: int
     arrival_per_s: float
     cost: CostFit
+    sojourn_s: float = 0.0  # recent mean time from a row's arrival to its answer
+    holding: bool = False  # one of the free slots was taken in the admission line for us
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +139,36 @@ class Decision:
 WAIT_FOR_SLOT = Decision(0)
 
 
+def batching_pays(cost: CostFit) -> bool:
+    """Whether a batch has a fixed cost worth sharing (bigger batches raise throughput)."""
+    fixed, per_row = cost.fixed_and_per_row()
+    return fixed > MIN_FIXED_SHARE * per_row
+
+
 def rows_to_keep_up(arrival_per_s: float, cost: CostFit, slots: int) -> float:
     """Smallest rows per batch at which `slots` busy at TARGET_UTILISATION serve the
     arrival rate: slots * b / (fixed + per_row * b) >= rate / utilisation; inf if none."""
     fixed, per_row = cost.fixed_and_per_row()
     demand = arrival_per_s / TARGET_UTILISATION
-    if fixed <= MIN_FIXED_SHARE * per_row or demand <= 0.0:  # batching would save ~nothing
+    if not batching_pays(cost) or demand <= 0.0:
         return 1.0
     room = slots - demand * per_row
     if room <= 0.0:
         return math.inf
     return demand * fixed / room
+
+
+def slot_share(view: QueueView) -> float:
+    """Each slot's share of the rows in the system (arrival rate x time in system)."""
+    slots = view.running + view.free_slots
+    return view.arrival_per_s * view.sojourn_s / slots if slots > 0 else 0.0
+
+
+def share_cap(rows: int, share: float) -> int:
+    """Rows to send while another batch runs: `share` at most when it is known (the rest
+    are the next slot's), so that one batch does not take every waiting client while the
+    other slot runs a trickle of small ones."""
+    return min(rows, math.ceil(share)) if share >= 1.0 else rows
 
 
 def fit_preferred(rows: int, preferred: Sequence[int]) -> int:
@@ -152,7 +178,17 @@ def fit_preferred(rows: int, preferred: Sequence[int]) -> int:
 
 
 def decide(view: QueueView, limits: BatchLimits) -> Decision:
-    """How many waiting rows to run now, or how long to wait for more."""
+    """How many waiting rows to run now, or how long to wait for more. A slot taken in the
+    admission line is used at once (other models' requests may wait behind it)."""
+    decision = _decide(view, limits)
+    if not view.holding or decision.take or view.waiting <= 0:
+        return decision
+    rows = min(view.waiting, max(1, limits.max_batch_size))
+    pays = view.running and batching_pays(view.cost)
+    return Decision(share_cap(rows, slot_share(view) if pays else 0.0))
+
+
+def _decide(view: QueueView, limits: BatchLimits) -> Decision:
     if view.waiting <= 0 or view.free_slots <= 0:
         return WAIT_FOR_SLOT
     top = max(1, limits.max_batch_size)
@@ -162,19 +198,19 @@ def decide(view: QueueView, limits: BatchLimits) -> Decision:
         return Decision(view.waiting)
     if view.waiting in limits.preferred:
         return Decision(view.waiting)
-    target = min(
-        float(top), rows_to_keep_up(view.arrival_per_s, view.cost, view.running + view.free_slots)
-    )
+    keep_up = rows_to_keep_up(view.arrival_per_s, view.cost, view.running + view.free_slots)
+    share = slot_share(view) if batching_pays(view.cost) else 0.0
+    target = min(float(top), max(keep_up, share))
     bigger = [size for size in limits.preferred if size >= target]
     if bigger:
         target = float(bigger[0])
     if view.waiting >= target:
-        return Decision(view.waiting)
+        return Decision(share_cap(view.waiting, target if share else 0.0))
     budget = min(
         limits.max_queue_delay_s,
         limits.latency_target_s * SLO_SHARE - view.cost.seconds(math.ceil(target)),
     )
     left = budget - view.oldest_wait_s
     if left <= 0.0 or view.arrival_per_s <= 0.0:
-        return Decision(view.waiting)
+        return Decision(share_cap(view.waiting, share))
     return Decision(0, min(left, (target - view.waiting) / view.arrival_per_s))

@@ -19,6 +19,8 @@ from mpfn.adapters.ort_worker.batchpolicy import (
     fit_preferred,
     observe_cost,
     rows_to_keep_up,
+    share_cap,
+    slot_share,
 )
 from mpfn.documents import Batching, ModelVersion
 
@@ -117,6 +119,42 @@ def test_a_preferred_size_goes_when_reached_and_is_the_target_above() -> None:
     assert decide(view(waiting=4, arrival_per_s=50000.0), preferring) == Decision(4)
     decision = decide(view(waiting=5, arrival_per_s=50000.0), preferring)
     assert decision.take == 0  # heading for 16
+
+
+def test_a_slot_takes_its_share_of_the_rows_in_the_system_and_leaves_the_rest() -> None:
+    # 500 rows/s spending 64 ms each from arrival to answer: 32 rows in the system, 16 per
+    # slot (Little's law); 28 waiting while another batch runs: 16 go, 12 wait for the next
+    # slot rather than one batch taking every client while the other slot trickles
+    busy = view(waiting=28, arrival_per_s=500.0, sojourn_s=0.064)
+    assert slot_share(busy) == pytest.approx(16.0)
+    assert decide(busy, LIMITS) == Decision(16)
+    # fewer than the share waiting: wait for the rest (within max_queue_delay)
+    assert decide(view(waiting=9, arrival_per_s=500.0, sojourn_s=0.064), LIMITS).take == 0
+    # past the delay: what waits goes, still at most the share
+    late = view(waiting=9, arrival_per_s=500.0, sojourn_s=0.064, oldest_wait_s=0.003)
+    assert decide(late, LIMITS) == Decision(9)
+    # no time in system measured yet: the rate rule alone, every waiting row goes
+    assert decide(view(waiting=28, arrival_per_s=500.0), LIMITS) == Decision(28)
+    # batching does not pay: no share is kept back
+    linear = fitted(0.0, 0.001)
+    assert decide(view(waiting=28, cost=linear, sojourn_s=0.064), LIMITS) == Decision(28)
+
+
+def test_a_slot_taken_in_the_admission_line_is_used_at_once_up_to_the_share() -> None:
+    # it would have waited for more rows, but the slot is not kept idle
+    assert decide(view(waiting=2, arrival_per_s=5000.0), LIMITS).take == 0
+    assert decide(view(waiting=2, arrival_per_s=5000.0, holding=True), LIMITS) == Decision(2)
+    # with another batch running, the share and no more (the rest is the next slot's);
+    # alone, every waiting row up to the batch size
+    crowd = {"waiting": 28, "arrival_per_s": 500.0, "sojourn_s": 0.064, "holding": True}
+    assert decide(view(**crowd, oldest_wait_s=0.0), LIMITS) == Decision(16)
+    assert decide(view(**crowd, running=0), LIMITS) == Decision(28)
+
+
+def test_share_cap() -> None:
+    assert share_cap(28, 15.2) == 16
+    assert share_cap(9, 16.0) == 9
+    assert share_cap(28, 0.0) == 28  # unknown share: no cap
 
 
 def test_cost_fit_recovers_fixed_and_per_row_cost() -> None:
