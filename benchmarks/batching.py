@@ -16,6 +16,11 @@ the batch size, as Ray's batching guide asks) is measured in the same run, after
 workers, so that Ray's own processes do not share the cores while the workers are measured.
 Before measuring, every sentence's batched answer is checked equal to the unbatched one.
 
+The run ends with the ceiling onnxruntime itself sets, without HTTP or JSON: rows per second
+of the same MiniLM session run by two threads at once (the workers' two slots, one intra-op
+thread each) at batch 1 and at bigger batches. A batched worker can gain over an unbatched
+one at most what that table gains over batch 1, plus what it saves per request elsewhere.
+
     python benchmarks/batching.py [--rounds 3] [--seconds 4] [--workdir DIR]
 """
 
@@ -194,6 +199,46 @@ async def answers(url: str, bodies: list[bytes]) -> list[Any]:
         return list(await asyncio.gather(*(one(b) for b in bodies * 4)))
 
 
+# -- onnxruntime alone ----------------------------------------------------------------
+
+
+def ort_ceiling(path: Path, sizes: tuple[int, ...], seconds: float) -> dict[int, float]:
+    """Rows/s of two threads running one onnxruntime session (intra-op 1) at each batch
+    size in `sizes`, fed the tokenized sentences."""
+    import threading
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ids, mask = tokenize(SENTENCES)
+
+    def spin(feed: dict[str, np.ndarray], size: int, done: list[int], until: float) -> None:
+        while time.perf_counter() < until:
+            session.run(None, feed)
+            done.append(size)
+
+    rates: dict[int, float] = {}
+    for size in sizes:
+        rows = np.arange(size) % len(SENTENCES)
+        feed = {"input_ids": ids[rows], "attention_mask": mask[rows]}
+        session.run(None, feed)
+        done: list[int] = []
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=spin, args=(feed, size, done, started + seconds))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rates[size] = sum(done) / (time.perf_counter() - started)
+    return rates
+
+
 # -- Ray Serve ------------------------------------------------------------------------------
 
 
@@ -359,6 +404,10 @@ def main() -> int:
             f"  {model:<8} {concurrency:>4}  {label:<24} {rps:8,.0f} {p50:8.2f} {p99:8.2f} "
             f"{size_text}"
         )
+    ceiling = ort_ceiling(minilm_path, (1, 8, 16, 32), args.seconds)
+    print("\n  onnxruntime alone, MiniLM, two threads (intra-op 1 each), no HTTP or JSON:")
+    for size, rate in ceiling.items():
+        print(f"    batch {size:>2}: {rate:6,.0f} rows/s  x{rate / ceiling[1]:.2f} of batch 1")
     for model in bodies:
         base32 = statistics.median(r[0] for r in results[(model, 32, "unbatched worker")])
         bat32 = statistics.median(r[0] for r in results[(model, 32, "batched worker")])
