@@ -48,6 +48,7 @@ from mpfn.adapters.ort_worker.http import (
     respond,
     tensor_spec,
 )
+from mpfn.adapters.ort_worker.inline import DEFAULT_INLINE_MAX_US
 from mpfn.adapters.ort_worker.metrics import CONTENT_TYPE as METRICS_TYPE
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.repository import ModelRepository
@@ -113,6 +114,7 @@ class WorkerApp:
         faults: Faults = NO_FAULTS,
         admin: AdminGuard = OPEN,
         access: AccessGuard | None = None,
+        inline_max_us: int = DEFAULT_INLINE_MAX_US,
     ) -> None:
         self.repository = repository
         self.faults = faults
@@ -121,7 +123,9 @@ class WorkerApp:
         self.metrics: WorkerMetrics = repository.metrics
         self.admission = Admission(max_concurrency, max_queue)
         self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="ort-infer")
-        self.inference = Inference(self.admission, self.executor, self.metrics, faults)
+        self.inference = Inference(
+            self.admission, self.executor, self.metrics, faults, inline_max_us / 1e6
+        )
         self.max_body_bytes = max_body_bytes
         self.preload = list(preload)
         self.ready = False

@@ -7,7 +7,9 @@ the same outputs), which run as one onnxruntime call in one slot and are split b
 batched run fails, its requests are run again one by one, so a bad request fails alone.
 
 Thin asyncio shell: no locks (one event loop), no task per batch (the executor's completion
-calls back into the loop), and a request that finds its model idle is sent at once.
+calls back into the loop), and a request that finds its model idle is sent at once. A
+request that runs alone runs on the event loop itself when its model's runs are shorter than
+handing it to a thread would cost (`inline.runs_inline`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from mpfn.adapters.ort_worker.batchpolicy import (
     observe_cost,
 )
 from mpfn.adapters.ort_worker.errors import WorkerError
+from mpfn.adapters.ort_worker.inline import observe_run, runs_inline
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.session import LoadedModel
 
@@ -96,8 +99,10 @@ class Inference:
         executor: ThreadPoolExecutor,
         metrics: WorkerMetrics,
         faults: FaultPlan | None = None,
+        inline_max_s: float = 0.0,
     ) -> None:
         self.admission = admission
+        self.inline_max_s = inline_max_s  # 0: every run goes to an inference thread
         self.executor = executor
         self.metrics = metrics
         self.faults: FaultPlan = faults or _NoFaults()
@@ -133,11 +138,29 @@ class Inference:
         async with self.admission.slot():
             if self.faults.delay_s:
                 await asyncio.sleep(self.faults.delay_s)
-            arrays = await asyncio.get_running_loop().run_in_executor(
-                self.executor, model.run, outputs, feed
-            )
+            arrays, _ = await self.run_one(model, outputs, feed)
         first = next(iter(feed.values()), None)
         return Ran(arrays, first.shape[0] if first is not None and first.ndim else 1)
+
+    async def run_one(
+        self, model: LoadedModel, outputs: list[str], feed: Feed
+    ) -> tuple[list[Array], float]:
+        """One request's outputs and its run's seconds, in the slot the caller holds: on
+        the event loop when its model's runs are short enough, else in a thread."""
+        if not self.inline_max_s:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, run_timed, model, outputs, feed)
+        elements = sum(array.size for array in feed.values())
+        if runs_inline(model.run_times, elements, self.inline_max_s):
+            self.metrics.inline_runs.labels(model.doc.name).inc()
+            arrays, seconds = run_timed(model, outputs, feed)
+        else:
+            loop = asyncio.get_running_loop()
+            arrays, seconds = await loop.run_in_executor(
+                self.executor, run_timed, model, outputs, feed
+            )
+        model.run_times = observe_run(model.run_times, seconds, elements, self.inline_max_s)
+        return arrays, seconds
 
 
 class ModelQueue:
@@ -186,9 +209,7 @@ class ModelQueue:
         self.running += 1
         self.queue_seconds.observe(0.0)
         try:
-            arrays, seconds = await loop.run_in_executor(
-                self.owner.executor, run_timed, self.model, outputs, feed
-            )
+            arrays, seconds = await self.owner.run_one(self.model, outputs, feed)
         finally:
             self.running -= 1
             self.owner.admission.release()

@@ -1,6 +1,6 @@
 """Prometheus metrics of one worker: the pool-protocol series (`mpfn.adapters.poolmetrics`)
-plus the worker's own (evictions, model memory, batch sizes and queue delay), on a registry
-of its own."""
+plus the worker's own (evictions, model memory, batch sizes and queue delay, runs on the
+event loop), on a registry of its own."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ class WorkerMetrics(PoolMetrics):
             "Time a request of a batched model waited before its batch was sent",
             ["model"],
             buckets=QUEUE_DELAY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inline_runs = Counter(
+            "mpfn_worker_inline_runs",
+            "Inferences run on the event loop instead of an inference thread (short models)",
+            ["model"],
             registry=self.registry,
         )
 

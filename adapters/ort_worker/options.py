@@ -21,6 +21,7 @@ from mpfn.adapters.ort_worker.guard import (
     TokenFile,
     read_token_file,
 )
+from mpfn.adapters.ort_worker.inline import DEFAULT_INLINE_MAX_US
 from mpfn.adapters.ort_worker.metrics import WorkerMetrics
 from mpfn.adapters.ort_worker.providers import (
     DEFAULT_PREFERENCE,
@@ -55,6 +56,7 @@ class WorkerConfig:
     max_body_mb: float = 64.0
     preload: tuple[tuple[str, str | None], ...] = ()
     intra_op_threads: int = 0
+    inline_max_us: int = DEFAULT_INLINE_MAX_US
     insecure: bool = False
     log_level: str = "warning"
     # Batching of models whose document does not say (`batching.BatchDefaults`); 0/1 = off.
@@ -144,6 +146,14 @@ def parse_args(
     parser.add_argument(
         "--intra-op-threads", type=int, default=0, help="threads per inference (0 = ORT default)"
     )
+    parser.add_argument(
+        "--inline-max-us",
+        type=int,
+        default=DEFAULT_INLINE_MAX_US,
+        metavar="US",
+        help="models whose recent runs all took less than this run on the event loop, "
+        f"without a thread hand-off (default {DEFAULT_INLINE_MAX_US}; 0 = never)",
+    )
     parser.add_argument("--insecure", action="store_true", help="allow plain-HTTP registries")
     parser.add_argument("--log-level", default="warning")
     parser.add_argument(
@@ -198,6 +208,8 @@ def parse_args(
         parser.error("--grpc-port must be a port number (0 = off)")
     if args.max_queue < 0:
         parser.error("--max-queue must be 0 or more")
+    if args.inline_max_us < 0:
+        parser.error("--inline-max-us must be 0 or more")
     if args.inject_delay_ms < 0 or not 0.0 <= args.inject_error_rate <= 1.0:
         parser.error("--inject-delay-ms must be >= 0 and --inject-error-rate in [0, 1]")
     env = os.environ if env is None else env
@@ -235,6 +247,7 @@ def parse_args(
         max_body_mb=args.max_body_mb,
         preload=tuple(args.preload),
         intra_op_threads=args.intra_op_threads,
+        inline_max_us=args.inline_max_us,
         insecure=args.insecure,
         log_level=args.log_level,
         inject_delay_ms=args.inject_delay_ms,
@@ -276,4 +289,5 @@ def build_app(config: WorkerConfig) -> WorkerApp:
         faults=Faults(config.inject_delay_ms, config.inject_error_rate, config.inject_seed),
         admin=AdminGuard(config.admin_token),
         access=AccessGuard(TokenFile(config.token_file) if config.token_file else None),
+        inline_max_us=config.inline_max_us,
     )

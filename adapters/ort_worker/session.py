@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from mpfn.adapters.ort_worker.batching import OFF
 from mpfn.adapters.ort_worker.batchpolicy import BatchLimits
+from mpfn.adapters.ort_worker.inline import RunTimes
 from mpfn.documents import Datatype, ModelVersion, TensorSpec
 
 #: onnxruntime element types -> v2 datatypes.
@@ -79,6 +80,8 @@ class LoadedModel:
     batch_limits: BatchLimits = OFF
     batch_note: str = ""
     batch_queue: object | None = None
+    # How long its runs took (`inline.py`): short ones run on the event loop.
+    run_times: RunTimes = field(default_factory=RunTimes)
 
     def __post_init__(self) -> None:
         self.output_names = [spec.name for spec in self.outputs]

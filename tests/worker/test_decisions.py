@@ -137,6 +137,10 @@ def test_cli_flags() -> None:
     assert (config.max_concurrency, config.max_queue, config.memory_mb) == (3, 0, 64.0)
     with pytest.raises(SystemExit):
         parse_args(["--state", "/tmp/s", "--max-concurrency", "0"])
+    assert config.inline_max_us == 100  # short runs on the event loop by default
+    assert parse_args(["--state", "/tmp/s", "--inline-max-us", "0"]).inline_max_us == 0
+    with pytest.raises(SystemExit):
+        parse_args(["--state", "/tmp/s", "--inline-max-us", "-1"])
 
 
 def test_state_comes_from_the_flag_else_mpfn_state(capsys: pytest.CaptureFixture[str]) -> None:
