@@ -175,7 +175,7 @@ class ModelQueue:
         self.running = 0
         self.rate = Rate()
         self.cost = CostFit()
-        self.sojourn = 0.0  # seconds from arrival to answer, weighted towards recent batches
+        self.sojourn = 0.0  # seconds from arrival to answer, weighted towards recent rows
         self.sizes = owner.metrics.batch_size.labels(self.label)
         self.queue_seconds = owner.metrics.batch_queue_seconds.labels(self.label)
         self._holding = False  # a slot taken in the admission line, not used yet

@@ -1,7 +1,8 @@
 """One loaded ONNX Runtime model: its session, tensor specs and bookkeeping.
 
 Creating a session and running it are blocking calls; the repository and the app run them
-in worker threads (onnxruntime releases the GIL while it computes).
+in worker threads (onnxruntime releases the GIL while it computes), except runs of models
+short enough to run on the event loop (`inline.py`).
 """
 
 from __future__ import annotations
