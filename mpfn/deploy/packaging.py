@@ -2,7 +2,7 @@
 
 Contents: the mpfn modules the Lambda handler imports (found by scanning imports from
 `mpfn.functions.router.lambda_handler`, so it follows the code as it changes) and the
-installed distributions it needs (the requirement closure of mangum, fastapi, aiohttp,
+installed distributions it needs (the requirement closure of mangum, fastapi,
 pydantic, PyYAML, orjson, prometheus-client and opentelemetry-api, minus what the Lambda
 Python runtime already provides: boto3 and its dependencies). Only `.py` sources,
 extension modules and the metadata files imports read go in; no caches, stubs, tests or
@@ -46,7 +46,6 @@ ROOT_MODULES = ("mpfn.functions.router.lambda_handler", "mpfn.store.s3")
 ROOT_DISTRIBUTIONS = (
     "mangum",
     "fastapi",
-    "aiohttp",
     "pydantic",
     "PyYAML",
     "orjson",

@@ -54,7 +54,7 @@ def test_arm64_package_bundles_aarch64_wheels_and_rebuilds_from_the_cache(
     arm = build(with_wheel_cache(tmp_path), "arm64", run=no_pip)
     assert arm.architecture == "arm64" and arm.runtime == router_package.runtime
     machines = binary_machines(arm)
-    assert len(machines) >= 8  # pydantic-core, aiohttp, yarl, multidict, ...
+    assert len(machines) >= 3  # pydantic-core, orjson, PyYAML
     assert set(machines.values()) == {ELF_MACHINE["arm64"]}, machines
     # Everything but the extension modules is what the native package holds.
     with zipfile.ZipFile(arm.path) as a, zipfile.ZipFile(router_package.path) as n:
@@ -76,7 +76,7 @@ def test_x86_64_package_from_wheels_has_x86_64_binaries(
 
 def test_a_wheel_pip_cannot_find_is_a_clear_error(tmp_path: Path) -> None:
     def failing(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-        err = "ERROR: No matching distribution found for aiohttp==3.14.5\n"
+        err = "ERROR: No matching distribution found for orjson==3.13.0\n"
         return subprocess.CompletedProcess(list(argv), 1, "", err)
 
     with pytest.raises(PackagingError, match=r"no arm64 wheel of .*No matching distribution"):

@@ -38,7 +38,7 @@ STANDIN = ImageSpec(
     name="mpfn-test-tfserving-standin",
     description="TF Serving stand-in for tests (NOT TensorFlow Serving)",
     extras=("worker", "tfserving"),
-    requirements=(),
+    requirements=("aiohttp>=3.9",),  # the stand-in's HTTP server; mpfn itself needs none
     entrypoint=("python3", "-m", "tests.servers.tfserving_standin"),
     cmd=(),
     port=None,
