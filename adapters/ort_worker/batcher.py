@@ -24,6 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client import Counter
+
 from mpfn.adapters.ort_worker.admission import Admission, QueueFull
 from mpfn.adapters.ort_worker.batching import (
     Array,
@@ -109,6 +111,7 @@ class Inference:
         self.waiting = 0  # requests in batch queues
         self.extra_running = 0  # requests in running batches beyond one per slot
         self.slot_waits = 0  # batch queues in the admission line
+        self._inline_runs: dict[str, Counter] = {}  # model -> its counter's child
 
     @property
     def inflight(self) -> int:
@@ -152,7 +155,11 @@ class Inference:
             return await loop.run_in_executor(self.executor, run_timed, model, outputs, feed)
         elements = sum(array.size for array in feed.values())
         if runs_inline(model.run_times, elements, self.inline_max_s):
-            self.metrics.inline_runs.labels(model.doc.name).inc()
+            name = model.doc.name
+            counter = self._inline_runs.get(name)
+            if counter is None:  # `labels` costs microseconds: look it up once per model
+                counter = self._inline_runs[name] = self.metrics.inline_runs.labels(name)
+            counter.inc()
             arrays, seconds = run_timed(model, outputs, feed)
         else:
             loop = asyncio.get_running_loop()
