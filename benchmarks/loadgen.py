@@ -1,7 +1,8 @@
 """A lean closed-loop HTTP/1.1 load generator on raw asyncio protocols.
 
 Each connection keeps one request in flight: the request's bytes are built once, an
-answer is parsed only as far as its status line, `Content-Length` and `Retry-After`, and
+answer is parsed only as far as its status line, `Content-Length` and its wait
+(`retry-after-ms` when given, as the openai SDK reads it, else `Retry-After`), and
 the next request leaves from the protocol's callback (no coroutine, future or response
 object per request). When the load generator shares its machine's cores with the server
 under test, what it costs per request is taken from the server: this one costs a few
@@ -12,13 +13,14 @@ client. Answers must carry `Content-Length` (mpfn's router and workers always do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import urlsplit
 
-# status, milliseconds since the request left, Retry-After (None: absent) -> seconds to
-# wait before this connection's next request
+# status, milliseconds since the request left, the wait asked for in seconds (None: none;
+# `retry_after_s`) -> seconds to wait before this connection's next request
 Record = Callable[[int, float, "str | None"], float]
 
 
@@ -30,6 +32,17 @@ def request_bytes(url: str, path: str, body: bytes, content_type: str) -> bytes:
         f"content-length: {len(body)}\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+def retry_after_s(seconds: bytes | str | None, ms: bytes | str | None) -> str | None:
+    """The wait an answer asks for, in seconds: `retry-after-ms` when given (as the openai
+    SDK reads it first), else `Retry-After` (whole seconds); None when it asks for none."""
+    if ms is not None:
+        with contextlib.suppress(ValueError):
+            return str(float(ms) / 1000.0)
+    if seconds is None:
+        return None
+    return seconds.decode("latin-1") if isinstance(seconds, bytes) else seconds
 
 
 def header(head: bytes, name: bytes) -> bytes | None:
@@ -45,8 +58,16 @@ def header(head: bytes, name: bytes) -> bytes | None:
 class Connection(asyncio.Protocol):
     """One keep-alive connection sending `request` until `stop` (a `perf_counter` time)."""
 
-    def __init__(self, request: bytes, stop: float, record: Record, done: asyncio.Future[bool]):
+    def __init__(
+        self,
+        request: bytes,
+        stop: float,
+        record: Record,
+        done: asyncio.Future[bool],
+        whole_seconds: bool = False,
+    ):
         self.request = request
+        self.whole_seconds = whole_seconds  # read only `Retry-After`, never `retry-after-ms`
         self.stop = stop
         self.record = record
         self.done = done  # True: ended at `stop`; False: the connection broke off
@@ -88,8 +109,10 @@ class Connection(asyncio.Protocol):
                 self._end(False)
                 return
             self.status = int(head[9:12])
-            retry = header(head, b"retry-after:")
-            self.retry_after = None if retry is None else retry.decode("latin-1")
+            self.retry_after = retry_after_s(
+                header(head, b"retry-after:"),
+                None if self.whole_seconds else header(head, b"retry-after-ms:"),
+            )
             self.need = end + 4 + int(length)
         if len(buf) < self.need:
             return
@@ -118,10 +141,13 @@ async def closed_loop(
     seconds: float,
     record: Record,
     on_error: Callable[[], None],
+    *,
+    whole_seconds: bool = False,
 ) -> None:
     """`concurrency` connections to `url`, each sending `request` again as soon as its
     answer is in (or after the wait `record` returns) for `seconds`; a connection that
-    breaks off is counted with `on_error` and opened again."""
+    breaks off is counted with `on_error` and opened again. `whole_seconds`: read only
+    `Retry-After`, as clients that know no `retry-after-ms` do."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     loop = asyncio.get_running_loop()
@@ -131,7 +157,7 @@ async def closed_loop(
         while time.perf_counter() < stop:
             done: asyncio.Future[bool] = loop.create_future()
             try:
-                protocol = partial(Connection, request, stop, record, done)
+                protocol = partial(Connection, request, stop, record, done, whole_seconds)
                 await loop.create_connection(protocol, host, port)
             except OSError:
                 on_error()

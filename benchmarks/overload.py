@@ -14,7 +14,9 @@ checks that the first request once the burst is over is served.
 
 Clients either ignore `Retry-After` and send their next request at once (`--retry-after
 ignore`, a closed loop at full tilt) or wait as it says before their next request
-(`honor`, what the openai and tritonclient SDKs' retries do); `both` runs each. The
+(`honor`, what the openai and tritonclient SDKs' retries do: `retry-after-ms` when the
+answer has one, as the openai SDK reads it, else `Retry-After`; `seconds`: only
+`Retry-After`, whole seconds); `both` runs ignore and honor, `all` all three. The
 clients are `loadgen`'s lean raw-protocol connections (`--client lean`, the default),
 which cost a few times less per request than keep-alive aiohttp clients (`--client
 aiohttp`; `both` runs each kind against the same stack).
@@ -26,7 +28,8 @@ pools. `--pin` puts the router and the load generator on one CPU and the workers
 Targets are checked against the `--saturation` level of the same run.
 
     python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
-        [--seconds 10] [--retry-after honor|ignore|both] [--client lean|aiohttp|both]
+        [--seconds 10] [--retry-after honor|seconds|ignore|both|all]
+        [--client lean|aiohttp|both]
         [--pin] [--slow-pools MS] [--url http://router]
 """
 
@@ -101,17 +104,21 @@ class Level:
         self.other += 1
 
 
-async def drive_lean(url: str, concurrency: int, seconds: float, honor: bool) -> Level:
+async def drive_lean(url: str, concurrency: int, seconds: float, mode: str) -> Level:
     """The level with `loadgen`'s lean clients (what the table reports by default)."""
-    level = Level(concurrency, seconds, honor, time.perf_counter() + seconds)
+    level = Level(concurrency, seconds, mode != "ignore", time.perf_counter() + seconds)
     request = loadgen.request_bytes(url, PATH, BODY, HEADERS["content-type"])
-    await loadgen.closed_loop(url, request, concurrency, seconds, level.record, level.error)
+    await loadgen.closed_loop(
+        url, request, concurrency, seconds, level.record, level.error,
+        whole_seconds=mode == "seconds",
+    )  # fmt: skip
     return level
 
 
-async def drive(url: str, concurrency: int, seconds: float, honor: bool) -> Level:
+async def drive(url: str, concurrency: int, seconds: float, mode: str) -> Level:
     """The level with keep-alive aiohttp clients (`--client aiohttp`)."""
-    level = Level(concurrency, seconds, honor, time.perf_counter() + seconds)
+    level = Level(concurrency, seconds, mode != "ignore", time.perf_counter() + seconds)
+    ms_header = None if mode == "seconds" else "retry-after-ms"
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -122,7 +129,13 @@ async def drive(url: str, concurrency: int, seconds: float, honor: bool) -> Leve
                 try:
                     async with session.post(url + PATH, data=BODY, headers=HEADERS) as resp:
                         await resp.read()
-                        status, retry_after = resp.status, resp.headers.get("retry-after")
+                        status, retry_after = (
+                            resp.status,
+                            loadgen.retry_after_s(
+                                resp.headers.get("retry-after"),
+                                resp.headers.get(ms_header) if ms_header else None,
+                            ),
+                        )
                 except (aiohttp.ClientError, TimeoutError):
                     level.error()
                     continue
@@ -215,6 +228,11 @@ def demo_stack(pinned: bool = False) -> Iterator[str]:
 
 
 DRIVERS = {"lean": drive_lean, "aiohttp": drive}
+MODES = {
+    "ignore": "clients ignore Retry-After",
+    "honor": "clients honor retry-after-ms, else Retry-After",
+    "seconds": "clients honor Retry-After (whole seconds only)",
+}
 
 
 @contextmanager
@@ -249,10 +267,9 @@ def slow_pools_stack(delay_ms: float) -> Iterator[str]:
 
 
 def run(
-    url: str, levels: list[int], seconds: float, honor: bool, saturation: int, client: str
+    url: str, levels: list[int], seconds: float, mode: str, saturation: int, client: str
 ) -> None:
-    mode = "clients honor Retry-After" if honor else "clients ignore Retry-After"
-    print(f"\n{mode}; {client} clients; {seconds:g} s per level; router {url}")
+    print(f"\n{MODES[mode]}; {client} clients; {seconds:g} s per level; router {url}")
     print(
         f"{'conc':>5} {'requests':>9} {'200':>8} {'503/429':>8} {'goodput/s':>10} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'refused p99':>11} {'shed<=5ms':>9} {'held':>7} "
@@ -263,7 +280,7 @@ def run(
     for concurrency in levels:
         before, held = shed_buckets(metrics), held_refusals(metrics)
         cpu = time.process_time()
-        level = asyncio.run(DRIVERS[client](url, concurrency, seconds, honor))
+        level = asyncio.run(DRIVERS[client](url, concurrency, seconds, mode))
         client_cpu = (time.process_time() - cpu) / seconds  # of one core
         status, metrics = asyncio.run(probe(url))
         opened = circuits_opened(metrics)
@@ -300,7 +317,9 @@ def main() -> int:
     parser.add_argument("--levels", default="32,64,128,256,512")
     parser.add_argument("--saturation", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--retry-after", choices=["honor", "ignore", "both"], default="both")
+    parser.add_argument(
+        "--retry-after", choices=["honor", "seconds", "ignore", "both", "all"], default="both"
+    )
     parser.add_argument("--url", default=None, help="a running router (default: mpfn up)")
     parser.add_argument(
         "--client",
@@ -325,7 +344,9 @@ def main() -> int:
     if args.pin and (args.url or args.slow_pools):
         parser.error("--pin pins the stack this script starts: leave out --url")
     levels = [int(v) for v in args.levels.split(",")]
-    modes = {"honor": [True], "ignore": [False], "both": [False, True]}[args.retry_after]
+    modes = {"both": ["ignore", "honor"], "all": list(MODES)}.get(
+        args.retry_after, [args.retry_after]
+    )
     if args.url:
         stack = contextmanager(lambda: iter([args.url]))()
     elif args.slow_pools:
@@ -334,8 +355,8 @@ def main() -> int:
         stack = demo_stack(args.pin)
     with stack as url:
         for client in ["lean", "aiohttp"] if args.client == "both" else [args.client]:
-            for honor in modes:
-                run(url.rstrip("/"), levels, args.seconds, honor, args.saturation, client)
+            for mode in modes:
+                run(url.rstrip("/"), levels, args.seconds, mode, args.saturation, client)
     return 0
 
 

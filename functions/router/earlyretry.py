@@ -68,8 +68,9 @@ class EarlyRetries:
         self.hold_after = hold_after
         self.max_connections = max_connections
         self.clock = clock
-        # connection -> (when it was last refused, early refusals in a row); oldest first
-        self._refused: OrderedDict[Connection, tuple[float, int]] = OrderedDict()
+        # connection -> (when it was last refused, early refusals in a row, how long that
+        # refusal asked it to wait); oldest first
+        self._refused: OrderedDict[Connection, tuple[float, int, float]] = OrderedDict()
 
     def refusing(self, connection: Connection | None) -> float:
         """A refusal is about to go to `connection`: count it, and return how long to
@@ -78,26 +79,27 @@ class EarlyRetries:
             return 0.0
         entry = self._refused.get(connection)
         if entry is None:
-            self._refused[connection] = (self.clock(), 0)
+            self._refused[connection] = (self.clock(), 0, self.retry_after_s)
             return 0.0
-        last, early = entry
-        left = hold_for(last, self.retry_after_s, self.clock())
+        last, early, wait_s = entry
+        left = hold_for(last, wait_s, self.clock())
         early = early + 1 if left > 0 else 0
-        self._refused[connection] = (last, early)
+        self._refused[connection] = (last, early, wait_s)
         return left if early >= self.hold_after else 0.0
 
-    def refused(self, connection: Connection | None) -> None:
-        """A refusal with `Retry-After` was just sent to `connection` (`refusing` counted
-        it, or it is counted now as not early)."""
+    def refused(self, connection: Connection | None, wait_s: float | None = None) -> None:
+        """A refusal asking to wait `wait_s` (default: `retry_after_s`) was just sent to
+        `connection` (`refusing` counted it, or it is counted now as not early)."""
         if connection is None:
             return
         now = self.clock()
         refused = self._refused
-        refused[connection] = (now, refused.get(connection, (now, 0))[1])
+        early = refused[connection][1] if connection in refused else 0
+        refused[connection] = (now, early, self.retry_after_s if wait_s is None else wait_s)
         refused.move_to_end(connection)
         cutoff = now - FORGET_AFTER * self.retry_after_s
         while refused:  # forget connections long past their Retry-After, and the oldest
-            oldest, (at, _) = next(iter(refused.items()))
+            oldest, (at, _, _) = next(iter(refused.items()))
             if at > cutoff and len(refused) <= self.max_connections:
                 break
             del refused[oldest]

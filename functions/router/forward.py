@@ -37,6 +37,7 @@ from mpfn.documents import ModelVersion, Pool
 from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.errors import ErrorStyle, encode_error, send_json
 from mpfn.functions.router.poolclient import PoolClient, PoolClientError, PoolResponse
+from mpfn.functions.router.retryafter import RetryAfter
 from mpfn.functions.router.spans import traced_attempt
 from mpfn.poolauth.present import CredentialError, PoolCredentials, needs_keys
 from mpfn.routing import Attempt, RoutingState
@@ -161,6 +162,7 @@ class Outcome:
     model: ModelVersion | None = None
     shed: bool = False  # refused for want of capacity: no pool had room
     queued_s: float = 0.0  # time spent waiting for a slot
+    early_s: float = 0.0  # shed: how soon a client honoring its wait may send again
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +181,6 @@ AttemptCall = Callable[..., Awaitable["int | str | Busy"]]
 ATTEMPT_VIA: ContextVar[Callable[[Attempt], AttemptCall | None] | None] = ContextVar(
     "mpfn_attempt_via", default=None
 )
-RETRY_AFTER = (b"retry-after", b"1")
-RETRY_AFTER_S = float(RETRY_AFTER[1])
 # A pool answering these refused the router's own credentials (a caller's never reach a
 # pool): a failure of that pool, so the request goes on to the next one.
 REFUSED = frozenset({401, 403})
@@ -201,8 +201,10 @@ class Forwarder:
         queue_wait: QueueWait | None = None,
         credentials: PoolCredentials | None = None,
         site: str | None = None,
+        retry_after: RetryAfter | None = None,
     ) -> None:
         self.state = state
+        self.retry_after = retry_after or RetryAfter()  # a shed request's wait
         self.site = site  # the router's site (None: none, or locality off)
         self.credentials = credentials or PoolCredentials()
         self.admission = admission  # None: no router-side limits
@@ -348,9 +350,12 @@ class Forwarder:
         if busy:
             message += ": " + "; ".join(busy)
         headers = route_headers(f"{reason}; shed: at capacity")
-        headers.append(RETRY_AFTER)
+        wait = self.retry_after.draw()
+        headers.extend(wait.headers)
         await send_json(send, 503, encode_error(style, 503, message), headers)
-        return Outcome(None, 503, len(failed), failed, shed=True, queued_s=queued_s)
+        return Outcome(
+            None, 503, len(failed), failed, shed=True, queued_s=queued_s, early_s=wait.early_s
+        )
 
     async def _traced_attempt(
         self,

@@ -44,7 +44,7 @@ from mpfn.functions.router.errors import (
     route_error_body,
     send_json,
 )
-from mpfn.functions.router.forward import RETRY_AFTER, route_headers, split_headers
+from mpfn.functions.router.forward import route_headers, split_headers
 from mpfn.functions.router.guard import check_model, scoped_plan
 from mpfn.functions.router.limits import check_elements
 from mpfn.functions.router.runtime import RouterRuntime
@@ -128,8 +128,7 @@ def shed_early(
         f"service at capacity, retry later: every pool serving model {model!r} is at the "
         "router's limit",
         f"not routed; shed: at capacity ({len(pools)} of {len(pools)} pools full)",
-        headers=[RETRY_AFTER],
-        rejection=AT_CAPACITY,
+        rejection=AT_CAPACITY,  # `Forwarder.retry_after` draws its wait when it is sent
     )
 
 
@@ -350,8 +349,9 @@ class ForwardingRoutes:
                 metrics.reject(exc.rejection)
             ex.reason = exc.reason
             early = self.runtime.early_retries
-            shed = early is not None and exc.rejection == AT_CAPACITY
-            connection = connection_of(scope.get("client")) if shed else None
+            shed = exc.rejection == AT_CAPACITY
+            wait = self.runtime.forwarder.retry_after.draw() if shed else None
+            connection = connection_of(scope.get("client")) if shed and early is not None else None
             if early is not None and connection is not None:
                 hold_s = early.refusing(connection)
                 if hold_s > 0:  # in a row, each sent before the last one's Retry-After
@@ -360,9 +360,11 @@ class ForwardingRoutes:
                     await asyncio.sleep(hold_s)
             headers = route_headers(ex.reason)
             headers.extend(exc.headers)
+            if wait is not None:
+                headers.extend(wait.headers)
             await send_json(ex.send, exc.status, route_error_body(route.style, exc), headers)
             if early is not None:
-                early.refused(connection)
+                early.refused(connection, None if wait is None else wait.early_s)
         except ClientGone:
             return
         except Exception:
@@ -499,7 +501,7 @@ class ForwardingRoutes:
             if early is not None:
                 connection = connection_of(scope.get("client"))
                 early.refusing(connection)  # counted, not held: it waited for a slot
-                early.refused(connection)
+                early.refused(connection, outcome.early_s)
         elif early is not None and len(early):
             early.served(connection_of(scope.get("client")))
         ex.pool = outcome.pool or NO_POOL

@@ -27,7 +27,7 @@ from mpfn.auth import ApiKey
 from mpfn.functions.router.admission import Admission
 from mpfn.functions.router.earlyretry import EarlyRetries
 from mpfn.functions.router.errors import RouteError
-from mpfn.functions.router.forward import RETRY_AFTER_S, ClientFactory, Forwarder
+from mpfn.functions.router.forward import ClientFactory, Forwarder
 from mpfn.functions.router.guard import (
     METRICS_PATH,
     Guard,
@@ -38,6 +38,7 @@ from mpfn.functions.router.guard import (
 )
 from mpfn.functions.router.metrics import LiveState, RouterMetrics
 from mpfn.functions.router.modelstats import InferenceStats
+from mpfn.functions.router.retryafter import RETRY_AFTER_S, RetryAfter
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.usage import UsageCounter, write_usage
 from mpfn.functions.router.wake import Waker
@@ -119,6 +120,7 @@ class RouterRuntime:
             queue_wait=settings.queue_wait_s,
             credentials=credentials or PoolCredentials(SecretResolver(ttl_s=settings.secret_ttl_s)),
             site=self.routing_config.home,
+            retry_after=RetryAfter(settings.retry_spread),
         )
         self.waker = Waker(max_waiting=settings.max_waking) if settings.wake else None
         self.metrics = RouterMetrics()

@@ -58,6 +58,9 @@ class RouterSettings:
     `hold_early_retries`: a connection refused several times in a row, each time sent
     again before the last refusal's `Retry-After`, gets its next refusal once that has
     passed (`mpfn.functions.router.earlyretry`; off: every refusal at once).
+    `retry_spread`: a shed request's `retry-after-ms` is drawn evenly from 1 s +- this
+    share of it (`Retry-After` says 1), so clients refused together come back apart
+    (`mpfn.functions.router.retryafter`; 0: always exactly 1 s).
     `queue_min_ms` / `queue_factor`: a request waits for a slot at most
     max(queue_min_ms, queue_factor x its expected latency), never past its deadline.
     `max_queue`: most requests waiting for a slot at once (each tenant, an API key or
@@ -98,6 +101,7 @@ class RouterSettings:
     emf: bool = False
     admission: bool = True
     hold_early_retries: bool = True
+    retry_spread: float = 0.5
     queue_min_ms: float = 20.0
     queue_factor: float = 4.0
     max_queue: int = 1024
@@ -146,6 +150,8 @@ class RouterSettings:
             raise ValueError("queue_min_ms, queue_factor, max_queue, line_per_slot must be >= 0")
         if self.limit_per_capacity <= 0 or self.max_limit < 1:
             raise ValueError("limit_per_capacity must be > 0 and max_limit >= 1")
+        if not 0.0 <= self.retry_spread < 1.0:
+            raise ValueError("retry_spread must be in [0, 1)")
         if self.pool_queue_target < 0:
             raise ValueError("pool_queue_target must be >= 0")
         if self.site and not is_site_name(self.site):

@@ -32,6 +32,14 @@ def test_header_values_are_found_in_a_lowercased_head() -> None:
     assert request.endswith(b"content-length: 2\r\n\r\n{}")
 
 
+def test_the_wait_is_read_as_the_openai_sdk_reads_it() -> None:
+    lg = loadgen()
+    assert lg.retry_after_s(b"1", b"734") == "0.734"  # milliseconds first
+    assert lg.retry_after_s(b"1", None) == "1"
+    assert lg.retry_after_s("2", "not a number") == "2"
+    assert lg.retry_after_s(None, None) is None
+
+
 async def test_closed_loop_counts_every_answer_and_its_retry_after() -> None:
     lg = loadgen()
     served = 0

@@ -64,6 +64,24 @@ def test_held_from_the_third_early_refusal_in_a_row() -> None:
     early.refused(conn)
 
 
+def test_early_is_measured_against_the_wait_each_refusal_asked_for() -> None:
+    """A refusal that asked for 600 ms (`retry-after-ms`): sending again after 700 ms is
+    not early, after 500 ms it is, and a hold lasts what is left of those 600 ms."""
+    clock = Clock()
+    early = EarlyRetries(1.0, hold_after=1, clock=clock)
+    conn = ("a", 1)
+    early.refusing(conn)
+    early.refused(conn, 0.6)
+    clock.now += 0.7
+    assert early.refusing(conn) == 0.0  # it waited as told
+    early.refused(conn, 0.6)
+    clock.now += 0.5
+    assert abs(early.refusing(conn) - 0.1) < 1e-9  # early: held for the last 100 ms
+    early.refused(conn)  # no wait given: the whole Retry-After
+    clock.now += 0.9
+    assert abs(early.refusing(conn) - 0.1) < 1e-9
+
+
 def test_a_held_refusal_keeps_its_row_while_others_are_refused() -> None:
     """A held refusal goes out just as the Retry-After before it ends; refusals of other
     connections meanwhile must not forget its row, or it would get two more at once."""
@@ -162,7 +180,7 @@ async def test_an_early_retry_is_held_and_said_so(
     store: LocalStore, backends: tuple[Backend, Backend]
 ) -> None:
     a, _ = backends
-    async with full_router(store, a) as app:
+    async with full_router(store, a, retry_spread=0.0) as app:  # every wait exactly 1 s
         clock = Clock()
         app.runtime.early_retries = EarlyRetries(1.0, clock=clock)
         async with client_on(app, 5000) as c, client_on(app, 5001) as other:
@@ -218,3 +236,34 @@ async def test_admitted_requests_are_never_held(
         assert len(early) == 0  # served: its row of refusals is over
     finally:
         await app.runtime.stop()
+
+
+async def test_refusals_spread_their_wait_and_are_held_to_it(
+    store: LocalStore, backends: tuple[Backend, Backend]
+) -> None:
+    """Each refusal says `Retry-After: 1` and a `retry-after-ms` drawn from 500-1500 ms;
+    a connection that sends again after the wait it was told is not early, and one that
+    keeps sending early is held to what is left of it."""
+    a, _ = backends
+    async with full_router(store, a) as app:
+        clock = Clock()
+        app.runtime.early_retries = EarlyRetries(1.0, clock=clock)
+        waits = []
+        async with client_on(app, 5000) as c:
+            for _ in range(12):  # each told how long to wait, and sent again after it
+                r = await c.post(INFER, content=BODY)
+                assert r.status_code == 503 and r.headers["retry-after"] == "1"
+                assert "held" not in r.headers["x-mpfn-route-reason"]
+                ms = int(r.headers["retry-after-ms"])
+                assert 500 <= ms <= 1500
+                waits.append(ms)
+                clock.now += min(ms, 1000) / 1000.0
+            assert len(set(waits)) > 1  # spread, not one value for all
+            for _ in range(3):  # then at once, three times in a row
+                r = await c.post(INFER, content=BODY)
+            reason = r.headers["x-mpfn-route-reason"]
+            told = min(int(r.headers["retry-after-ms"]), 1000)
+            held = await c.post(INFER, content=BODY)  # held for the wait the last one told
+            assert held.headers["x-mpfn-route-reason"].endswith(
+                f"; held {told} ms: sent before Retry-After"
+            ), (reason, held.headers["x-mpfn-route-reason"])
