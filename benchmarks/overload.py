@@ -28,7 +28,7 @@ pools. `--pin` puts the router and the load generator on one CPU and the workers
 Targets are checked against the `--saturation` level of the same run.
 
     python benchmarks/overload.py [--levels 32,64,128,256,512] [--saturation 64]
-        [--seconds 10] [--retry-after honor|seconds|ignore|both|all]
+        [--seconds 10] [--retry-after honor|seconds|ignore|both|all[,...]]
         [--client lean|aiohttp|both]
         [--pin] [--slow-pools MS] [--url http://router]
 """
@@ -318,7 +318,10 @@ def main() -> int:
     parser.add_argument("--saturation", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument(
-        "--retry-after", choices=["honor", "seconds", "ignore", "both", "all"], default="both"
+        "--retry-after",
+        default="both",
+        help="honor, seconds, ignore, both (ignore,honor) or all; several, comma-separated, "
+        "run in that order against the same stack",
     )
     parser.add_argument("--url", default=None, help="a running router (default: mpfn up)")
     parser.add_argument(
@@ -344,9 +347,10 @@ def main() -> int:
     if args.pin and (args.url or args.slow_pools):
         parser.error("--pin pins the stack this script starts: leave out --url")
     levels = [int(v) for v in args.levels.split(",")]
-    modes = {"both": ["ignore", "honor"], "all": list(MODES)}.get(
-        args.retry_after, [args.retry_after]
-    )
+    groups = {"both": ["ignore", "honor"], "all": list(MODES)}
+    modes = [m for part in args.retry_after.split(",") for m in groups.get(part, [part])]
+    if unknown := sorted(set(modes) - set(MODES)):
+        parser.error(f"--retry-after: unknown mode {', '.join(unknown)}")
     if args.url:
         stack = contextmanager(lambda: iter([args.url]))()
     elif args.slow_pools:
