@@ -8,16 +8,17 @@ By Little's law no router answers them fast: N connections each with one request
 flight, answered at X per second, wait N / X each.
 
 `EarlyRetries` remembers when each connection (the ASGI `client` address and port) was
-last refused, and how many refusals in a row it was sent, each before the `Retry-After`
-of the one before, without being served in between. From the `HOLD_AFTER`th such early
-refusal in a row, a refusal is held until the `Retry-After` of the one before has passed
-(`refusing`). A connection that honors `Retry-After` never waits. One shared by callers
-that each honor it (a client library's connection pool hands a connection whose caller
-now waits to another caller) is also sent again early, but is served in between unless
-nearly everything is refused, so it is rarely held. A connection at full tilt gets one
-refusal per `Retry-After` instead of thousands a second. Admitted requests are never
-held, whoever sends them. Connections without a port (Mangum under Lambda reports port
-0) are not told apart, so nothing is held there.
+last refused, and how many refusals in a row it was sent, each before the wait of the
+one before (the shorter of its `Retry-After` and `retry-after-ms`: `retryafter`), without
+being served in between. From the `HOLD_AFTER`th such early refusal in a row, a refusal
+is held until the wait of the one before has passed (`refusing`). A connection that
+honors its wait never waits here. One shared by callers that each honor it (a client
+library's connection pool hands a connection whose caller now waits to another caller)
+is also sent again early, but is served in between unless nearly everything is refused,
+so it is rarely held. A connection at full tilt gets one refusal per wait instead of
+thousands a second. Admitted requests are never held, whoever sends them. Connections
+without a port (Mangum under Lambda reports port 0) are not told apart, so nothing is
+held there.
 """
 
 from __future__ import annotations
