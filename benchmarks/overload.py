@@ -195,12 +195,24 @@ def circuits_opened(metrics: str) -> list[str]:
 
 
 @contextmanager
-def demo_stack(pinned: bool = False) -> Iterator[str]:
+def demo_stack(pinned: bool = False, router_processes: int = 1) -> Iterator[str]:
     """`mpfn up --port 0` in a throw-away directory; yields the router URL. `pinned`: the
-    router and this process on one CPU, the workers on the others (`cpupin`)."""
+    router and this process on one CPU, the workers on the others (`cpupin`);
+    `router_processes`: `mpfn up --router-processes`."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mpfn", "up", "--port", "0", "--state", f"{tmp}/state"],
+            [
+                sys.executable,
+                "-m",
+                "mpfn",
+                "up",
+                "--port",
+                "0",
+                "--state",
+                f"{tmp}/state",
+                "--router-processes",
+                str(router_processes),
+            ],
             cwd=tmp,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -343,7 +355,16 @@ def main() -> int:
         help="instead of mpfn up: two workers running at most 2 inferences at a time, each "
         "MS ms longer, so that the pools and not the router saturate",
     )
+    parser.add_argument(
+        "--router-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="mpfn up --router-processes N: the router's port served by N processes",
+    )
     args = parser.parse_args()
+    if args.router_processes != 1 and (args.url or args.slow_pools):
+        parser.error("--router-processes applies to the mpfn up stack: leave out --url")
     if args.pin and (args.url or args.slow_pools):
         parser.error("--pin pins the stack this script starts: leave out --url")
     levels = [int(v) for v in args.levels.split(",")]
@@ -356,7 +377,7 @@ def main() -> int:
     elif args.slow_pools:
         stack = slow_pools_stack(args.slow_pools)
     else:
-        stack = demo_stack(args.pin)
+        stack = demo_stack(args.pin, args.router_processes)
     with stack as url:
         for client in ["lean", "aiohttp"] if args.client == "both" else [args.client]:
             for mode in modes:

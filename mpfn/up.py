@@ -89,6 +89,7 @@ class UpPlan:
     primary: str | None = None  # with `site`: the primary state writes go to
     control_port: int = 0  # the control endpoint (the local pools' scaler); 0: none
     grpc_port: int = 0  # the (first) router's gRPC port; 0: REST only
+    router_processes: int = 1  # processes serving each router's port
 
     @property
     def control_url(self) -> str:
@@ -339,13 +340,17 @@ def components(plan: UpPlan, store_url: str, files: SecureFiles | None = None) -
         env: tuple[tuple[str, str], ...] = (("MPFN_STATE", state_of(state)),)
         if site is not None:
             env += (("MPFN_ROUTER_SITE", site),)
-        grpc = ("--grpc-port", str(plan.grpc_port)) if plan.grpc_port and index == 0 else ()
+        extra: tuple[str, ...] = ()
+        if plan.grpc_port and index == 0:
+            extra += ("--grpc-port", str(plan.grpc_port))
+        if plan.router_processes > 1:
+            extra += ("--workers", str(plan.router_processes))
         out.append(
             Component(
                 f"router-{site}" if site else "router",
                 "router",
                 "mpfn.functions.router",
-                ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *grpc),
+                ("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra),
                 f"http://127.0.0.1:{port}/v2/health/ready",
                 env,
             )

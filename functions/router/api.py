@@ -266,7 +266,7 @@ def create_api(runtime: RouterRuntime) -> FastAPI:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics() -> Response:
-        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(await runtime.render_metrics(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models/{model_id}", tags=["openai"], summary="OpenAI model object")
     async def openai_model(model_id: str) -> Any:

@@ -14,6 +14,7 @@ from mpfn.functions.router.forward import ClientFactory
 from mpfn.functions.router.pipeline import RouterApp
 from mpfn.functions.router.runtime import RouterRuntime
 from mpfn.functions.router.settings import RouterSettings
+from mpfn.functions.router.siblings import Siblings
 from mpfn.store.base import Store
 from mpfn.telemetry.tracing import configure_tracing
 from mpfn.telemetry.tracing import tracer as tracer_for_router
@@ -61,4 +62,7 @@ def create_app(
         from mpfn.functions.router.grpc_server import RouterGrpc
 
         runtime.services.append(RouterGrpc(app))
+    if runtime.settings.metrics_dir:
+        runtime.siblings = Siblings(runtime.settings.metrics_dir, runtime.metrics.render)
+        runtime.services.append(runtime.siblings)
     return app

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ from mpfn.functions.router.metrics import LiveState, RouterMetrics
 from mpfn.functions.router.modelstats import InferenceStats
 from mpfn.functions.router.retryafter import RETRY_AFTER_S, RetryAfter
 from mpfn.functions.router.settings import RouterSettings
+from mpfn.functions.router.siblings import Siblings
 from mpfn.functions.router.usage import UsageCounter, write_usage
 from mpfn.functions.router.wake import Waker
 from mpfn.poolauth.present import PoolCredentials
@@ -98,7 +100,7 @@ class RouterRuntime:
         self.admission = (
             Admission(
                 settings.admission_config,
-                max_queue=settings.max_queue,
+                max_queue=settings.line_bound,
                 line_per_slot=settings.line_per_slot,
                 clock=clock,
             )
@@ -145,7 +147,7 @@ class RouterRuntime:
                 self.metrics.registry,
                 settings.pushgateway_url,
                 job="mpfn-router",
-                grouping_key={"instance": settings.instance_id or self.usage.instance},
+                grouping_key={"instance": push_instance(settings, self.usage.instance)},
             )
             if settings.pushgateway_url
             else None
@@ -160,6 +162,13 @@ class RouterRuntime:
         self._usage_write: asyncio.Future[int] | None = None
         # Servers started and stopped with the runtime (the gRPC front door)
         self.services: list[Service] = []
+        self.siblings: Siblings | None = None  # the other processes serving this router
+
+    async def render_metrics(self) -> bytes:
+        """`/metrics`: this process's, or with sibling processes, theirs merged in."""
+        if self.siblings is None:
+            return self.metrics.render()
+        return await self.siblings.render_all()
 
     def _limit_of(self, pool_id: str) -> float | None:
         """The admission limit of a pool (None: admission off or pool not used yet)."""
@@ -350,6 +359,17 @@ class RouterRuntime:
         await self.forwarder.close()
         if self.tracer is not None:
             await asyncio.to_thread(shutdown_tracing)
+
+
+def push_instance(settings: RouterSettings, writer: str) -> str:
+    """The `instance` this process pushes its metrics under: the configured one, with the
+    process id when several processes serve the router (each pushes its own counts, and
+    one group per process keeps them from overwriting each other); else its usage name."""
+    if not settings.instance_id:
+        return writer
+    if settings.processes > 1:
+        return f"{settings.instance_id}-{os.getpid()}"
+    return settings.instance_id
 
 
 def _print_line(line: str) -> None:

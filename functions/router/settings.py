@@ -75,6 +75,11 @@ class RouterSettings:
     `grpc_port`: also serve the v2 gRPC API (`inference.GRPCInferenceService`) on this
     port, on `grpc_host` (`functions.router.grpc_server`; 0: off). Only where the router
     runs as a server with a lifespan (uvicorn: Cloud Run, Kubernetes, `mpfn up`).
+    `processes`: how many processes serve this router's port (set by the entry point's
+    `--workers`): each admits its share of every pool (limits, their ceiling and the
+    line divided by it). `metrics_dir`: a private directory where each process answers
+    for its metrics, so that `/metrics` from any of them covers all
+    (`functions.router.siblings`; empty: this process only).
     `wake`: when every pool that could serve a request is at zero replicas, ask one for a
     replica and hold the request within its deadline (`functions.router.wake`);
     `max_waking`: most requests held for waking pools at once (more get 503 at once).
@@ -118,6 +123,8 @@ class RouterSettings:
     max_waking: int = 256
     grpc_port: int = 0
     grpc_host: str = "127.0.0.1"
+    processes: int = 1
+    metrics_dir: str = ""
 
     def __post_init__(self) -> None:
         for name in ("refresh_ttl_s", "usage_flush_s", "connect_timeout_s", "request_timeout_s",
@@ -130,6 +137,8 @@ class RouterSettings:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}")
         if not 0 <= self.grpc_port <= 65535:
             raise ValueError("grpc_port must be a port number (0 = off)")
+        if self.processes < 1:
+            raise ValueError("processes must be >= 1")
         if self.max_waking < 0:
             raise ValueError("max_waking must be >= 0")
         if self.max_attempts < 1 or self.breaker_failures < 1:
@@ -181,11 +190,17 @@ class RouterSettings:
 
     @property
     def admission_config(self) -> AdmissionConfig:
+        share = self.processes
         return AdmissionConfig(
-            per_capacity=self.limit_per_capacity,
-            max_limit=self.max_limit,
+            per_capacity=self.limit_per_capacity / share,
+            max_limit=max(self.max_limit / share, 1.0),
             queue_target=self.pool_queue_target,
         )
+
+    @property
+    def line_bound(self) -> int:
+        """Most requests this process lets wait for a slot: its share of `max_queue`."""
+        return -(-self.max_queue // self.processes)
 
     def queue_wait_s(self, expected_ms: float, remaining_s: float) -> float:
         """How long a request expected to take `expected_ms` may wait for a slot."""

@@ -203,7 +203,9 @@ def main() -> None:
     except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
             raise SystemExit(exc.exit_code) from None
-        where = " ".join(exc.ctx.command_path.split()[1:]) if exc.ctx is not None else ""
+        where = ""  # the subcommand, after the root's name (`python -m mpfn` is one)
+        if exc.ctx is not None:
+            where = exc.ctx.command_path[len(exc.ctx.find_root().command_path) :].strip()
         see = " ".join(filter(None, (prog(), where, "--help")))
         err_console.print(
             f"[bold red]error:[/] {escape(exc.format_message())} (see `{escape(see)}`)",

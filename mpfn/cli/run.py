@@ -87,6 +87,15 @@ def up(
             help="the router also serves the v2 gRPC API on this port (0: REST only)",
         ),
     ] = 0,
+    router_processes: Annotated[
+        int,
+        typer.Option(
+            "--router-processes",
+            min=1,
+            help="processes serving the router's port (each admits its share of every "
+            "pool; /metrics covers all)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the embedded local stack: demo model, two worker pools, router, warm loop.
 
@@ -107,6 +116,7 @@ def up(
     plan = make_plan(
         state_dir, port, secure=secure, sites=parse_sites(sites), site=site, primary=primary
     )
+    plan = replace(plan, router_processes=router_processes)
     if grpc_port:
         if runtime != "processes":
             raise CliError("--grpc-port needs --runtime processes")

@@ -218,3 +218,10 @@ def test_pool_credentials_are_references_and_a_pasted_secret_is_refused(tmp_path
     (listed,) = json.loads(run(["pools", "list", "--json"], cwd=project).stdout)
     assert listed["auth"]["token"] == "aws-sm:mpfn/llm#key"
     assert listed["tls"]["ca"] == "file:/etc/mpfn/ca.pem"
+
+
+def test_a_usage_error_names_the_command_as_invoked(tmp_path: Path) -> None:
+    result = run(["up", "--router-processes", "0"], tmp_path, ok=False)
+    assert result.returncode == 2
+    assert "Invalid value for '--router-processes'" in result.stderr
+    assert f"(see `{sys.executable} -m mpfn up --help`)" in " ".join(result.stderr.split())

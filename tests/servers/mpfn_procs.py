@@ -223,15 +223,33 @@ def start_grpc_router(
 ) -> tuple[Proc, int]:
     """A router serving REST and gRPC (`python -m mpfn.functions.router --grpc-port`);
     returns the process and its gRPC port."""
+    return start_entry_router(state, log_dir, name, grpc=True, settings=settings)
+
+
+def start_entry_router(
+    state: Store | str,
+    log_dir: Path,
+    name: str = "router-entry",
+    *,
+    args: Sequence[str] = (),
+    grpc: bool = False,
+    settings: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Proc, int]:
+    """A router started as its container is (`python -m mpfn.functions.router ARGS`),
+    with `--grpc-port` when `grpc`; returns the process and its gRPC port (0: none).
+    `settings` are `MPFN_ROUTER_*` values by field name, `env` more variables."""
 
     def launch(ports: list[int]) -> tuple[Proc, int]:
+        grpc_args = ["--grpc-port", str(ports[1])] if grpc else []
         argv = [PYTHON, "-m", "mpfn.functions.router", "--host", "127.0.0.1",
-                "--port", str(ports[0]), "--grpc-port", str(ports[1])]  # fmt: skip
+                "--port", str(ports[0]), *grpc_args, *args]  # fmt: skip
         variables = {
             "MPFN_STATE": _state_url(state),
             "MPFN_ROUTER_REFRESH_TTL_S": "0.2",
             "MPFN_ROUTER_USAGE_FLUSH_S": "0.2",
             **{f"MPFN_ROUTER_{key.upper()}": value for key, value in (settings or {}).items()},
+            **(env or {}),
         }
         proc = start(
             argv,
@@ -241,9 +259,9 @@ def start_grpc_router(
             env=variables,
             ready_url=f"http://127.0.0.1:{ports[0]}/v2/health/ready",
         )
-        return proc, ports[1]
+        return proc, ports[1] if grpc else 0
 
-    return start_on_free_ports(2, launch)
+    return start_on_free_ports(2 if grpc else 1, launch)
 
 
 def start_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> subprocess.Popen[str]:
