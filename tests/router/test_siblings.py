@@ -8,6 +8,7 @@ import os
 import socket
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -16,6 +17,8 @@ from mpfn.functions.router.metrics import RouterMetrics
 from mpfn.functions.router.runtime import push_instance
 from mpfn.functions.router.settings import RouterSettings
 from mpfn.functions.router.siblings import Siblings, merge
+from mpfn.protocol import grpc_predict_v2_pb2 as pb
+from mpfn.protocol.grpc_codec import SERVICE
 from mpfn.store import LocalStore
 from mpfn.up import UpPlan, components
 from tests.router.test_metrics import parse, value
@@ -117,15 +120,23 @@ def test_each_process_pushes_under_a_group_of_its_own() -> None:
 
 
 def test_two_processes_serve_one_port_and_report_together(tmp_path: Path) -> None:
-    """`python -m mpfn.functions.router --workers 2`: every scrape counts every request,
-    whichever process answers it, and the private socket directory goes with the router."""
+    """`python -m mpfn.functions.router --workers 2 --grpc-port P`: every scrape counts
+    every request, whichever process answers it; the gRPC port is served too; the private
+    socket directory goes with the router."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     store = LocalStore(tmp_path / "state")
-    proc, _ = start_entry_router(
-        store, tmp_path / "logs", args=["--workers", "2"], settings={}, env={"TMPDIR": str(tmp)}
+    proc, grpc_port = start_entry_router(
+        store, tmp_path / "logs", args=["--workers", "2"], grpc=True, env={"TMPDIR": str(tmp)}
     )
     try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # bound by each
+            live = channel.unary_unary(
+                f"/{SERVICE}/ServerLive",
+                request_serializer=pb.ServerLiveRequest.SerializeToString,
+                response_deserializer=pb.ServerLiveResponse.FromString,
+            )
+            assert live(pb.ServerLiveRequest(), timeout=10).live
         sent = 40
         for _ in range(sent):  # a connection each: the kernel spreads them over processes
             with httpx.Client(base_url=proc.url) as client:
