@@ -8,8 +8,10 @@ Two ORT workers on one throw-away state, identical but for `--max-batch-size` (0
   fed real sentences of at most 16 tokens, tokenized and padded to 16 by the client;
 - the demo model (x FP32 [1,16] -> y FP32 [1,4]).
 
-For each model, closed-loop clients (aiohttp, keep-alive, JSON v2 infer) at concurrency 1
-and 32 measure throughput, p50 and p99 against each worker; cells are interleaved and
+For each model, closed-loop clients (keep-alive, JSON v2 infer; `--client lean`, the
+default, are `loadgen.py`'s raw-protocol connections, which leave the worker more of the
+cores they share than `--client aiohttp` does) at concurrency 1 and 32 measure throughput,
+p50 and p99 against each worker, after a 1 s warm-up; cells are interleaved and
 repeated `--rounds` times, medians reported. With Ray Serve installed in the venv, a Ray
 Serve deployment of the same ONNX model with `@serve.batch` (`max_ongoing_requests` twice
 the batch size, as Ray's batching guide asks) is measured in the same run, after the
@@ -21,7 +23,7 @@ of the same MiniLM session run by two threads at once (the workers' two slots, o
 thread each) at batch 1 and at bigger batches. A batched worker can gain over an unbatched
 one at most what that table gains over batch 1, plus what it saves per request elsewhere.
 
-    python benchmarks/batching.py [--rounds 3] [--seconds 4] [--workdir DIR]
+    python benchmarks/batching.py [--rounds 3] [--seconds 4] [--client lean|aiohttp] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -50,6 +53,7 @@ from mpfn.state import Documents
 from mpfn.store import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen
 from minilm_onnx import export_minilm
 from router_overhead import free_port, server
 
@@ -57,6 +61,8 @@ MINILM = "minilm"
 ORDER = {MINILM: 0, "demo": 1}  # table order
 RAY = "Ray Serve @serve.batch"
 SEQ = 16
+JSON = "application/json"
+WARMUP_S = 1.0  # per cell, before it is measured: connections, batch sizes and estimates
 SENTENCES = [
     "The cat sat on the mat.",
     "A quick brown fox jumps over the lazy dog.",
@@ -188,6 +194,42 @@ async def closed_loop(
     return len(latencies) / elapsed, latencies, sizes
 
 
+async def closed_loop_lean(
+    url: str, bodies: list[bytes], concurrency: int, seconds: float
+) -> tuple[float, list[float], list[int]]:
+    """The same with `loadgen`'s lean clients (connection k sends body k), which take
+    a few times less of the cores the worker shares than aiohttp clients do."""
+    requests = [loadgen.request_bytes(url, urlsplit(url).path, b, JSON) for b in bodies]
+    latencies: list[float] = []
+    sizes: list[int] = []
+    failed: list[int] = []
+
+    def record(status: int, ms: float, retry_after: str | None) -> float:
+        if status == 200:
+            latencies.append(ms)
+        else:
+            failed.append(status)
+        return 0.0
+
+    def broke() -> None:
+        failed.append(0)
+
+    def batch(value: bytes) -> None:
+        sizes.append(int(value))
+
+    await loadgen.closed_loop(url, requests, concurrency, WARMUP_S, lambda *_: 0.0, broke)
+    started = time.perf_counter()
+    seen = (b"x-mpfn-batch-size:", batch)
+    await loadgen.closed_loop(url, requests, concurrency, seconds, record, broke, seen=seen)
+    elapsed = time.perf_counter() - started
+    if failed:
+        raise RuntimeError(f"{url}: {len(failed)} answers were not 200 ({sorted(set(failed))})")
+    return len(latencies) / elapsed, latencies, sizes
+
+
+CLIENTS = {"lean": closed_loop_lean, "aiohttp": closed_loop}
+
+
 async def answers(url: str, bodies: list[bytes]) -> list[Any]:
     """Each body's outputs, sent all at once (so the batched worker batches them)."""
     async with aiohttp.ClientSession() as session:
@@ -311,6 +353,13 @@ def main() -> int:
     parser.add_argument("--max-concurrency", type=int, default=2, help="both workers'")
     parser.add_argument("--workdir", type=Path, default=None, help="keeps the exported model")
     parser.add_argument("--no-ray", action="store_true", help="skip Ray Serve even if installed")
+    parser.add_argument(
+        "--client",
+        choices=list(CLIENTS),
+        default="lean",
+        help="lean raw-protocol clients (benchmarks/loadgen.py), or aiohttp ones, which take "
+        "more of the cores the servers share",
+    )
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="mpfn-batching-"))
@@ -367,7 +416,7 @@ def main() -> int:
                         k = r % len(labels)
                         for label in labels[k:] + labels[:k]:
                             rps, lat, sizes = asyncio.run(
-                                closed_loop(
+                                CLIENTS[args.client](
                                     endpoint(label, model), bodies[model], concurrency,
                                     args.seconds,
                                 )
@@ -391,7 +440,8 @@ def main() -> int:
 
     results = dict(sorted(results.items(), key=lambda kv: (ORDER[kv[0][0]], kv[0][1])))
     print(
-        f"\nJSON v2 infer, closed-loop clients, {args.seconds:g} s per cell, median of "
+        f"\nJSON v2 infer, closed-loop {args.client} clients, {args.seconds:g} s per cell, "
+        f"median of "
         f"{args.rounds} rounds; workers --max-concurrency {args.max_concurrency} "
         f"--intra-op-threads 1; batched: --max-batch-size {args.batch_size}"
     )

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from urllib.parse import urlsplit
 
 # status, milliseconds since the request left, the wait asked for in seconds (None: none;
 # `retry_after_s`) -> seconds to wait before this connection's next request
 Record = Callable[[int, float, "str | None"], float]
+# a header to read in every answer (lowercase, with its colon), and what gets its value
+Seen = tuple[bytes, Callable[[bytes], None]]
 
 
 def request_bytes(url: str, path: str, body: bytes, content_type: str) -> bytes:
@@ -65,9 +67,11 @@ class Connection(asyncio.Protocol):
         record: Record,
         done: asyncio.Future[bool],
         whole_seconds: bool = False,
+        seen: Seen | None = None,
     ):
         self.request = request
         self.whole_seconds = whole_seconds  # read only `Retry-After`, never `retry-after-ms`
+        self.seen = seen  # (header, callback): the callback gets each answer's value of it
         self.stop = stop
         self.record = record
         self.done = done  # True: ended at `stop`; False: the connection broke off
@@ -113,6 +117,10 @@ class Connection(asyncio.Protocol):
                 header(head, b"retry-after:"),
                 None if self.whole_seconds else header(head, b"retry-after-ms:"),
             )
+            if self.seen is not None:
+                value = header(head, self.seen[0])
+                if value is not None:
+                    self.seen[1](value)
             self.need = end + 4 + int(length)
         if len(buf) < self.need:
             return
@@ -136,28 +144,33 @@ class Connection(asyncio.Protocol):
 
 async def closed_loop(
     url: str,
-    request: bytes,
+    request: bytes | Sequence[bytes],
     concurrency: int,
     seconds: float,
     record: Record,
     on_error: Callable[[], None],
     *,
     whole_seconds: bool = False,
+    seen: Seen | None = None,
 ) -> None:
     """`concurrency` connections to `url`, each sending `request` again as soon as its
     answer is in (or after the wait `record` returns) for `seconds`; a connection that
-    breaks off is counted with `on_error` and opened again. `whole_seconds`: read only
-    `Retry-After`, as clients that know no `retry-after-ms` do."""
+    breaks off is counted with `on_error` and opened again. Given several requests,
+    connection k sends the k-th (modulo their number). `whole_seconds`: read only
+    `Retry-After`, as clients that know no `retry-after-ms` do. `seen`: a header whose
+    value in each answer goes to a callback."""
+    requests = [request] if isinstance(request, bytes) else list(request)
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     loop = asyncio.get_running_loop()
     stop = time.perf_counter() + seconds
 
-    async def one() -> None:
+    async def one(k: int) -> None:
+        mine = requests[k % len(requests)]
         while time.perf_counter() < stop:
             done: asyncio.Future[bool] = loop.create_future()
             try:
-                protocol = partial(Connection, request, stop, record, done, whole_seconds)
+                protocol = partial(Connection, mine, stop, record, done, whole_seconds, seen)
                 await loop.create_connection(protocol, host, port)
             except OSError:
                 on_error()
@@ -166,4 +179,4 @@ async def closed_loop(
             if not await done:
                 on_error()
 
-    await asyncio.gather(*(one() for _ in range(concurrency)))
+    await asyncio.gather(*(one(k) for k in range(concurrency)))

@@ -109,3 +109,31 @@ async def test_a_connection_that_breaks_off_is_counted_and_opened_again() -> Non
         request = lg.request_bytes(url, "/p", b"{}", "application/json")
         await lg.closed_loop(url, request, 1, 0.2, lambda *_: 0.0, error)
     assert errors >= 2 and accepted >= 2
+
+
+async def test_each_connection_sends_its_own_request_and_a_header_is_read() -> None:
+    lg = loadgen()
+    bodies: list[bytes] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        bodies.append(body)
+        return web.Response(body=b"ok", headers={"X-Echo": body.decode()})
+
+    app = web.Application()
+    app.router.add_post("/p", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}"
+    echoed: list[bytes] = []
+    try:
+        requests = [lg.request_bytes(url, "/p", b, "text/plain") for b in (b"a", b"b")]
+        seen = (b"x-echo:", echoed.append)
+        await lg.closed_loop(url, requests, 3, 0.2, lambda *_: 0.0, lambda: None, seen=seen)
+    finally:
+        await runner.cleanup()
+    assert set(bodies) == {b"a", b"b"}  # connections 0 and 2 send a, connection 1 b
+    assert sorted(echoed) == sorted(bodies)
