@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +21,22 @@ def loadgen() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@asynccontextmanager
+async def serving(handle: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """An aiohttp server on loopback answering `POST /p` with `handle`; yields its URL."""
+    app = web.Application()
+    app.router.add_post("/p", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def test_header_values_are_found_in_a_lowercased_head() -> None:
@@ -55,14 +73,6 @@ async def test_closed_loop_counts_every_answer_and_its_retry_after() -> None:
             return web.Response(body=big)
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/p", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
     answers: list[tuple[int, str | None]] = []
     errors = 0
 
@@ -75,11 +85,9 @@ async def test_closed_loop_counts_every_answer_and_its_retry_after() -> None:
         nonlocal errors
         errors += 1
 
-    try:
+    async with serving(handle) as url:
         request = lg.request_bytes(url, "/p", b"{}", "application/json")
         await lg.closed_loop(url, request, 3, 0.3, record, error)
-    finally:
-        await runner.cleanup()
     assert errors == 0
     assert len(answers) == served > 3
     assert {s for s, _ in answers} == {200, 503}
@@ -120,20 +128,10 @@ async def test_each_connection_sends_its_own_request_and_a_header_is_read() -> N
         bodies.append(body)
         return web.Response(body=b"ok", headers={"X-Echo": body.decode()})
 
-    app = web.Application()
-    app.router.add_post("/p", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
     echoed: list[bytes] = []
-    try:
+    async with serving(handle) as url:
         requests = [lg.request_bytes(url, "/p", b, "text/plain") for b in (b"a", b"b")]
         seen = (b"x-echo:", echoed.append)
         await lg.closed_loop(url, requests, 3, 0.2, lambda *_: 0.0, lambda: None, seen=seen)
-    finally:
-        await runner.cleanup()
     assert set(bodies) == {b"a", b"b"}  # connections 0 and 2 send a, connection 1 b
     assert sorted(echoed) == sorted(bodies)
