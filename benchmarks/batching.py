@@ -8,10 +8,10 @@ Two ORT workers on one throw-away state, identical but for `--max-batch-size` (0
   fed real sentences of at most 16 tokens, tokenized and padded to 16 by the client;
 - the demo model (x FP32 [1,16] -> y FP32 [1,4]).
 
-For each model, closed-loop clients (keep-alive, JSON v2 infer; `--client lean`, the
-default, are `loadgen.py`'s raw-protocol connections, which leave the worker more of the
-cores they share than `--client aiohttp` does) at concurrency 1 and 32 measure throughput,
-p50 and p99 against each worker, after a 1 s warm-up; cells are interleaved and
+For each model, closed-loop clients (keep-alive, JSON v2 infer; aiohttp, or with
+`--client lean` `loadgen.py`'s raw-protocol connections, which leave the servers more of
+the cores they share) at concurrency 1 and 32 measure throughput, p50 and p99 against
+each worker, after a warm-up; cells are interleaved and
 repeated `--rounds` times, medians reported. With Ray Serve installed in the venv, a Ray
 Serve deployment of the same ONNX model with `@serve.batch` (`max_ongoing_requests` twice
 the batch size, as Ray's batching guide asks) is measured in the same run, after the
@@ -356,9 +356,9 @@ def main() -> int:
     parser.add_argument(
         "--client",
         choices=list(CLIENTS),
-        default="lean",
-        help="lean raw-protocol clients (benchmarks/loadgen.py), or aiohttp ones, which take "
-        "more of the cores the servers share",
+        default="aiohttp",
+        help="aiohttp clients, or lean raw-protocol ones (benchmarks/loadgen.py), which take "
+        "less of the cores the servers share",
     )
     args = parser.parse_args()
 
