@@ -60,6 +60,8 @@ class PoolMetrics:
         self.loaded_models = Gauge(
             "mpfn_worker_loaded_models", "Model versions loaded", registry=self.registry
         )
+        # (model, status) -> its request counter and latency histogram (labels bounded above)
+        self._series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def bind_admission(self, inflight: Callable[[], float], queued: Callable[[], float]) -> None:
         """Read the in-flight and queued gauges from the live admission at scrape time."""
@@ -67,8 +69,14 @@ class PoolMetrics:
         self.queued.set_function(queued)
 
     def observe_request(self, model: str, status: int, seconds: float) -> None:
-        self.requests.labels(model, str(status)).inc()
-        self.latency.labels(model).observe(seconds)
+        series = self._series.get((model, status))
+        if series is None:  # `labels` costs microseconds: look each pair up once
+            series = self._series[(model, status)] = (
+                self.requests.labels(model, str(status)),
+                self.latency.labels(model),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_load(self, model: str, seconds: float | None) -> None:
         """A load of `model` that took `seconds`; None when it failed."""
